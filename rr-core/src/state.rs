@@ -60,6 +60,48 @@ impl Table {
     }
 }
 
+/// Key layouts of the tables, shared by the executor that writes them and the
+/// stores and queries that read them.
+pub mod keys {
+    use crate::ids::{AccountId, GrantId, RecordId};
+
+    fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(a.len() + b.len());
+        k.extend_from_slice(a);
+        k.extend_from_slice(b);
+        k
+    }
+
+    /// [`super::Table::Records`] key.
+    pub fn record(id: &RecordId) -> Vec<u8> {
+        id.0.to_vec()
+    }
+    /// [`super::Table::Grants`] key.
+    pub fn grant(id: &GrantId) -> Vec<u8> {
+        id.0.to_vec()
+    }
+    /// [`super::Table::RecordGrants`] key.
+    pub fn record_grant(record: &RecordId, grant: &GrantId) -> Vec<u8> {
+        cat(&record.0, &grant.0)
+    }
+    /// [`super::Table::GranteeGrants`] key.
+    pub fn grantee_grant(grantee: &AccountId, grant: &GrantId) -> Vec<u8> {
+        cat(&grantee.0, &grant.0)
+    }
+    /// [`super::Table::OwnerRecords`] key.
+    pub fn owner_record(owner: &AccountId, record: &RecordId) -> Vec<u8> {
+        cat(&owner.0, &record.0)
+    }
+    /// [`super::Table::Nonces`] key.
+    pub fn nonce(account: &AccountId, nonce: u64) -> Vec<u8> {
+        cat(&account.0, &nonce.to_be_bytes())
+    }
+    /// [`super::Table::Audit`] key.
+    pub fn audit(record: &RecordId, seq: u64) -> Vec<u8> {
+        cat(&record.0, &seq.to_be_bytes())
+    }
+}
+
 /// Read access to the state.
 ///
 /// # Correctness

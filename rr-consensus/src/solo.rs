@@ -1,0 +1,243 @@
+//! The one-replica engine.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rr_core::{
+    Block, BlockContext, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus, Receipt,
+    VerifiedTransaction,
+};
+use rr_storage::{Head, Ledger};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info};
+
+use crate::clock::Clock;
+
+const TARGET: &str = "rr_consensus::solo";
+
+/// Settings of the [`Solo`] engine.
+#[derive(Clone, Debug)]
+pub struct SoloConfig {
+    /// Most transactions in one block. Default 512: a block of 512 small calls
+    /// executes in well under a millisecond, so the durable commit (an fsync)
+    /// dominates and bigger blocks only add latency.
+    pub max_batch: usize,
+    /// How long the first transaction of a block waits for company when the
+    /// queue is empty. Default 0: under load the queue fills while the previous
+    /// block commits, so batching needs no timer; idle, a call commits at once.
+    pub max_delay: Duration,
+    /// Transactions that may wait for ordering; `submit` waits (backpressure)
+    /// when the queue is full. Default 16384.
+    pub queue_capacity: usize,
+}
+
+impl Default for SoloConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            max_delay: Duration::ZERO,
+            queue_capacity: 16 * 1024,
+        }
+    }
+}
+
+impl SoloConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_batch == 0 {
+            return Err("solo.max_batch must be at least 1".into());
+        }
+        if self.queue_capacity == 0 {
+            return Err("solo.queue_capacity must be at least 1".into());
+        }
+        if self.max_delay > Duration::from_secs(10) {
+            return Err(format!(
+                "solo.max_delay of {:?} is over the 10 s limit: calls would wait that long",
+                self.max_delay
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct Submission {
+    tx: VerifiedTransaction,
+    reply: oneshot::Sender<Result<Receipt, ConsensusError>>,
+}
+
+/// The one-replica engine: orders submitted transactions into blocks, executes
+/// them in order, commits each block durably, then answers.
+///
+/// Restart-safe: [`Solo::start`] resumes at the ledger's head.
+pub struct Solo<E> {
+    queue: RwLock<Option<mpsc::Sender<Submission>>>,
+    status: Arc<RwLock<EngineStatus>>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    _executor: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for Solo<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Solo")
+            .field("status", &*self.status.read().expect("status lock"))
+            .finish()
+    }
+}
+
+fn status_of(head: &Head) -> EngineStatus {
+    EngineStatus {
+        engine: "solo".into(),
+        height: head.height,
+        block_hash: head.block_hash,
+        time: head.time,
+        state_digest: head.state_digest,
+        replicas: 1,
+        faults_tolerated: 0,
+    }
+}
+
+impl<E: ContractExecutor> Solo<E> {
+    /// Starts the engine on `ledger`, resuming at its head. Must be called
+    /// inside a tokio runtime.
+    pub fn start(
+        ledger: Arc<Ledger>,
+        executor: Arc<E>,
+        clock: Arc<dyn Clock>,
+        config: SoloConfig,
+    ) -> Result<Self, ConsensusError> {
+        config.validate().map_err(ConsensusError::Storage)?;
+        let head = ledger
+            .head()
+            .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+        info!(target: TARGET, height = head.height, "solo engine starting");
+        let status = Arc::new(RwLock::new(status_of(&head)));
+        let (sender, receiver) = mpsc::channel(config.queue_capacity);
+        let task = tokio::spawn(run(
+            receiver,
+            ledger,
+            executor,
+            clock,
+            config,
+            head,
+            status.clone(),
+        ));
+        Ok(Self {
+            queue: RwLock::new(Some(sender)),
+            status,
+            task: tokio::sync::Mutex::new(Some(task)),
+            _executor: std::marker::PhantomData,
+        })
+    }
+}
+
+async fn run<E: ContractExecutor>(
+    mut receiver: mpsc::Receiver<Submission>,
+    ledger: Arc<Ledger>,
+    executor: Arc<E>,
+    clock: Arc<dyn Clock>,
+    config: SoloConfig,
+    mut head: Head,
+    status: Arc<RwLock<EngineStatus>>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + config.max_delay;
+        while batch.len() < config.max_batch {
+            match receiver.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) if config.max_delay.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(s)) => batch.push(s),
+                    _ => break,
+                },
+            }
+        }
+
+        let ctx = BlockContext {
+            height: head.height + 1,
+            // Block time never goes backwards, whatever the wall clock does.
+            time: clock.now().max(head.time),
+        };
+        let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|s| (s.tx, s.reply)).unzip();
+        let ledger2 = ledger.clone();
+        let executor2 = executor.clone();
+        let parent = head.block_hash;
+        let result = tokio::task::spawn_blocking(move || {
+            let snapshot = ledger2
+                .snapshot()
+                .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+            let execution = executor2.execute(&snapshot, &ctx, &txs)?;
+            drop(snapshot);
+            let block = Block::new(
+                ctx,
+                parent,
+                txs.into_iter().map(VerifiedTransaction::into_inner).collect(),
+            );
+            let head = ledger2
+                .commit_block(&block, &execution)
+                .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+            Ok::<_, ConsensusError>((head, execution.receipts))
+        })
+        .await
+        .unwrap_or_else(|join| Err(ConsensusError::Storage(format!("block task failed: {join}"))));
+
+        match result {
+            Ok((new_head, receipts)) => {
+                debug!(target: TARGET, height = new_head.height, txs = receipts.len(), "block committed");
+                head = new_head;
+                *status.write().expect("status lock") = status_of(&head);
+                for (reply, receipt) in replies.into_iter().zip(receipts) {
+                    // A caller that went away still had its call committed.
+                    let _ = reply.send(Ok(receipt));
+                }
+            }
+            Err(e) => {
+                // The block did not commit. Its effects are unknown to nobody:
+                // the ledger is unchanged. But a failing disk or executor will
+                // fail again, so stop rather than spin; a restart resumes at the head.
+                error!(target: TARGET, height = ctx.height, error = %e, "block failed; engine stopping");
+                let msg = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(ConsensusError::Storage(msg.clone())));
+                }
+                receiver.close();
+                while let Some(s) = receiver.recv().await {
+                    let _ = s.reply.send(Err(ConsensusError::Storage(msg.clone())));
+                }
+                return;
+            }
+        }
+    }
+    info!(target: TARGET, height = head.height, "solo engine stopped");
+}
+
+impl<E: ContractExecutor> ConsensusEngine for Solo<E> {
+    async fn submit(&self, tx: VerifiedTransaction) -> Result<Receipt, ConsensusError> {
+        let sender = self
+            .queue
+            .read()
+            .expect("queue lock")
+            .clone()
+            .ok_or(ConsensusError::Stopped)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Submission { tx, reply })
+            .await
+            .map_err(|_| ConsensusError::Stopped)?;
+        drop(sender);
+        answer.await.map_err(|_| ConsensusError::Stopped)?
+    }
+
+    fn status(&self) -> EngineStatus {
+        self.status.read().expect("status lock").clone()
+    }
+
+    async fn shutdown(&self) -> Result<(), ConsensusError> {
+        self.queue.write().expect("queue lock").take();
+        if let Some(task) = self.task.lock().await.take() {
+            task.await
+                .map_err(|e| ConsensusError::Storage(format!("engine task failed: {e}")))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! The Solo engine: ordering, batching, durability across restarts, and
+//! stopping cleanly when the executor fails.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use rr_consensus::{ManualClock, Solo, SoloConfig};
+use rr_core::state::keys;
+use rr_core::{
+    AccountId, BlockContext, CallOutput, ConsensusEngine, ConsensusError, ContractExecutor,
+    ErrorCode, Execution, ExecutionError, GrantId, Outcome, Receipt, Refusal, Revoke, StateError,
+    StateRead, Table, Timestamp, TxBody, VerifiedTransaction,
+};
+use rr_storage::Ledger;
+
+/// A small real executor: records each signer's nonce and refuses replays.
+struct NonceExecutor;
+
+impl ContractExecutor for NonceExecutor {
+    fn execute(
+        &self,
+        state: &dyn StateRead,
+        ctx: &BlockContext,
+        txs: &[VerifiedTransaction],
+    ) -> Result<Execution, ExecutionError> {
+        let mut overlay = rr_core::Overlay::new(state);
+        let mut receipts = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            let key = keys::nonce(&tx.signer(), tx.body().nonce);
+            let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
+                Outcome::Refused(Refusal {
+                    code: ErrorCode::ReplayedNonce,
+                    message: "replayed".into(),
+                })
+            } else {
+                overlay.writes.put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
+                Outcome::Ok(CallOutput::Revoked {
+                    grant: GrantId([0; 32]),
+                })
+            };
+            receipts.push(Receipt {
+                tx: tx.id(),
+                context: *ctx,
+                index: i as u32,
+                outcome,
+            });
+        }
+        Ok(Execution {
+            receipts,
+            writes: overlay.writes,
+        })
+    }
+}
+
+fn tx(key: &SigningKey, nonce: u64) -> VerifiedTransaction {
+    TxBody {
+        signer: AccountId::from_verifying_key(&key.verifying_key()),
+        nonce,
+        call: rr_core::Call::Revoke(Revoke {
+            grant: GrantId([1; 32]),
+        }),
+    }
+    .sign(key)
+    .verify()
+    .unwrap()
+}
+
+fn start<E: ContractExecutor>(ledger: &Arc<Ledger>, exec: E, clock: &Arc<ManualClock>) -> Solo<E> {
+    Solo::start(ledger.clone(), Arc::new(exec), clock.clone(), SoloConfig::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_batches_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    let clock = Arc::new(ManualClock::new(Timestamp(1_000)));
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let ledger = Arc::new(Ledger::open(&path).unwrap());
+    let solo = start(&ledger, NonceExecutor, &clock);
+
+    // 200 concurrent submissions: all commit, in fewer blocks than calls.
+    let receipts: Vec<Receipt> =
+        futures::future::join_all((0..200).map(|n| solo.submit(tx(&key, n))))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert!(receipts.iter().all(|r| matches!(r.outcome, Outcome::Ok(_))));
+    let status = solo.status();
+    assert!(status.height >= 1 && status.height < 200, "height {}", status.height);
+    // Heights are contiguous and every block is on the ledger with its receipts.
+    let mut seen = 0;
+    for h in 1..=status.height {
+        let block = ledger.block(h).unwrap().unwrap();
+        assert_eq!(block.header.context.height, h);
+        seen += block.txs.len();
+        assert_eq!(ledger.block_receipts(h).unwrap().unwrap().len(), block.txs.len());
+    }
+    assert_eq!(seen, 200);
+    assert_eq!(ledger.receipt(&receipts[7].tx).unwrap().unwrap(), receipts[7]);
+
+    solo.shutdown().await.unwrap();
+    assert!(matches!(solo.submit(tx(&key, 999)).await, Err(ConsensusError::Stopped)));
+    drop(solo);
+    drop(ledger);
+
+    // Restart: resumes at the same head, remembers the nonces.
+    clock.advance(5);
+    let ledger = Arc::new(Ledger::open(&path).unwrap());
+    let solo = start(&ledger, NonceExecutor, &clock);
+    assert_eq!(solo.status(), status);
+    let replay = solo.submit(tx(&key, 7)).await.unwrap();
+    assert!(matches!(replay.outcome, Outcome::Refused(Refusal { code: ErrorCode::ReplayedNonce, .. })));
+    assert_eq!(replay.context.height, status.height + 1);
+    assert_eq!(replay.context.time, Timestamp(1_005));
+    // The first receipt of that transaction id is still the original.
+    assert_eq!(ledger.receipt(&receipts[7].tx).unwrap().unwrap(), receipts[7]);
+    solo.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn block_time_never_goes_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(50_000)));
+    let ledger = Arc::new(Ledger::open(dir.path().join("l.redb")).unwrap());
+    let solo = start(&ledger, NonceExecutor, &clock);
+    let key = SigningKey::from_bytes(&[4; 32]);
+    let a = solo.submit(tx(&key, 1)).await.unwrap();
+    clock.set(Timestamp(10)); // wall clock jumps back
+    let b = solo.submit(tx(&key, 2)).await.unwrap();
+    assert_eq!(a.context.time, Timestamp(50_000));
+    assert_eq!(b.context.time, Timestamp(50_000));
+    solo.shutdown().await.unwrap();
+}
+
+mockall::mock! {
+    Executor {}
+    impl ContractExecutor for Executor {
+        fn execute<'a>(
+            &self,
+            state: &'a dyn StateRead,
+            ctx: &BlockContext,
+            txs: &[VerifiedTransaction],
+        ) -> Result<Execution, ExecutionError>;
+    }
+}
+
+#[tokio::test]
+async fn an_executor_failure_stops_the_engine_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(1)));
+    let ledger = Arc::new(Ledger::open(dir.path().join("l.redb")).unwrap());
+    let mut exec = MockExecutor::new();
+    exec.expect_execute()
+        .times(1)
+        .returning(|_, _, _| Err(ExecutionError::State(StateError::Storage("disk on fire".into()))));
+    let solo = start(&ledger, exec, &clock);
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let err = solo.submit(tx(&key, 1)).await.unwrap_err();
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+    // Stopped: later calls are refused without reaching the executor (times(1)).
+    assert!(solo.submit(tx(&key, 2)).await.is_err());
+    assert_eq!(ledger.head().unwrap().height, 0);
+    assert!(ledger.block(1).unwrap().is_none());
+}

@@ -1,0 +1,444 @@
+//! The native contracts: register, grant, retrieve, revoke, with an audit trail.
+
+use rr_core::state::keys;
+use rr_core::{
+    AuditAction, AuditEntry, BlockContext, Call, CallOutput, ContractExecutor, ErrorCode,
+    Execution, ExecutionError, GrantId, GrantInfo, GrantStatus, Outcome, Overlay, Purpose,
+    Receipt, RecordId, RecordInfo, Refusal, SchemeId, StateError, StateRead, Table,
+    VerifiedTransaction,
+};
+
+/// Limits on what a call may carry, so the ledger stays small and no call can
+/// make a replica allocate without bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContractLimits {
+    /// Largest record or grantee PRE public key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest capsule, in bytes.
+    pub max_capsule_bytes: usize,
+    /// Largest media type, in bytes.
+    pub max_media_type_bytes: usize,
+    /// Largest encrypted metadata, in bytes.
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for ContractLimits {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 1024,
+            max_capsule_bytes: 4096,
+            max_media_type_bytes: 255,
+            max_metadata_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Configuration of the contracts. Part of the replicated state machine: every
+/// replica must run with the same values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContractsConfig {
+    /// Number of replicas n: every grant carries exactly n fragment commitments.
+    pub replicas: u16,
+    /// Schemes records may use.
+    pub schemes: Vec<SchemeId>,
+    /// Size limits.
+    pub limits: ContractLimits,
+}
+
+impl Default for ContractsConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            schemes: vec![SchemeId::UMBRAL],
+            limits: ContractLimits::default(),
+        }
+    }
+}
+
+/// The native contracts, as a [`ContractExecutor`].
+///
+/// Rules:
+/// - a nonce a signer used before is refused (`replayed_nonce`) and leaves no
+///   trace: a replay is not a new act of its signer;
+/// - only the owner registers (the record id derives from the signer), grants
+///   and revokes; only the grantee retrieves, for the grant's purpose, while the
+///   grant is active and unexpired at block time;
+/// - every call on an existing record, refused ones included, appends an audit
+///   entry (who, what, when, purpose, outcome) to that record's trail.
+#[derive(Clone, Debug, Default)]
+pub struct NativeContracts {
+    config: ContractsConfig,
+}
+
+impl NativeContracts {
+    /// Contracts with `config`.
+    pub fn new(config: ContractsConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ContractsConfig {
+        &self.config
+    }
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+fn get_record(s: &dyn StateRead, id: &RecordId) -> Result<Option<RecordInfo>, StateError> {
+    s.get(Table::Records, &keys::record(id))?
+        .map(|b| RecordInfo::from_bytes(&b).map_err(StateError::from))
+        .transpose()
+}
+
+fn get_grant(s: &dyn StateRead, id: &GrantId) -> Result<Option<GrantInfo>, StateError> {
+    s.get(Table::Grants, &keys::grant(id))?
+        .map(|b| GrantInfo::from_bytes(&b).map_err(StateError::from))
+        .transpose()
+}
+
+/// Executes one call against the overlay. `Ok(Err(refusal))` is a refused
+/// call; the audit entry (if any) is written by the caller.
+struct Step<'o, 's> {
+    state: &'o mut Overlay<'s, dyn StateRead + 's>,
+    ctx: BlockContext,
+    tx: &'o VerifiedTransaction,
+    /// The record the call concerns, once known to exist: its trail gets the entry.
+    audit: Option<(RecordId, AuditAction, Option<GrantId>, Option<Purpose>)>,
+}
+
+impl Step<'_, '_> {
+    fn append_audit(&mut self, refused: Option<ErrorCode>) -> Result<(), StateError> {
+        let Some((record_id, action, grant, purpose)) = self.audit.take() else {
+            return Ok(());
+        };
+        let mut record = get_record(self.state, &record_id)?
+            .ok_or_else(|| StateError::Storage(format!("audited record {record_id} vanished")))?;
+        let entry = AuditEntry {
+            record: record_id,
+            seq: record.audit_len,
+            at: self.ctx,
+            tx: self.tx.id(),
+            actor: self.tx.signer(),
+            action,
+            grant,
+            purpose,
+            refused,
+        };
+        record.audit_len += 1;
+        self.state.writes.put(
+            Table::Audit,
+            keys::audit(&record_id, entry.seq),
+            entry.to_bytes(),
+        );
+        self.state
+            .writes
+            .put(Table::Records, keys::record(&record_id), record.to_bytes());
+        Ok(())
+    }
+}
+
+impl NativeContracts {
+    fn run(&self, step: &mut Step<'_, '_>) -> Result<Result<CallOutput, Refusal>, StateError> {
+        let signer = step.tx.signer();
+        let ctx = step.ctx;
+        let limits = &self.config.limits;
+        match &step.tx.body().call {
+            Call::RegisterRecord(c) => {
+                let id = RecordId::derive(&signer, &c.salt);
+                if let Some(existing) = get_record(step.state, &id)? {
+                    step.audit = Some((id, AuditAction::Register, None, None));
+                    return Ok(Err(refuse(
+                        ErrorCode::RecordExists,
+                        format!(
+                            "record {id} was already registered at height {} ({}); use a fresh salt",
+                            existing.registered.height, existing.registered.time
+                        ),
+                    )));
+                }
+                if !self.config.schemes.contains(&c.scheme) {
+                    return Ok(Err(refuse(
+                        ErrorCode::SchemeMismatch,
+                        format!(
+                            "scheme {} is not served by this ledger (it serves {:?})",
+                            c.scheme, self.config.schemes
+                        ),
+                    )));
+                }
+                let checks = [
+                    (c.record_key.is_empty() || c.record_key.len() > limits.max_key_bytes, "record key"),
+                    (c.capsule.is_empty() || c.capsule.len() > limits.max_capsule_bytes, "capsule"),
+                    (c.media_type.len() > limits.max_media_type_bytes, "media type"),
+                    (
+                        c.encrypted_metadata
+                            .as_ref()
+                            .is_some_and(|m| m.len() > limits.max_metadata_bytes),
+                        "encrypted metadata",
+                    ),
+                ];
+                if let Some((_, what)) = checks.iter().find(|(bad, _)| *bad) {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        format!("the {what} is empty or over its size limit"),
+                    )));
+                }
+                let record = RecordInfo {
+                    id,
+                    owner: signer,
+                    cid: c.cid,
+                    size: c.size,
+                    scheme: c.scheme,
+                    record_key: c.record_key.clone(),
+                    capsule: c.capsule.clone(),
+                    media_type: c.media_type.clone(),
+                    encrypted_metadata: c.encrypted_metadata.clone(),
+                    registered: ctx,
+                    audit_len: 0,
+                };
+                step.state
+                    .writes
+                    .put(Table::Records, keys::record(&id), record.to_bytes());
+                step.state
+                    .writes
+                    .put(Table::OwnerRecords, keys::owner_record(&signer, &id), vec![]);
+                step.audit = Some((id, AuditAction::Register, None, None));
+                Ok(Ok(CallOutput::Registered { record: id }))
+            }
+            Call::Grant(c) => {
+                let Some(record) = get_record(step.state, &c.record)? else {
+                    return Ok(Err(refuse(
+                        ErrorCode::UnknownRecord,
+                        format!("no record {} on this ledger", c.record),
+                    )));
+                };
+                step.audit = Some((
+                    record.id,
+                    AuditAction::Grant,
+                    None,
+                    Some(c.purpose.clone()),
+                ));
+                if record.owner != signer {
+                    return Ok(Err(refuse(
+                        ErrorCode::NotOwner,
+                        format!(
+                            "account {signer} does not own record {}; only its owner can grant access",
+                            record.id
+                        ),
+                    )));
+                }
+                let n = self.config.replicas;
+                let t = c.threshold;
+                if t.n != n || t.m == 0 || t.m > t.n {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        format!("threshold {t} is invalid: this ledger has {n} replicas, so n must be {n} and 1 <= m <= n"),
+                    )));
+                }
+                if c.fragment_commitments.len() != usize::from(n) {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        format!(
+                            "the grant carries {} fragment commitments; it needs one per replica ({n})",
+                            c.fragment_commitments.len()
+                        ),
+                    )));
+                }
+                if c.grantee_key.is_empty() || c.grantee_key.len() > limits.max_key_bytes {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        "the grantee key is empty or over its size limit",
+                    )));
+                }
+                if let Some(exp) = c.expires_at {
+                    if exp <= ctx.time {
+                        return Ok(Err(refuse(
+                            ErrorCode::InvalidCall,
+                            format!("expiry {exp} is not after the block time {}", ctx.time),
+                        )));
+                    }
+                }
+                let id = GrantId::derive(&step.tx.id());
+                let grant = GrantInfo {
+                    id,
+                    record: record.id,
+                    owner: signer,
+                    grantee: c.grantee,
+                    grantee_key: c.grantee_key.clone(),
+                    threshold: t,
+                    fragment_commitments: c.fragment_commitments.clone(),
+                    purpose: c.purpose.clone(),
+                    expires_at: c.expires_at,
+                    granted: ctx,
+                    status: GrantStatus::Active,
+                };
+                let w = &mut step.state.writes;
+                w.put(Table::Grants, keys::grant(&id), grant.to_bytes());
+                w.put(Table::RecordGrants, keys::record_grant(&record.id, &id), vec![]);
+                w.put(Table::GranteeGrants, keys::grantee_grant(&c.grantee, &id), vec![]);
+                step.audit = Some((
+                    record.id,
+                    AuditAction::Grant,
+                    Some(id),
+                    Some(c.purpose.clone()),
+                ));
+                Ok(Ok(CallOutput::Granted { grant: id }))
+            }
+            Call::Retrieve(c) => {
+                let Some(grant) = get_grant(step.state, &c.grant)? else {
+                    return Ok(Err(refuse(
+                        ErrorCode::UnknownGrant,
+                        format!("no grant {} on this ledger", c.grant),
+                    )));
+                };
+                step.audit = Some((
+                    grant.record,
+                    AuditAction::Retrieve,
+                    Some(grant.id),
+                    Some(c.purpose.clone()),
+                ));
+                if grant.grantee != signer {
+                    return Ok(Err(refuse(
+                        ErrorCode::NotGrantee,
+                        format!(
+                            "grant {} was made to another account; account {signer} cannot use it",
+                            grant.id
+                        ),
+                    )));
+                }
+                if let Some(r) = usability(&grant, ctx) {
+                    return Ok(Err(r));
+                }
+                if c.purpose != grant.purpose {
+                    return Ok(Err(refuse(
+                        ErrorCode::PurposeMismatch,
+                        format!(
+                            "grant {} is for purpose \"{}\", not \"{}\"",
+                            grant.id, grant.purpose, c.purpose
+                        ),
+                    )));
+                }
+                Ok(Ok(CallOutput::Retrieved {
+                    record: grant.record,
+                    grant: grant.id,
+                }))
+            }
+            Call::Revoke(c) => {
+                let Some(mut grant) = get_grant(step.state, &c.grant)? else {
+                    return Ok(Err(refuse(
+                        ErrorCode::UnknownGrant,
+                        format!("no grant {} on this ledger", c.grant),
+                    )));
+                };
+                step.audit = Some((grant.record, AuditAction::Revoke, Some(grant.id), None));
+                if grant.owner != signer {
+                    return Ok(Err(refuse(
+                        ErrorCode::NotOwner,
+                        format!(
+                            "account {signer} does not own record {}; only its owner can revoke grant {}",
+                            grant.record, grant.id
+                        ),
+                    )));
+                }
+                if let GrantStatus::Revoked { at } = grant.status {
+                    return Ok(Err(refuse(
+                        ErrorCode::GrantRevoked,
+                        format!(
+                            "grant {} was already revoked at height {} ({})",
+                            grant.id, at.height, at.time
+                        ),
+                    )));
+                }
+                grant.status = GrantStatus::Revoked { at: ctx };
+                step.state
+                    .writes
+                    .put(Table::Grants, keys::grant(&grant.id), grant.to_bytes());
+                Ok(Ok(CallOutput::Revoked { grant: grant.id }))
+            }
+            other => Ok(Err(refuse(
+                ErrorCode::InvalidCall,
+                format!("this ledger does not execute {} calls", other.name()),
+            ))),
+        }
+    }
+}
+
+/// Why a grant cannot be used at `ctx`, if it cannot.
+pub fn usability(grant: &GrantInfo, ctx: BlockContext) -> Option<Refusal> {
+    if let GrantStatus::Revoked { at } = grant.status {
+        return Some(refuse(
+            ErrorCode::GrantRevoked,
+            format!(
+                "grant {} was revoked at height {} ({})",
+                grant.id, at.height, at.time
+            ),
+        ));
+    }
+    if let Some(exp) = grant.expires_at {
+        if ctx.time >= exp {
+            return Some(refuse(
+                ErrorCode::GrantExpired,
+                format!("grant {} expired at {exp}", grant.id),
+            ));
+        }
+    }
+    None
+}
+
+impl ContractExecutor for NativeContracts {
+    fn execute(
+        &self,
+        state: &dyn StateRead,
+        ctx: &BlockContext,
+        txs: &[VerifiedTransaction],
+    ) -> Result<Execution, ExecutionError> {
+        let mut overlay: Overlay<'_, dyn StateRead> = Overlay::new(state);
+        let mut receipts = Vec::with_capacity(txs.len());
+        for (index, tx) in txs.iter().enumerate() {
+            let nonce_key = keys::nonce(&tx.signer(), tx.body().nonce);
+            let outcome = if overlay.get(Table::Nonces, &nonce_key)?.is_some() {
+                Outcome::Refused(refuse(
+                    ErrorCode::ReplayedNonce,
+                    format!(
+                        "nonce {} was already used by account {}: this call is a replay and was ignored",
+                        tx.body().nonce,
+                        tx.signer()
+                    ),
+                ))
+            } else {
+                // The nonce is spent whatever the outcome, so a refused call
+                // cannot be replayed to flood the audit trail.
+                overlay.writes.put(Table::Nonces, nonce_key, vec![]);
+                let mut step = Step {
+                    state: &mut overlay,
+                    ctx: *ctx,
+                    tx,
+                    audit: None,
+                };
+                // `run` decides before it writes: a refusal returns before any
+                // write, so a refused call changes nothing but its nonce and
+                // its audit entry.
+                let result = self.run(&mut step)?;
+                let refused = result.as_ref().err().map(|r| r.code);
+                step.append_audit(refused)?;
+                match result {
+                    Ok(out) => Outcome::Ok(out),
+                    Err(r) => Outcome::Refused(r),
+                }
+            };
+            receipts.push(Receipt {
+                tx: tx.id(),
+                context: *ctx,
+                index: index as u32,
+                outcome,
+            });
+        }
+        Ok(Execution {
+            receipts,
+            writes: overlay.writes,
+        })
+    }
+}

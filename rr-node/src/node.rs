@@ -1,0 +1,501 @@
+//! Node assembly: one place names every pluggable choice.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rr_consensus::{Clock, Solo, SoloConfig, SystemClock};
+use rr_core::{
+    BlobError, CallOutput, ConsensusEngine, ConsensusError, ContractExecutor, DecodeError, Digest,
+    EngineStatus, ErrorCode, GrantId, GrantInfo, PreError, PreScheme, Receipt, RecordId,
+    RecordInfo, Refusal, ReplicaId, SchemeId, SignatureError, SignedTransaction, WireEncoding,
+    AccountId, AuditEntry, BlobStore, BlockContext, Outcome,
+};
+use rr_pre::Umbral;
+use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger, LedgerError};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::contracts::{usability, ContractsConfig, NativeContracts};
+use crate::fragments::{FragmentStore, FragmentStoreError};
+
+const TARGET: &str = "rr_node";
+
+/// Names the backends a node is assembled from, in the spirit of openraft's
+/// `RaftTypeConfig`: [`Node`] is generic over it, so the hot path is
+/// monomorphized and a researcher swaps a backend by naming another type.
+pub trait NodeTypes: Send + Sync + Sized + 'static {
+    /// Orders and commits transactions.
+    type Engine: ConsensusEngine;
+    /// Proxy re-encryption scheme.
+    type Pre: PreScheme;
+    /// Executes blocks (the engine drives it; named here so one place lists every choice).
+    type Executor: ContractExecutor;
+    /// Stores ciphertext.
+    type Blobs: BlobStore;
+}
+
+/// The embedded default: one replica ([`Solo`]), Umbral, the native
+/// contracts, and a filesystem blob store, all in one data directory.
+#[derive(Debug)]
+pub struct DevNode;
+
+impl NodeTypes for DevNode {
+    type Engine = Solo<NativeContracts>;
+    type Pre = Umbral;
+    type Executor = NativeContracts;
+    type Blobs = FsBlobStore;
+}
+
+/// Errors of node operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The transaction bytes do not decode.
+    #[error("malformed transaction: {0}")]
+    BadTransaction(#[from] DecodeError),
+    /// The signature does not verify.
+    #[error(transparent)]
+    BadSignature(#[from] SignatureError),
+    /// The call was ordered and refused; its receipt is on the ledger.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The engine failed.
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The key fragment store failed.
+    #[error(transparent)]
+    Fragments(#[from] FragmentStoreError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// A proxy re-encryption step failed.
+    #[error(transparent)]
+    Pre(#[from] PreError),
+    /// No such record.
+    #[error("no record {0} on this ledger")]
+    UnknownRecord(RecordId),
+    /// No such grant.
+    #[error("no grant {0} on this ledger")]
+    UnknownGrant(GrantId),
+    /// The delivered fragment does not match the grant's commitment.
+    #[error("the key fragment delivered for grant {grant} does not match the commitment for {replica} on the ledger; it was not stored")]
+    FragmentMismatch {
+        /// The grant.
+        grant: GrantId,
+        /// This replica.
+        replica: ReplicaId,
+    },
+    /// This replica holds no fragment for the grant.
+    #[error("{replica} holds no key fragment for grant {grant}: the granting client has not delivered it (deliver it again), or the grant was revoked")]
+    FragmentMissing {
+        /// The grant.
+        grant: GrantId,
+        /// This replica.
+        replica: ReplicaId,
+    },
+    /// The record uses a scheme this node was not built with.
+    #[error("record {record} uses scheme {found}; this node serves {served}")]
+    SchemeMismatch {
+        /// The record.
+        record: RecordId,
+        /// Its scheme.
+        found: SchemeId,
+        /// The node's scheme.
+        served: SchemeId,
+    },
+    /// The call is not the kind the operation expects.
+    #[error("expected a {expected} call, got a {found} call")]
+    WrongCall {
+        /// Expected call.
+        expected: &'static str,
+        /// Found call.
+        found: &'static str,
+    },
+    /// Bad configuration or data directory.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl NodeError {
+    /// The stable refusal code, if the call was refused by the contracts.
+    pub fn refusal_code(&self) -> Option<ErrorCode> {
+        match self {
+            NodeError::Refused(r) => Some(r.code),
+            _ => None,
+        }
+    }
+}
+
+/// What a node tells clients about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// This replica.
+    pub replica: ReplicaId,
+    /// Replicas n.
+    pub replicas: u16,
+    /// Byzantine faults tolerated f.
+    pub faults_tolerated: u16,
+    /// Scheme of new records.
+    pub scheme: SchemeId,
+    /// Ledger status.
+    pub status: EngineStatus,
+}
+
+/// What a replica answers to an allowed retrieval: the receipt, the record
+/// and grant, and its capsule fragment.
+#[derive(Clone, Debug)]
+pub struct Retrieval {
+    /// The retrieval's receipt.
+    pub receipt: Receipt,
+    /// The record.
+    pub record: RecordInfo,
+    /// The grant used.
+    pub grant: GrantInfo,
+    /// Capsule fragments by replica (one per replica that answered).
+    pub capsule_fragments: Vec<(ReplicaId, Vec<u8>)>,
+}
+
+/// The parts a node is assembled from.
+pub struct NodeParts<T: NodeTypes> {
+    /// The engine (already started on `ledger`).
+    pub engine: T::Engine,
+    /// The scheme.
+    pub pre: T::Pre,
+    /// The blob store.
+    pub blobs: T::Blobs,
+    /// The ledger the engine commits to.
+    pub ledger: Arc<Ledger>,
+    /// This replica's fragment store.
+    pub fragments: FragmentStore,
+    /// This replica's id.
+    pub replica: ReplicaId,
+    /// Contract configuration (the same the executor runs with).
+    pub contracts: ContractsConfig,
+}
+
+/// A replica: engine, scheme, blob store, ledger and key fragments.
+pub struct Node<T: NodeTypes> {
+    engine: T::Engine,
+    pre: Arc<T::Pre>,
+    blobs: Arc<T::Blobs>,
+    ledger: Arc<Ledger>,
+    fragments: Arc<FragmentStore>,
+    replica: ReplicaId,
+    contracts: ContractsConfig,
+}
+
+impl<T: NodeTypes> std::fmt::Debug for Node<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("replica", &self.replica)
+            .field("ledger", &self.ledger)
+            .finish()
+    }
+}
+
+/// Settings of a one-replica development node.
+#[derive(Clone, Debug)]
+pub struct DevConfig {
+    /// Data directory: `ledger.redb`, `fragments.redb`, `blobs/`.
+    pub data_dir: PathBuf,
+    /// Engine settings.
+    pub solo: SoloConfig,
+    /// Largest blob accepted (default 16 GiB).
+    pub max_blob_size: u64,
+}
+
+impl DevConfig {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            solo: SoloConfig::default(),
+            max_blob_size: 16 << 30,
+        }
+    }
+}
+
+impl Node<DevNode> {
+    /// Opens (or creates) a one-replica node in `config.data_dir` with the
+    /// system clock. Must be called inside a tokio runtime.
+    pub async fn open_dev(config: DevConfig) -> Result<Arc<Self>, NodeError> {
+        Self::open_dev_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Node::open_dev`] with a chosen clock (tests move time with
+    /// `rr_consensus::ManualClock`).
+    pub async fn open_dev_with_clock(
+        config: DevConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, NodeError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            NodeError::Setup(format!("cannot create data directory {}: {e}", dir.display()))
+        })?;
+        let ledger = Arc::new(Ledger::open(dir.join("ledger.redb"))?);
+        let fragments = FragmentStore::open(dir.join("fragments.redb"))?;
+        let blobs = FsBlobStore::open(FsBlobStoreConfig {
+            max_blob_size: Some(config.max_blob_size),
+            ..FsBlobStoreConfig::new(dir.join("blobs"))
+        })?;
+        let contracts = ContractsConfig::default();
+        let engine = Solo::start(
+            ledger.clone(),
+            Arc::new(NativeContracts::new(contracts.clone())),
+            clock,
+            config.solo.clone(),
+        )?;
+        let node = Node::assemble(NodeParts {
+            engine,
+            pre: Umbral,
+            blobs,
+            ledger,
+            fragments,
+            replica: ReplicaId(0),
+            contracts,
+        })?;
+        info!(target: TARGET, dir = %dir.display(), height = node.status().height, "dev node open");
+        Ok(Arc::new(node))
+    }
+}
+
+impl<T: NodeTypes> Node<T> {
+    /// Assembles a node from its parts, then erases any key fragment whose
+    /// grant was revoked while the node was down (so it never serves one).
+    pub fn assemble(parts: NodeParts<T>) -> Result<Self, NodeError> {
+        let node = Self {
+            engine: parts.engine,
+            pre: Arc::new(parts.pre),
+            blobs: Arc::new(parts.blobs),
+            ledger: parts.ledger,
+            fragments: Arc::new(parts.fragments),
+            replica: parts.replica,
+            contracts: parts.contracts,
+        };
+        for grant in node.fragments.grants()? {
+            let keep = matches!(
+                node.ledger.grant(&grant)?,
+                Some(g) if matches!(g.status, rr_core::GrantStatus::Active)
+            );
+            if !keep {
+                node.fragments.erase(&grant)?;
+                info!(target: TARGET, grant = %grant.short(), "erased key fragment of a revoked grant");
+            }
+        }
+        Ok(node)
+    }
+
+    /// This replica.
+    pub fn replica(&self) -> ReplicaId {
+        self.replica
+    }
+
+    /// The scheme.
+    pub fn pre(&self) -> &Arc<T::Pre> {
+        &self.pre
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &Arc<T::Blobs> {
+        &self.blobs
+    }
+
+    /// The ledger (read-only use: queries).
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Ledger status.
+    pub fn status(&self) -> EngineStatus {
+        self.engine.status()
+    }
+
+    /// Replica set, scheme and status.
+    pub fn info(&self) -> NodeInfo {
+        let status = self.engine.status();
+        NodeInfo {
+            replica: self.replica,
+            replicas: status.replicas,
+            faults_tolerated: status.faults_tolerated,
+            scheme: T::Pre::ID,
+            status,
+        }
+    }
+
+    /// Decodes and verifies a transaction (off the async runtime), orders it,
+    /// and returns its receipt, refused or not. After a revocation commits,
+    /// this replica erases its fragment before answering.
+    pub async fn submit_bytes(&self, bytes: Vec<u8>) -> Result<Receipt, NodeError> {
+        let tx = SignedTransaction::from_bytes(&bytes)?;
+        self.submit(tx).await
+    }
+
+    /// Verifies (off the async runtime), orders and executes a transaction.
+    pub async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
+        let verified = tokio::task::spawn_blocking(move || tx.verify())
+            .await
+            .map_err(|e| NodeError::Setup(format!("verification task failed: {e}")))??;
+        let receipt = self.engine.submit(verified).await?;
+        if let Outcome::Ok(CallOutput::Revoked { grant }) = &receipt.outcome {
+            if self.fragments.erase(grant)? {
+                info!(target: TARGET, grant = %grant.short(), "revoked: key fragment erased");
+            }
+        }
+        Ok(receipt)
+    }
+
+    /// Submits and turns a refusal into [`NodeError::Refused`].
+    pub async fn execute(&self, tx: SignedTransaction) -> Result<CallOutput, NodeError> {
+        self.submit(tx).await?.into_result().map_err(NodeError::Refused)
+    }
+
+    /// Accepts this replica's key fragment for a committed grant: checks it
+    /// against the grant's commitment and verifies it against the record and
+    /// grantee keys, then stores it.
+    pub async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
+        let info = self.ledger.grant(&grant)?.ok_or(NodeError::UnknownGrant(grant))?;
+        let status = self.engine.status();
+        if let Some(r) = usability(
+            &info,
+            BlockContext {
+                height: status.height,
+                time: status.time,
+            },
+        ) {
+            return Err(NodeError::Refused(r));
+        }
+        let expected = info
+            .fragment_commitments
+            .get(usize::from(self.replica.0))
+            .copied();
+        if expected != Some(Digest::fragment_commitment(&fragment)) {
+            return Err(NodeError::FragmentMismatch {
+                grant,
+                replica: self.replica,
+            });
+        }
+        let record = self.record(&info.record)?;
+        let pre = self.pre.clone();
+        let verified = tokio::task::spawn_blocking(move || {
+            let record_pk = <T::Pre as PreScheme>::PublicKey::from_bytes(&record.record_key)?;
+            let grantee_pk = <T::Pre as PreScheme>::PublicKey::from_bytes(&info.grantee_key)?;
+            let kfrag = <T::Pre as PreScheme>::KeyFrag::from_bytes(&fragment)?;
+            let v = pre.verify_key_frag(kfrag, &record_pk, &grantee_pk)?;
+            Ok::<_, PreError>(pre.verified_key_frag_to_bytes(&v))
+        })
+        .await
+        .map_err(|e| NodeError::Setup(format!("verification task failed: {e}")))??;
+        self.fragments.put(&grant, &verified)?;
+        // A revocation may have committed while we verified: never keep a
+        // fragment of a revoked grant.
+        if let Some(g) = self.ledger.grant(&grant)? {
+            if let Some(r) = usability(&g, BlockContext { height: 0, time: g.granted.time }) {
+                self.fragments.erase(&grant)?;
+                return Err(NodeError::Refused(r));
+            }
+        }
+        Ok(())
+    }
+
+    /// Orders a `Retrieve` call; if the contracts allow it, answers with this
+    /// replica's capsule fragment (re-encrypted off the async runtime).
+    pub async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
+        if !matches!(tx.body.call, rr_core::Call::Retrieve(_)) {
+            return Err(NodeError::WrongCall {
+                expected: "retrieve",
+                found: tx.body.call.name(),
+            });
+        }
+        let receipt = self.submit(tx).await?;
+        let (record_id, grant_id) = match &receipt.outcome {
+            Outcome::Ok(CallOutput::Retrieved { record, grant }) => (*record, *grant),
+            Outcome::Refused(r) => return Err(NodeError::Refused(r.clone())),
+            Outcome::Ok(other) => {
+                return Err(NodeError::Setup(format!("unexpected retrieve output {other:?}")))
+            }
+        };
+        let record = self.record(&record_id)?;
+        let grant = self.ledger.grant(&grant_id)?.ok_or(NodeError::UnknownGrant(grant_id))?;
+        if record.scheme != T::Pre::ID {
+            return Err(NodeError::SchemeMismatch {
+                record: record.id,
+                found: record.scheme,
+                served: T::Pre::ID,
+            });
+        }
+        let Some(kfrag) = self.fragments.get(&grant_id)? else {
+            warn!(target: TARGET, grant = %grant_id.short(), "allowed retrieve but no key fragment held");
+            return Err(NodeError::FragmentMissing {
+                grant: grant_id,
+                replica: self.replica,
+            });
+        };
+        let pre = self.pre.clone();
+        let capsule_bytes = record.capsule.clone();
+        let cfrag = tokio::task::spawn_blocking(move || {
+            let capsule = <T::Pre as PreScheme>::Capsule::from_bytes(&capsule_bytes)?;
+            let kfrag = pre.verified_key_frag_from_trusted_bytes(&kfrag)?;
+            let cfrag = pre.reencrypt(&mut rand_core::OsRng, &capsule, &kfrag)?;
+            Ok::<_, PreError>(cfrag.to_bytes())
+        })
+        .await
+        .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??;
+        Ok(Retrieval {
+            receipt,
+            record,
+            grant,
+            capsule_fragments: vec![(self.replica, cfrag)],
+        })
+    }
+
+    /// A record.
+    pub fn record(&self, id: &RecordId) -> Result<RecordInfo, NodeError> {
+        self.ledger.record(id)?.ok_or(NodeError::UnknownRecord(*id))
+    }
+
+    /// A grant.
+    pub fn grant(&self, id: &GrantId) -> Result<GrantInfo, NodeError> {
+        self.ledger.grant(id)?.ok_or(NodeError::UnknownGrant(*id))
+    }
+
+    /// The grants of a record.
+    pub fn grants_of_record(&self, id: &RecordId) -> Result<Vec<GrantInfo>, NodeError> {
+        self.record(id)?;
+        Ok(self.ledger.grants_of_record(id)?)
+    }
+
+    /// The records an account owns.
+    pub fn records_owned_by(&self, owner: &AccountId) -> Result<Vec<RecordInfo>, NodeError> {
+        Ok(self.ledger.records_owned_by(owner)?)
+    }
+
+    /// The grants an account holds.
+    pub fn grants_held_by(&self, grantee: &AccountId) -> Result<Vec<GrantInfo>, NodeError> {
+        Ok(self.ledger.grants_held_by(grantee)?)
+    }
+
+    /// A record's whole audit trail, oldest first.
+    pub fn audit(&self, id: &RecordId) -> Result<Vec<AuditEntry>, NodeError> {
+        let record = self.record(id)?;
+        Ok(self.ledger.audit(id, 0, record.audit_len as usize)?)
+    }
+
+    /// Whether this replica holds a key fragment for `grant`.
+    pub fn holds_fragment(&self, grant: &GrantId) -> Result<bool, NodeError> {
+        Ok(self.fragments.get(grant)?.is_some())
+    }
+
+    /// Stops the engine after the calls already ordered.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.engine.shutdown().await?;
+        Ok(())
+    }
+
+    /// The contract configuration.
+    pub fn contracts(&self) -> &ContractsConfig {
+        &self.contracts
+    }
+}
