@@ -58,7 +58,10 @@ const LABEL_RECORD: &[u8] = b"rr/record/v1/";
 const LABEL_RECORD_SIGNER: &[u8] = b"rr/record-signer/v1/";
 
 fn malformed(what: &'static str) -> PreError {
-    PreError::Malformed { scheme: SCHEME, what }
+    PreError::Malformed {
+        scheme: SCHEME,
+        what,
+    }
 }
 
 fn label(prefix: &[u8], record: &RecordId) -> Vec<u8> {
@@ -117,7 +120,11 @@ impl UmbralSecretKey {
 
 impl std::fmt::Debug for UmbralSecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.is_record_key() { "record" } else { "account" };
+        let kind = if self.is_record_key() {
+            "record"
+        } else {
+            "account"
+        };
         write!(f, "UmbralSecretKey({kind}, <redacted>)")
     }
 }
@@ -168,7 +175,11 @@ impl WireEncoding for UmbralPublicKey {
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 + 2 * POINT_LEN);
         out.push(WIRE_VERSION);
-        out.push(if self.verifying.is_some() { TAG_RECORD } else { TAG_ACCOUNT });
+        out.push(if self.verifying.is_some() {
+            TAG_RECORD
+        } else {
+            TAG_ACCOUNT
+        });
         out.extend_from_slice(&self.key.to_compressed_bytes());
         if let Some(v) = &self.verifying {
             out.extend_from_slice(&v.to_compressed_bytes());
@@ -327,7 +338,10 @@ impl UmbralVerifiedCapsuleFrag {
 /// The data key out of the DEM plaintext.
 fn data_key(plaintext: Box<[u8]>) -> Result<DataKey, PreError> {
     let plaintext = Zeroizing::new(plaintext);
-    let bytes: [u8; 32] = plaintext.as_ref().try_into().map_err(|_| PreError::OpenFailed)?;
+    let bytes: [u8; 32] = plaintext
+        .as_ref()
+        .try_into()
+        .map_err(|_| PreError::OpenFailed)?;
     let key = DataKey::from_bytes(bytes);
     // `bytes` is a copy on the stack; clear it too.
     let mut bytes = bytes;
@@ -347,7 +361,13 @@ impl PreScheme for Umbral {
     type VerifiedCapsuleFrag = UmbralVerifiedCapsuleFrag;
 
     fn check_threshold(&self, t: Threshold) -> Result<(), PreError> {
-        let bad = |reason| Err(PreError::BadThreshold { m: t.m, n: t.n, reason });
+        let bad = |reason| {
+            Err(PreError::BadThreshold {
+                m: t.m,
+                n: t.n,
+                reason,
+            })
+        };
         if t.m == 0 {
             bad("m must be at least 1")
         } else if t.m > t.n {
@@ -408,12 +428,19 @@ impl PreScheme for Umbral {
         let key = DataKey::generate(rng);
         let (capsule, wrapped_key) = umbral_pre::encrypt_with_rng(&mut rng, &pk.key, key.expose())
             .map_err(|_| PreError::OpenFailed)?;
-        Ok((UmbralCapsule { capsule, wrapped_key }, key))
+        Ok((
+            UmbralCapsule {
+                capsule,
+                wrapped_key,
+            },
+            key,
+        ))
     }
 
     fn open(&self, sk: &UmbralSecretKey, capsule: &UmbralCapsule) -> Result<DataKey, PreError> {
-        let plaintext = umbral_pre::decrypt_original(&sk.key, &capsule.capsule, &capsule.wrapped_key)
-            .map_err(|_| PreError::OpenFailed)?;
+        let plaintext =
+            umbral_pre::decrypt_original(&sk.key, &capsule.capsule, &capsule.wrapped_key)
+                .map_err(|_| PreError::OpenFailed)?;
         data_key(plaintext)
     }
 
@@ -439,7 +466,11 @@ impl PreScheme for Umbral {
             true,
             true,
         );
-        Ok(kfrags.into_vec().into_iter().map(|k| UmbralKeyFrag(k.unverify())).collect())
+        Ok(kfrags
+            .into_vec()
+            .into_iter()
+            .map(|k| UmbralKeyFrag(k.unverify()))
+            .collect())
     }
 
     fn verify_key_frag(

@@ -10,9 +10,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rr_core::{ByteStream, DataKey};
 use rr_pre::envelope::{
-    self, decrypt_reader, decrypt_stream, encrypt_reader, encrypt_stream, open, seal_with_chunk_size,
-    sealed_len, EnvelopeDecryptor, EnvelopeEncryptor, EnvelopeError, EnvelopeHeader, DEFAULT_CHUNK_SIZE,
-    HEADER_LEN, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_LEN,
+    self, decrypt_reader, decrypt_stream, encrypt_reader, encrypt_stream, open,
+    seal_with_chunk_size, sealed_len, EnvelopeDecryptor, EnvelopeEncryptor, EnvelopeError,
+    EnvelopeHeader, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_LEN,
 };
 
 /// The chunk size of most tests: the smallest, so a few chunks stay small.
@@ -72,7 +72,11 @@ struct Dribble<'a> {
 
 impl Read for Dribble<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.rng.gen_range(1..=self.max).min(buf.len()).min(self.rest.len());
+        let n = self
+            .rng
+            .gen_range(1..=self.max)
+            .min(buf.len())
+            .min(self.rest.len());
         buf[..n].copy_from_slice(&self.rest[..n]);
         self.rest = &self.rest[n..];
         Ok(n)
@@ -81,7 +85,9 @@ impl Read for Dribble<'_> {
 
 fn envelope_error(e: io::Error) -> EnvelopeError {
     assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
-    EnvelopeError::from_io(&e).cloned().unwrap_or_else(|| panic!("not an envelope error: {e}"))
+    EnvelopeError::from_io(&e)
+        .cloned()
+        .unwrap_or_else(|| panic!("not an envelope error: {e}"))
 }
 
 /// Opens `sealed` on the sync, io and async paths; they must agree.
@@ -89,11 +95,17 @@ fn open_all_ways(key: &DataKey, sealed: &[u8], seed: u64) -> Result<Vec<u8>, Env
     let sync = open(key, sealed);
 
     let mut out = Vec::new();
-    let reader = Dribble { rest: sealed, rng: rng(seed), max: 3 * SC };
-    let via_io = decrypt_reader(key, reader, &mut out).map_err(envelope_error).map(|n| {
-        assert_eq!(n as usize, out.len());
-        out
-    });
+    let reader = Dribble {
+        rest: sealed,
+        rng: rng(seed),
+        max: 3 * SC,
+    };
+    let via_io = decrypt_reader(key, reader, &mut out)
+        .map_err(envelope_error)
+        .map(|n| {
+            assert_eq!(n as usize, out.len());
+            out
+        });
 
     let items = split(sealed, &mut rng(seed + 1), 2 * SC);
     let via_stream = collect(decrypt_stream(key, stream_of(items))).map_err(envelope_error);
@@ -108,12 +120,17 @@ fn seal_all_ways(key: &DataKey, plaintext: &[u8], seed: u64) -> [Vec<u8>; 3] {
     let sync = seal_with_chunk_size(key, &mut rng(seed), plaintext, CS).unwrap();
 
     let mut via_io = Vec::new();
-    let reader = Dribble { rest: plaintext, rng: rng(seed), max: 2 * CS };
+    let reader = Dribble {
+        rest: plaintext,
+        rng: rng(seed),
+        max: 2 * CS,
+    };
     let n = encrypt_reader(key, &mut rng(seed + 1), reader, &mut via_io, CS).unwrap();
     assert_eq!(n as usize, via_io.len());
 
     let items = split(plaintext, &mut rng(seed + 2), 2 * CS);
-    let via_stream = collect(encrypt_stream(key, &mut rng(seed + 3), stream_of(items), CS).unwrap()).unwrap();
+    let via_stream =
+        collect(encrypt_stream(key, &mut rng(seed + 3), stream_of(items), CS).unwrap()).unwrap();
 
     for sealed in [&sync, &via_io, &via_stream] {
         assert_eq!(sealed.len() as u64, sealed_len(plaintext.len() as u64, CS));
@@ -126,8 +143,15 @@ fn round_trip_every_size_every_path() {
     let k = key(1);
     for (i, &size) in SIZES.iter().enumerate() {
         let plaintext = data(size, i as u64);
-        for (j, sealed) in seal_all_ways(&k, &plaintext, 10 * i as u64).iter().enumerate() {
-            assert_eq!(open_all_ways(&k, sealed, i as u64).unwrap(), plaintext, "size {size}, sealer {j}");
+        for (j, sealed) in seal_all_ways(&k, &plaintext, 10 * i as u64)
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                open_all_ways(&k, sealed, i as u64).unwrap(),
+                plaintext,
+                "size {size}, sealer {j}"
+            );
         }
     }
 }
@@ -138,7 +162,10 @@ fn layout() {
     let sealed = seal_with_chunk_size(&k, &mut rng(2), &data(3 * CS + 5, 2), CS).unwrap();
     assert_eq!(&sealed[..4], b"RRE1");
     assert_eq!(sealed[4], 1);
-    assert_eq!(u32::from_le_bytes(sealed[5..9].try_into().unwrap()) as usize, CS);
+    assert_eq!(
+        u32::from_le_bytes(sealed[5..9].try_into().unwrap()) as usize,
+        CS
+    );
     assert_eq!(sealed.len(), HEADER_LEN + 3 * SC + 5 + TAG_LEN);
     // An empty plaintext is the header and one tag.
     let empty = seal_with_chunk_size(&k, &mut rng(2), &[], CS).unwrap();
@@ -148,7 +175,10 @@ fn layout() {
     assert_ne!(empty, again);
     // The default chunk size.
     let default = envelope::seal(&k, &mut rng(4), b"x");
-    assert_eq!(EnvelopeHeader::parse(&default).unwrap().chunk_size(), DEFAULT_CHUNK_SIZE);
+    assert_eq!(
+        EnvelopeHeader::parse(&default).unwrap().chunk_size(),
+        DEFAULT_CHUNK_SIZE
+    );
 }
 
 #[test]
@@ -161,7 +191,8 @@ fn chunk_at_a_time_matches_seal() {
     enc.encrypt_next_in_place(&mut buf).unwrap();
     assert_eq!(buf.len(), SC);
     sealed.extend_from_slice(&buf);
-    enc.encrypt_next(&plaintext[CS..2 * CS], &mut sealed).unwrap();
+    enc.encrypt_next(&plaintext[CS..2 * CS], &mut sealed)
+        .unwrap();
     enc.encrypt_last(&plaintext[2 * CS..], &mut sealed).unwrap();
     // Same key and nonce prefix: the same bytes as `seal`.
     let sealed_whole = seal_with_chunk_size(&k, &mut rng(3), &plaintext, CS).unwrap();
@@ -185,15 +216,27 @@ fn misuse_of_the_chunk_interface() {
     let k = key(4);
     let (mut enc, header) = EnvelopeEncryptor::new(&k, &mut rng(4), CS).unwrap();
     let mut out = Vec::new();
-    assert!(matches!(enc.encrypt_next(&[0; 10], &mut out), Err(EnvelopeError::ChunkLength { len: 10, .. })));
+    assert!(matches!(
+        enc.encrypt_next(&[0; 10], &mut out),
+        Err(EnvelopeError::ChunkLength { len: 10, .. })
+    ));
     assert!(out.is_empty());
     let mut buf = vec![0; CS + 1];
-    assert!(matches!(enc.encrypt_next_in_place(&mut buf), Err(EnvelopeError::ChunkLength { .. })));
-    assert!(matches!(enc.encrypt_last(&[0; CS + 1], &mut out), Err(EnvelopeError::ChunkLength { .. })));
+    assert!(matches!(
+        enc.encrypt_next_in_place(&mut buf),
+        Err(EnvelopeError::ChunkLength { .. })
+    ));
+    assert!(matches!(
+        enc.encrypt_last(&[0; CS + 1], &mut out),
+        Err(EnvelopeError::ChunkLength { .. })
+    ));
 
     let mut dec = EnvelopeDecryptor::new(&k, &header).unwrap();
     let mut buf = vec![0; SC - 1];
-    assert!(matches!(dec.decrypt_next_in_place(&mut buf), Err(EnvelopeError::ChunkLength { .. })));
+    assert!(matches!(
+        dec.decrypt_next_in_place(&mut buf),
+        Err(EnvelopeError::ChunkLength { .. })
+    ));
 }
 
 #[test]
@@ -201,8 +244,14 @@ fn chunk_size_limits() {
     let k = key(5);
     for size in [0, 1, MIN_CHUNK_SIZE - 1, MAX_CHUNK_SIZE + 1, usize::MAX] {
         let expected = EnvelopeError::InvalidChunkSize { size };
-        assert_eq!(seal_with_chunk_size(&k, &mut rng(5), b"x", size).unwrap_err(), expected);
-        assert_eq!(EnvelopeEncryptor::new(&k, &mut rng(5), size).unwrap_err(), expected);
+        assert_eq!(
+            seal_with_chunk_size(&k, &mut rng(5), b"x", size).unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            EnvelopeEncryptor::new(&k, &mut rng(5), size).unwrap_err(),
+            expected
+        );
         let e = encrypt_reader(&k, &mut rng(5), &b"x"[..], Vec::new(), size).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(EnvelopeError::from_io(&e), Some(&expected));
@@ -233,7 +282,10 @@ fn flipped_header_bytes() {
         let err = open_all_ways(&k, &bad, i as u64).unwrap_err();
         match i {
             // Magic, version, and the chunk size's bytes that push it out of range.
-            0..=4 | 6..=8 => assert!(matches!(err, EnvelopeError::BadHeader(_)), "byte {i}: {err:?}"),
+            0..=4 | 6..=8 => assert!(
+                matches!(err, EnvelopeError::BadHeader(_)),
+                "byte {i}: {err:?}"
+            ),
             // Another valid chunk size, or another nonce prefix: the first
             // chunk no longer authenticates.
             _ => assert_eq!(err, EnvelopeError::Corrupt { chunk: 0 }, "byte {i}"),
@@ -293,12 +345,18 @@ fn dropped_final_chunk_is_truncated() {
     let cut = &sealed[..HEADER_LEN + 2 * SC];
     assert_eq!(open_all_ways(&k, cut, 2), Err(EnvelopeError::Truncated));
     // Only the header left.
-    assert_eq!(open_all_ways(&k, &sealed[..HEADER_LEN], 3), Err(EnvelopeError::Truncated));
+    assert_eq!(
+        open_all_ways(&k, &sealed[..HEADER_LEN], 3),
+        Err(EnvelopeError::Truncated)
+    );
 
     // When the final chunk is full, dropping it is caught the same way.
     let sealed = seal_with_chunk_size(&k, &mut rng(7), &data(2 * CS, 7), CS).unwrap();
     assert_eq!(sealed.len(), HEADER_LEN + 2 * SC);
-    assert_eq!(open_all_ways(&k, &sealed[..HEADER_LEN + SC], 4), Err(EnvelopeError::Truncated));
+    assert_eq!(
+        open_all_ways(&k, &sealed[..HEADER_LEN + SC], 4),
+        Err(EnvelopeError::Truncated)
+    );
 }
 
 #[test]
@@ -306,10 +364,16 @@ fn truncated_mid_chunk() {
     let (k, sealed) = four_chunks();
     // Cut inside chunk 2: what is left of it cannot authenticate.
     let cut = &sealed[..HEADER_LEN + 2 * SC + 1000];
-    assert_eq!(open_all_ways(&k, cut, 1), Err(EnvelopeError::Corrupt { chunk: 2 }));
+    assert_eq!(
+        open_all_ways(&k, cut, 1),
+        Err(EnvelopeError::Corrupt { chunk: 2 })
+    );
     // Cut inside the final chunk.
     let cut = &sealed[..sealed.len() - 1];
-    assert_eq!(open_all_ways(&k, cut, 2), Err(EnvelopeError::Corrupt { chunk: 3 }));
+    assert_eq!(
+        open_all_ways(&k, cut, 2),
+        Err(EnvelopeError::Corrupt { chunk: 3 })
+    );
     // Less than a tag left of a chunk.
     let cut = &sealed[..HEADER_LEN + SC + 7];
     assert_eq!(open_all_ways(&k, cut, 3), Err(EnvelopeError::Truncated));
@@ -328,35 +392,53 @@ fn swapped_or_repeated_chunks_are_corrupt() {
         swapped.extend_from_slice(chunk(i));
     }
     swapped.extend_from_slice(&sealed[body + 3 * SC..]);
-    assert_eq!(open_all_ways(&k, &swapped, 1), Err(EnvelopeError::Corrupt { chunk: 0 }));
+    assert_eq!(
+        open_all_ways(&k, &swapped, 1),
+        Err(EnvelopeError::Corrupt { chunk: 0 })
+    );
 
     let mut swapped = sealed[..body].to_vec();
     for i in [0, 2, 1] {
         swapped.extend_from_slice(chunk(i));
     }
     swapped.extend_from_slice(&sealed[body + 3 * SC..]);
-    assert_eq!(open_all_ways(&k, &swapped, 2), Err(EnvelopeError::Corrupt { chunk: 1 }));
+    assert_eq!(
+        open_all_ways(&k, &swapped, 2),
+        Err(EnvelopeError::Corrupt { chunk: 1 })
+    );
 
     let mut repeated = sealed[..body].to_vec();
     for i in [0, 0, 1, 2] {
         repeated.extend_from_slice(chunk(i));
     }
     repeated.extend_from_slice(&sealed[body + 3 * SC..]);
-    assert_eq!(open_all_ways(&k, &repeated, 3), Err(EnvelopeError::Corrupt { chunk: 1 }));
+    assert_eq!(
+        open_all_ways(&k, &repeated, 3),
+        Err(EnvelopeError::Corrupt { chunk: 1 })
+    );
 
     // A chunk of another envelope under the same key (another nonce prefix).
     let other = seal_with_chunk_size(&k, &mut rng(99), &data(3 * CS + 5, 6), CS).unwrap();
     let mut spliced = sealed.clone();
     spliced[body + SC..body + 2 * SC].copy_from_slice(&other[body + SC..body + 2 * SC]);
-    assert_eq!(open_all_ways(&k, &spliced, 4), Err(EnvelopeError::Corrupt { chunk: 1 }));
+    assert_eq!(
+        open_all_ways(&k, &spliced, 4),
+        Err(EnvelopeError::Corrupt { chunk: 1 })
+    );
 }
 
 #[test]
 fn wrong_key_is_corrupt() {
     let (_, sealed) = four_chunks();
-    assert_eq!(open_all_ways(&key(1000), &sealed, 1), Err(EnvelopeError::Corrupt { chunk: 0 }));
+    assert_eq!(
+        open_all_ways(&key(1000), &sealed, 1),
+        Err(EnvelopeError::Corrupt { chunk: 0 })
+    );
     let empty = seal_with_chunk_size(&key(6), &mut rng(6), &[], CS).unwrap();
-    assert_eq!(open_all_ways(&key(1000), &empty, 2), Err(EnvelopeError::Corrupt { chunk: 0 }));
+    assert_eq!(
+        open_all_ways(&key(1000), &empty, 2),
+        Err(EnvelopeError::Corrupt { chunk: 0 })
+    );
 }
 
 #[test]
@@ -378,16 +460,26 @@ fn garbage_and_short_headers() {
         cases.push(v);
     }
     // Chunk size below the minimum (1 byte) and above the maximum.
-    for size in [1u32, (MIN_CHUNK_SIZE - 1) as u32, (MAX_CHUNK_SIZE + 1) as u32] {
+    for size in [
+        1u32,
+        (MIN_CHUNK_SIZE - 1) as u32,
+        (MAX_CHUNK_SIZE + 1) as u32,
+    ] {
         let mut v = valid.clone();
         v[5..9].copy_from_slice(&size.to_le_bytes());
         cases.push(v);
     }
     for (i, case) in cases.iter().enumerate() {
         let err = open_all_ways(&k, case, i as u64).unwrap_err();
-        assert!(matches!(err, EnvelopeError::BadHeader(_)), "case {i}: {err:?}");
+        assert!(
+            matches!(err, EnvelopeError::BadHeader(_)),
+            "case {i}: {err:?}"
+        );
     }
-    assert!(matches!(EnvelopeDecryptor::new(&k, &valid[..10]), Err(EnvelopeError::BadHeader(_))));
+    assert!(matches!(
+        EnvelopeDecryptor::new(&k, &valid[..10]),
+        Err(EnvelopeError::BadHeader(_))
+    ));
 }
 
 #[test]
@@ -398,20 +490,32 @@ fn appended_data_is_refused() {
     for extra in [&[0u8][..], &[1; 100], &sealed[HEADER_LEN..]] {
         let mut v = sealed.clone();
         v.extend_from_slice(extra);
-        assert_eq!(open_all_ways(&k, &v, extra.len() as u64), Err(EnvelopeError::TrailingData));
+        assert_eq!(
+            open_all_ways(&k, &v, extra.len() as u64),
+            Err(EnvelopeError::TrailingData)
+        );
     }
     // After a short final chunk the extra bytes become part of it.
     let (k, sealed) = four_chunks();
     let mut v = sealed.clone();
     v.push(0);
-    assert_eq!(open_all_ways(&k, &v, 1), Err(EnvelopeError::Corrupt { chunk: 3 }));
+    assert_eq!(
+        open_all_ways(&k, &v, 1),
+        Err(EnvelopeError::Corrupt { chunk: 3 })
+    );
     let mut v = sealed.clone();
     v.extend_from_slice(&[7; SC]);
-    assert_eq!(open_all_ways(&k, &v, 2), Err(EnvelopeError::Corrupt { chunk: 3 }));
+    assert_eq!(
+        open_all_ways(&k, &v, 2),
+        Err(EnvelopeError::Corrupt { chunk: 3 })
+    );
     // A whole second envelope appended.
     let mut v = sealed.clone();
     v.extend_from_slice(&sealed);
-    assert_eq!(open_all_ways(&k, &v, 3), Err(EnvelopeError::Corrupt { chunk: 3 }));
+    assert_eq!(
+        open_all_ways(&k, &v, 3),
+        Err(EnvelopeError::Corrupt { chunk: 3 })
+    );
 }
 
 #[test]
@@ -422,7 +526,9 @@ fn error_messages_say_what_happened() {
         "chunk 3 failed authentication: the ciphertext was modified, truncated or reordered, or the key is wrong"
     );
     assert!(EnvelopeError::Truncated.to_string().contains("truncated"));
-    assert!(EnvelopeError::TrailingData.to_string().contains("after its final chunk"));
+    assert!(EnvelopeError::TrailingData
+        .to_string()
+        .contains("after its final chunk"));
 }
 
 #[test]
@@ -431,14 +537,27 @@ fn input_errors_pass_through_the_streams() {
     let failing = || -> ByteStream {
         Box::pin(futures::stream::iter(vec![
             Ok(Bytes::from(vec![1; 100])),
-            Err(io::Error::new(io::ErrorKind::ConnectionReset, "source failed")),
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "source failed",
+            )),
         ]))
     };
     let err = collect(encrypt_stream(&k, &mut rng(10), failing(), CS).unwrap()).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     assert!(EnvelopeError::from_io(&err).is_none());
-    let err = collect(decrypt_stream(&k, failing())).unwrap_err();
+    // A valid header and part of a chunk, then the source fails.
+    let sealed = seal_with_chunk_size(&k, &mut rng(10), &data(CS, 10), CS).unwrap();
+    let failing: ByteStream = Box::pin(futures::stream::iter(vec![
+        Ok(Bytes::copy_from_slice(&sealed[..1000])),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "source failed",
+        )),
+    ]));
+    let err = collect(decrypt_stream(&k, failing)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    assert!(EnvelopeError::from_io(&err).is_none());
 
     // After an error the stream ends.
     let mut s = decrypt_stream(&k, stream_of(vec![Bytes::from_static(b"junk")]));
@@ -454,7 +573,8 @@ fn decrypt_stream_yields_chunks_as_they_authenticate() {
     // Corrupt the last chunk: the first three come out, then the error.
     let mut bad = sealed.clone();
     *bad.last_mut().unwrap() ^= 1;
-    let items: Vec<io::Result<Bytes>> = block_on(decrypt_stream(&k, stream_of(vec![Bytes::from(bad)])).collect());
+    let items: Vec<io::Result<Bytes>> =
+        block_on(decrypt_stream(&k, stream_of(vec![Bytes::from(bad)])).collect());
     assert_eq!(items.len(), 4);
     for item in &items[..3] {
         assert_eq!(item.as_ref().unwrap().len(), CS);
@@ -489,7 +609,13 @@ async fn sixty_four_mib_async_round_trip() {
         expected.update(&item.unwrap());
     }
 
-    let sealed = encrypt_stream(&k, &mut rng(11), generated(TOTAL, 1_000_003), DEFAULT_CHUNK_SIZE).unwrap();
+    let sealed = encrypt_stream(
+        &k,
+        &mut rng(11),
+        generated(TOTAL, 1_000_003),
+        DEFAULT_CHUNK_SIZE,
+    )
+    .unwrap();
     let mut opened = decrypt_stream(&k, sealed);
     let mut actual = blake3::Hasher::new();
     let mut len = 0usize;

@@ -19,7 +19,13 @@ fn t(m: u16, n: u16) -> Threshold {
 }
 
 fn malformed(e: PreError) -> bool {
-    matches!(e, PreError::Malformed { scheme: "umbral", .. })
+    matches!(
+        e,
+        PreError::Malformed {
+            scheme: "umbral",
+            ..
+        }
+    )
 }
 
 /// Alice's record key, a capsule under it, Bob's account key, and a 2-of-3
@@ -47,7 +53,8 @@ fn fixture(rng: &mut StdRng, record: RecordId) -> Fixture {
         .map(|k| {
             let vk = U.verify_key_frag(k.clone(), &record_pk, &bob_pk).unwrap();
             let cfrag = U.reencrypt(rng, &capsule, &vk).unwrap();
-            U.verify_capsule_frag(cfrag, &capsule, &record_pk, &bob_pk).unwrap()
+            U.verify_capsule_frag(cfrag, &capsule, &record_pk, &bob_pk)
+                .unwrap()
         })
         .collect();
     Fixture {
@@ -74,7 +81,10 @@ fn owner_opens_own_capsule() {
 fn another_key_does_not_open_a_capsule() {
     let mut rng = rng();
     let f = fixture(&mut rng, RecordId([1; 32]));
-    assert_eq!(U.open(&f.bob_sk, &f.capsule).unwrap_err(), PreError::OpenFailed);
+    assert_eq!(
+        U.open(&f.bob_sk, &f.capsule).unwrap_err(),
+        PreError::OpenFailed
+    );
 }
 
 #[test]
@@ -100,18 +110,25 @@ fn one_of_two_needed_does_not_open() {
     let f = fixture(&mut rng, RecordId([3; 32]));
     for cfrag in &f.cfrags {
         let err = U
-            .open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, std::slice::from_ref(cfrag))
+            .open_reencrypted(
+                &f.bob_sk,
+                &f.record_pk,
+                &f.capsule,
+                std::slice::from_ref(cfrag),
+            )
             .unwrap_err();
         assert_eq!(err, PreError::OpenFailed);
     }
     // The same fragment twice is still one fragment.
     let twice = [f.cfrags[0].clone(), f.cfrags[0].clone()];
     assert_eq!(
-        U.open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, &twice).unwrap_err(),
+        U.open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, &twice)
+            .unwrap_err(),
         PreError::OpenFailed
     );
     assert_eq!(
-        U.open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, &[]).unwrap_err(),
+        U.open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, &[])
+            .unwrap_err(),
         PreError::NotEnoughFragments { have: 0, need: 1 }
     );
 }
@@ -120,12 +137,20 @@ fn one_of_two_needed_does_not_open() {
 fn one_of_one_delegation() {
     let mut rng = rng();
     let f = fixture(&mut rng, RecordId([4; 32]));
-    let kfrags = U.delegate(&mut rng, &f.record_sk, &f.bob_pk, t(1, 1)).unwrap();
+    let kfrags = U
+        .delegate(&mut rng, &f.record_sk, &f.bob_pk, t(1, 1))
+        .unwrap();
     assert_eq!(kfrags.len(), 1);
-    let vk = U.verify_key_frag(kfrags[0].clone(), &f.record_pk, &f.bob_pk).unwrap();
+    let vk = U
+        .verify_key_frag(kfrags[0].clone(), &f.record_pk, &f.bob_pk)
+        .unwrap();
     let cfrag = U.reencrypt(&mut rng, &f.capsule, &vk).unwrap();
-    let vc = U.verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &f.bob_pk).unwrap();
-    let key = U.open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, &[vc]).unwrap();
+    let vc = U
+        .verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &f.bob_pk)
+        .unwrap();
+    let key = U
+        .open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, &[vc])
+        .unwrap();
     assert_eq!(key.expose(), f.data_key.expose());
 }
 
@@ -137,18 +162,21 @@ fn wrong_grantee_key_fails_verification() {
     let (carol_sk, carol_pk) = U.account_key(&carol);
     for k in &f.kfrags {
         assert_eq!(
-            U.verify_key_frag(k.clone(), &f.record_pk, &carol_pk).unwrap_err(),
+            U.verify_key_frag(k.clone(), &f.record_pk, &carol_pk)
+                .unwrap_err(),
             PreError::InvalidKeyFrag
         );
     }
     let cfrag = f.cfrags[0].clone().unverify();
     assert_eq!(
-        U.verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &carol_pk).unwrap_err(),
+        U.verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &carol_pk)
+            .unwrap_err(),
         PreError::InvalidCapsuleFrag
     );
     // Carol cannot open with Bob's fragments either.
     assert_eq!(
-        U.open_reencrypted(&carol_sk, &f.record_pk, &f.capsule, &f.cfrags[..2]).unwrap_err(),
+        U.open_reencrypted(&carol_sk, &f.record_pk, &f.capsule, &f.cfrags[..2])
+            .unwrap_err(),
         PreError::OpenFailed
     );
 }
@@ -159,19 +187,27 @@ fn wrong_record_key_fails_verification() {
     let f = fixture(&mut rng, RecordId([6; 32]));
     let g = fixture(&mut rng, RecordId([7; 32]));
     assert_eq!(
-        U.verify_key_frag(f.kfrags[0].clone(), &g.record_pk, &f.bob_pk).unwrap_err(),
+        U.verify_key_frag(f.kfrags[0].clone(), &g.record_pk, &f.bob_pk)
+            .unwrap_err(),
         PreError::InvalidKeyFrag
     );
     // An account key where a record key is needed.
     assert!(malformed(
-        U.verify_key_frag(f.kfrags[0].clone(), &f.bob_pk, &f.bob_pk).unwrap_err()
-    ));
-    assert!(malformed(
-        U.verify_capsule_frag(f.cfrags[0].clone().unverify(), &f.capsule, &f.bob_pk, &f.bob_pk)
+        U.verify_key_frag(f.kfrags[0].clone(), &f.bob_pk, &f.bob_pk)
             .unwrap_err()
     ));
     assert!(malformed(
-        U.delegate(&mut rng, &f.bob_sk, &g.bob_pk, t(1, 1)).unwrap_err()
+        U.verify_capsule_frag(
+            f.cfrags[0].clone().unverify(),
+            &f.capsule,
+            &f.bob_pk,
+            &f.bob_pk
+        )
+        .unwrap_err()
+    ));
+    assert!(malformed(
+        U.delegate(&mut rng, &f.bob_sk, &g.bob_pk, t(1, 1))
+            .unwrap_err()
     ));
 }
 
@@ -194,27 +230,35 @@ fn cfrags_of_one_record_do_not_open_another() {
         // that do not verify against B, nor against A with B's capsule.
         let cfrag_b = U.reencrypt(&mut rng, &capsule_b, &vk).unwrap();
         assert_eq!(
-            U.verify_capsule_frag(cfrag_b.clone(), &capsule_b, &pk_b, &bob_pk).unwrap_err(),
+            U.verify_capsule_frag(cfrag_b.clone(), &capsule_b, &pk_b, &bob_pk)
+                .unwrap_err(),
             PreError::InvalidCapsuleFrag
         );
         assert_eq!(
-            U.verify_capsule_frag(cfrag_b, &capsule_a, &pk_a, &bob_pk).unwrap_err(),
+            U.verify_capsule_frag(cfrag_b, &capsule_a, &pk_a, &bob_pk)
+                .unwrap_err(),
             PreError::InvalidCapsuleFrag
         );
         let cfrag_a = U.reencrypt(&mut rng, &capsule_a, &vk).unwrap();
         assert_eq!(
-            U.verify_capsule_frag(cfrag_a.clone(), &capsule_b, &pk_b, &bob_pk).unwrap_err(),
+            U.verify_capsule_frag(cfrag_a.clone(), &capsule_b, &pk_b, &bob_pk)
+                .unwrap_err(),
             PreError::InvalidCapsuleFrag
         );
-        verified_a.push(U.verify_capsule_frag(cfrag_a, &capsule_a, &pk_a, &bob_pk).unwrap());
+        verified_a.push(
+            U.verify_capsule_frag(cfrag_a, &capsule_a, &pk_a, &bob_pk)
+                .unwrap(),
+        );
     }
     // Verified fragments of A, used for B, open nothing.
     assert_eq!(
-        U.open_reencrypted(&bob_sk, &pk_b, &capsule_b, &verified_a).unwrap_err(),
+        U.open_reencrypted(&bob_sk, &pk_b, &capsule_b, &verified_a)
+            .unwrap_err(),
         PreError::OpenFailed
     );
     assert_eq!(
-        U.open_reencrypted(&bob_sk, &pk_a, &capsule_b, &verified_a).unwrap_err(),
+        U.open_reencrypted(&bob_sk, &pk_a, &capsule_b, &verified_a)
+            .unwrap_err(),
         PreError::OpenFailed
     );
 }
@@ -252,7 +296,10 @@ fn master_secret_bytes() {
     let restored = U.master_from_bytes(&bytes).unwrap();
     assert_eq!(*U.master_to_bytes(&restored), *bytes);
     for len in [0, 1, 31, 33, 64] {
-        assert!(malformed(U.master_from_bytes(&vec![7; len]).unwrap_err()), "length {len}");
+        assert!(
+            malformed(U.master_from_bytes(&vec![7; len]).unwrap_err()),
+            "length {len}"
+        );
     }
 }
 
@@ -296,9 +343,14 @@ fn tampered_capsule_is_detected() {
                 refused += 1;
             }
             Ok(c) => {
-                assert_eq!(U.open(&f.record_sk, &c).unwrap_err(), PreError::OpenFailed, "byte {i}");
                 assert_eq!(
-                    U.open_reencrypted(&f.bob_sk, &f.record_pk, &c, &f.cfrags).unwrap_err(),
+                    U.open(&f.record_sk, &c).unwrap_err(),
+                    PreError::OpenFailed,
+                    "byte {i}"
+                );
+                assert_eq!(
+                    U.open_reencrypted(&f.bob_sk, &f.record_pk, &c, &f.cfrags)
+                        .unwrap_err(),
                     PreError::OpenFailed,
                     "byte {i}"
                 );
@@ -308,7 +360,10 @@ fn tampered_capsule_is_detected() {
     }
     // Both paths are exercised: the umbral capsule refuses to decode, the
     // wrapped key fails to open.
-    assert!(refused > 0 && failed > 0, "{refused} refused, {failed} failed");
+    assert!(
+        refused > 0 && failed > 0,
+        "{refused} refused, {failed} failed"
+    );
 }
 
 #[test]
@@ -316,16 +371,43 @@ fn tampered_key_frag_is_detected() {
     let mut rng = rng();
     let f = fixture(&mut rng, RecordId([13; 32]));
     let bytes = f.kfrags[0].to_bytes();
+    let (mut refused, mut rejected_by_proxy, mut rejected_by_grantee) = (0, 0, 0);
     for (i, b) in flip_each_byte(&bytes) {
-        match UmbralKeyFrag::from_bytes(&b) {
-            Err(e) => assert!(malformed(e), "byte {i}"),
-            Ok(k) => assert_eq!(
-                U.verify_key_frag(k, &f.record_pk, &f.bob_pk).unwrap_err(),
-                PreError::InvalidKeyFrag,
-                "byte {i}"
-            ),
-        }
+        let k = match UmbralKeyFrag::from_bytes(&b) {
+            Err(e) => {
+                assert!(malformed(e), "byte {i}");
+                refused += 1;
+                continue;
+            }
+            Ok(k) => k,
+        };
+        let vk = match U.verify_key_frag(k, &f.record_pk, &f.bob_pk) {
+            Err(e) => {
+                assert_eq!(e, PreError::InvalidKeyFrag, "byte {i}");
+                rejected_by_proxy += 1;
+                continue;
+            }
+            Ok(vk) => vk,
+        };
+        // The proxy checks the signature meant for it; the one meant for the
+        // grantee travels in the capsule fragment and is checked by the grantee.
+        let cfrag = U.reencrypt(&mut rng, &f.capsule, &vk).unwrap();
+        assert_eq!(
+            U.verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &f.bob_pk)
+                .unwrap_err(),
+            PreError::InvalidCapsuleFrag,
+            "byte {i}"
+        );
+        rejected_by_grantee += 1;
     }
+    assert_eq!(
+        refused + rejected_by_proxy + rejected_by_grantee,
+        bytes.len()
+    );
+    assert!(
+        refused > 0 && rejected_by_proxy > 0,
+        "{refused} refused, {rejected_by_proxy} rejected"
+    );
 }
 
 #[test]
@@ -337,7 +419,8 @@ fn tampered_capsule_frag_is_detected() {
         match UmbralCapsuleFrag::from_bytes(&b) {
             Err(e) => assert!(malformed(e), "byte {i}"),
             Ok(c) => assert_eq!(
-                U.verify_capsule_frag(c, &f.capsule, &f.record_pk, &f.bob_pk).unwrap_err(),
+                U.verify_capsule_frag(c, &f.capsule, &f.record_pk, &f.bob_pk)
+                    .unwrap_err(),
                 PreError::InvalidCapsuleFrag,
                 "byte {i}"
             ),
@@ -357,7 +440,8 @@ fn tampered_public_key_is_refused_or_different() {
                 assert_ne!(pk, f.record_pk, "byte {i}");
                 if pk.is_record_key() {
                     assert_eq!(
-                        U.verify_key_frag(f.kfrags[0].clone(), &pk, &f.bob_pk).unwrap_err(),
+                        U.verify_key_frag(f.kfrags[0].clone(), &pk, &f.bob_pk)
+                            .unwrap_err(),
                         PreError::InvalidKeyFrag,
                         "byte {i}"
                     );
@@ -369,7 +453,12 @@ fn tampered_public_key_is_refused_or_different() {
 
 /// Garbage of every kind for one encoding: all refused as malformed.
 fn assert_refuses_garbage<T: WireEncoding>(valid: &[u8], rng: &mut StdRng) {
-    let mut cases: Vec<Vec<u8>> = vec![vec![], vec![1], vec![0; valid.len()], vec![0xff; valid.len()]];
+    let mut cases: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1],
+        vec![0; valid.len()],
+        vec![0xff; valid.len()],
+    ];
     for _ in 0..8 {
         let len = rng.gen_range(0..valid.len() * 2);
         cases.push((0..len).map(|_| rng.gen()).collect());
@@ -411,12 +500,23 @@ fn encodings_round_trip_and_refuse_garbage() {
     // A record key cut to an account key's length, and the tags swapped.
     let rec = f.record_pk.to_bytes();
     let mut as_account = rec[..35].to_vec();
-    assert_eq!(UmbralPublicKey::from_bytes(&as_account).err().map(malformed), Some(true));
+    assert_eq!(
+        UmbralPublicKey::from_bytes(&as_account)
+            .err()
+            .map(malformed),
+        Some(true)
+    );
     as_account[1] = 0;
-    assert_eq!(UmbralPublicKey::from_bytes(&as_account).unwrap().key(), f.record_pk.key());
+    assert_eq!(
+        UmbralPublicKey::from_bytes(&as_account).unwrap().key(),
+        f.record_pk.key()
+    );
     let mut acct = f.bob_pk.to_bytes();
     acct[1] = 1;
-    assert_eq!(UmbralPublicKey::from_bytes(&acct).err().map(malformed), Some(true));
+    assert_eq!(
+        UmbralPublicKey::from_bytes(&acct).err().map(malformed),
+        Some(true)
+    );
 
     let bytes = f.capsule.to_bytes();
     assert_eq!(UmbralCapsule::from_bytes(&bytes).unwrap(), f.capsule);
@@ -436,21 +536,32 @@ fn encodings_round_trip_and_refuse_garbage() {
 fn verified_key_frag_store_round_trip() {
     let mut rng = rng();
     let f = fixture(&mut rng, RecordId([17; 32]));
-    let vk = U.verify_key_frag(f.kfrags[1].clone(), &f.record_pk, &f.bob_pk).unwrap();
+    let vk = U
+        .verify_key_frag(f.kfrags[1].clone(), &f.record_pk, &f.bob_pk)
+        .unwrap();
     let bytes = U.verified_key_frag_to_bytes(&vk);
     let restored = U.verified_key_frag_from_trusted_bytes(&bytes).unwrap();
     assert_eq!(restored, vk);
     // The stored form is the key fragment's own encoding.
     assert_eq!(bytes, f.kfrags[1].to_bytes());
     let cfrag = U.reencrypt(&mut rng, &f.capsule, &restored).unwrap();
-    let vc = U.verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &f.bob_pk).unwrap();
+    let vc = U
+        .verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &f.bob_pk)
+        .unwrap();
     let key = U
-        .open_reencrypted(&f.bob_sk, &f.record_pk, &f.capsule, &[f.cfrags[0].clone(), vc])
+        .open_reencrypted(
+            &f.bob_sk,
+            &f.record_pk,
+            &f.capsule,
+            &[f.cfrags[0].clone(), vc],
+        )
         .unwrap();
     assert_eq!(key.expose(), f.data_key.expose());
 
     for garbage in [&[][..], &[1], &bytes[..bytes.len() - 1], &[2; 40]] {
-        assert!(malformed(U.verified_key_frag_from_trusted_bytes(garbage).unwrap_err()));
+        assert!(malformed(
+            U.verified_key_frag_from_trusted_bytes(garbage).unwrap_err()
+        ));
     }
 }
 
@@ -458,11 +569,19 @@ fn verified_key_frag_store_round_trip() {
 fn debug_shows_no_secrets() {
     let mut rng = rng();
     let alice = U.generate_master(&mut rng);
-    let seed_hex: String = U.master_to_bytes(&alice).iter().map(|b| format!("{b:02x}")).collect();
+    let seed_hex: String = U
+        .master_to_bytes(&alice)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let (record_sk, _) = U.record_key(&alice, &RecordId([1; 32]));
     let (account_sk, _) = U.account_key(&alice);
     let (_, data_key) = U.encapsulate(&mut rng, &account_sk.public_key()).unwrap();
-    let key_hex: String = data_key.expose().iter().map(|b| format!("{b:02x}")).collect();
+    let key_hex: String = data_key
+        .expose()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
 
     let shown = [
         format!("{alice:?}"),

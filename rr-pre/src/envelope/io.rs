@@ -61,7 +61,11 @@ pub fn encrypt_reader<R: Read, W: Write>(
 /// incomplete prefix of the plaintext: discard it. Envelope errors come back
 /// as [`io::ErrorKind::InvalidData`] errors from which
 /// [`EnvelopeError::from_io`] recovers the [`EnvelopeError`].
-pub fn decrypt_reader<R: Read, W: Write>(key: &DataKey, mut reader: R, mut writer: W) -> io::Result<u64> {
+pub fn decrypt_reader<R: Read, W: Write>(
+    key: &DataKey,
+    mut reader: R,
+    mut writer: W,
+) -> io::Result<u64> {
     let mut header = Vec::with_capacity(HEADER_LEN);
     fill(&mut reader, &mut header, HEADER_LEN)?;
     let mut dec = EnvelopeDecryptor::new(key, &header)?;

@@ -51,7 +51,9 @@
 //! # Ok::<(), EnvelopeError>(())
 //! ```
 
-use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32, NewStream, StreamBE32, StreamPrimitive};
+use chacha20poly1305::aead::stream::{
+    DecryptorBE32, EncryptorBE32, NewStream, StreamBE32, StreamPrimitive,
+};
 use chacha20poly1305::aead::{self, KeyInit};
 use chacha20poly1305::{Key, XChaCha20Poly1305};
 use rand_core::CryptoRngCore;
@@ -105,7 +107,9 @@ pub enum EnvelopeError {
         chunk: u64,
     },
     /// More bytes follow the final chunk.
-    #[error("the ciphertext envelope has data after its final chunk: it was appended to or spliced")]
+    #[error(
+        "the ciphertext envelope has data after its final chunk: it was appended to or spliced"
+    )]
     TrailingData,
     /// A chunk size outside [`MIN_CHUNK_SIZE`]..=[`MAX_CHUNK_SIZE`] was asked for.
     #[error("chunk size {size} is out of range: use {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes")]
@@ -114,7 +118,9 @@ pub enum EnvelopeError {
         size: usize,
     },
     /// The plaintext needs more chunks than STREAM's 32-bit counter allows.
-    #[error("the plaintext is too long for one envelope at this chunk size (at most 2^32 - 1 chunks)")]
+    #[error(
+        "the plaintext is too long for one envelope at this chunk size (at most 2^32 - 1 chunks)"
+    )]
     TooLong,
     /// A chunk handed to the chunk-at-a-time interface has the wrong length.
     #[error("chunk has {len} bytes where {expected} were expected")]
@@ -143,7 +149,8 @@ impl EnvelopeError {
     /// The envelope error inside an [`std::io::Error`] made by
     /// [`EnvelopeError::into_io`], if it is one.
     pub fn from_io(err: &std::io::Error) -> Option<&EnvelopeError> {
-        err.get_ref().and_then(|e| e.downcast_ref::<EnvelopeError>())
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<EnvelopeError>())
     }
 }
 
@@ -177,9 +184,15 @@ pub struct EnvelopeHeader {
 
 impl EnvelopeHeader {
     /// A header, checking the chunk size.
-    pub fn new(chunk_size: usize, nonce_prefix: [u8; NONCE_PREFIX_LEN]) -> Result<Self, EnvelopeError> {
+    pub fn new(
+        chunk_size: usize,
+        nonce_prefix: [u8; NONCE_PREFIX_LEN],
+    ) -> Result<Self, EnvelopeError> {
         check_chunk_size(chunk_size)?;
-        Ok(Self { chunk_size, nonce_prefix })
+        Ok(Self {
+            chunk_size,
+            nonce_prefix,
+        })
     }
 
     /// Parses the first [`HEADER_LEN`] bytes of `bytes` (more may follow).
@@ -208,7 +221,10 @@ impl EnvelopeHeader {
         }
         let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
         nonce_prefix.copy_from_slice(&bytes[9..HEADER_LEN]);
-        Ok(Self { chunk_size: size, nonce_prefix })
+        Ok(Self {
+            chunk_size: size,
+            nonce_prefix,
+        })
     }
 
     /// The header bytes.
@@ -340,11 +356,16 @@ impl EnvelopeEncryptor {
 
     /// Encrypts a full non-final chunk (exactly
     /// [`chunk_size`](Self::chunk_size) bytes), appending its ciphertext to `out`.
-    pub fn encrypt_next(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+    pub fn encrypt_next(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EnvelopeError> {
         let start = out.len();
         out.reserve(plaintext.len() + TAG_LEN);
         out.extend_from_slice(plaintext);
-        self.encrypt_next_at(out, start).inspect_err(|_| out.truncate(start))
+        self.encrypt_next_at(out, start)
+            .inspect_err(|_| out.truncate(start))
     }
 
     /// Encrypts the final chunk in place: `buf` holds 0 ..=
@@ -360,7 +381,8 @@ impl EnvelopeEncryptor {
         let start = out.len();
         out.reserve(plaintext.len() + TAG_LEN);
         out.extend_from_slice(plaintext);
-        self.encrypt_last_at(out, start).inspect_err(|_| out.truncate(start))
+        self.encrypt_last_at(out, start)
+            .inspect_err(|_| out.truncate(start))
     }
 
     fn encrypt_next_at(&mut self, vec: &mut Vec<u8>, start: usize) -> Result<(), EnvelopeError> {
@@ -475,7 +497,11 @@ impl EnvelopeDecryptor {
     /// Decrypts a non-final chunk (exactly
     /// [`sealed_chunk_len`](Self::sealed_chunk_len) bytes), appending its
     /// plaintext to `out`. On error `out` is left as it was.
-    pub fn decrypt_next(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+    pub fn decrypt_next(
+        &mut self,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EnvelopeError> {
         let start = out.len();
         out.extend_from_slice(ciphertext);
         self.decrypt_next_at(out, start)
@@ -516,14 +542,19 @@ impl EnvelopeDecryptor {
         }
         let index = self.chunks;
         let mut buf = Tail { vec, start };
-        match self.inner.decrypt_next_in_place(&self.header_bytes, &mut buf) {
+        match self
+            .inner
+            .decrypt_next_in_place(&self.header_bytes, &mut buf)
+        {
             Ok(()) => {
                 self.chunks += 1;
                 Ok(())
             }
             // A full chunk that authenticates as the final one: the envelope
             // ended here and the bytes after it were added.
-            Err(_) if self.authenticates_at(index, true, &mut buf) => Err(EnvelopeError::TrailingData),
+            Err(_) if self.authenticates_at(index, true, &mut buf) => {
+                Err(EnvelopeError::TrailingData)
+            }
             Err(_) => Err(EnvelopeError::Corrupt { chunk: index }),
         }
     }
@@ -539,7 +570,13 @@ impl EnvelopeDecryptor {
                 expected: "at most the chunk size + 16",
             })
         } else {
-            let Self { inner, key, header, header_bytes, chunks } = self;
+            let Self {
+                inner,
+                key,
+                header,
+                header_bytes,
+                chunks,
+            } = self;
             let mut buf = Tail { vec, start };
             match inner.decrypt_last_in_place(&header_bytes, &mut buf) {
                 Ok(()) => Ok(()),
@@ -561,7 +598,14 @@ impl EnvelopeDecryptor {
     }
 
     fn authenticates_at(&self, index: u64, last: bool, buf: &mut Tail<'_>) -> bool {
-        authenticates(&self.key, &self.header, &self.header_bytes, index, last, buf)
+        authenticates(
+            &self.key,
+            &self.header,
+            &self.header_bytes,
+            index,
+            last,
+            buf,
+        )
     }
 }
 
@@ -580,7 +624,9 @@ fn authenticates(
     };
     let stream: StreamBE32<XChaCha20Poly1305> =
         StreamBE32::from_aead(cipher(key), (&header.nonce_prefix).into());
-    stream.decrypt_in_place(position, last, header_bytes, buf).is_ok()
+    stream
+        .decrypt_in_place(position, last, header_bytes, buf)
+        .is_ok()
 }
 
 /// Seals `plaintext` into an envelope under `key` with the default chunk size.

@@ -128,11 +128,14 @@ pub fn encrypt_stream(
         enc: Some(enc),
         header_sent: false,
     };
-    Ok(Box::pin(futures::stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        let result = state.step().await;
-        unfold_step(Some(state), result)
-    })))
+    Ok(Box::pin(futures::stream::unfold(
+        Some(state),
+        |state| async move {
+            let mut state = state?;
+            let result = state.step().await;
+            unfold_step(Some(state), result)
+        },
+    )))
 }
 
 struct DecryptState {
