@@ -59,7 +59,8 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. Grant Bob, for treatment, for 30 days.
     let treatment = Purpose::new("treatment")?;
-    let expires_at = Timestamp::from_system_time(std::time::SystemTime::now()).plus_millis(THIRTY_DAYS_MS);
+    let expires_at =
+        Timestamp::from_system_time(std::time::SystemTime::now()).plus_millis(THIRTY_DAYS_MS);
     let grant = alice
         .grant(
             put.record_id,
@@ -76,9 +77,13 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. Bob retrieves and decrypts.
     let started = Instant::now();
-    let plain = collect(bob.retrieve(grant, treatment.clone()).await.context("bob retrieves")?)
-        .await
-        .context("bob decrypts")?;
+    let plain = collect(
+        bob.retrieve(grant, treatment.clone())
+            .await
+            .context("bob retrieves")?,
+    )
+    .await
+    .context("bob decrypts")?;
     ensure!(
         plain == record,
         "bob's plaintext differs from alice's record ({} vs {} bytes)",

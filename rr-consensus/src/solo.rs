@@ -171,7 +171,9 @@ async fn run<E: ContractExecutor>(
             let block = Block::new(
                 ctx,
                 parent,
-                txs.into_iter().map(VerifiedTransaction::into_inner).collect(),
+                txs.into_iter()
+                    .map(VerifiedTransaction::into_inner)
+                    .collect(),
             );
             let head = ledger2
                 .commit_block(&block, &execution)
@@ -179,7 +181,11 @@ async fn run<E: ContractExecutor>(
             Ok::<_, ConsensusError>((head, execution.receipts))
         })
         .await
-        .unwrap_or_else(|join| Err(ConsensusError::Storage(format!("block task failed: {join}"))));
+        .unwrap_or_else(|join| {
+            Err(ConsensusError::Storage(format!(
+                "block task failed: {join}"
+            )))
+        });
 
         match result {
             Ok((new_head, receipts)) => {

@@ -33,7 +33,9 @@ impl ContractExecutor for NonceExecutor {
                     message: "replayed".into(),
                 })
             } else {
-                overlay.writes.put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
+                overlay
+                    .writes
+                    .put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
                 Outcome::Ok(CallOutput::Revoked {
                     grant: GrantId([0; 32]),
                 })
@@ -66,7 +68,13 @@ fn tx(key: &SigningKey, nonce: u64) -> VerifiedTransaction {
 }
 
 fn start<E: ContractExecutor>(ledger: &Arc<Ledger>, exec: E, clock: &Arc<ManualClock>) -> Solo<E> {
-    Solo::start(ledger.clone(), Arc::new(exec), clock.clone(), SoloConfig::default()).unwrap()
+    Solo::start(
+        ledger.clone(),
+        Arc::new(exec),
+        clock.clone(),
+        SoloConfig::default(),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,20 +95,33 @@ async fn orders_batches_and_survives_restart() {
             .unwrap();
     assert!(receipts.iter().all(|r| matches!(r.outcome, Outcome::Ok(_))));
     let status = solo.status();
-    assert!(status.height >= 1 && status.height < 200, "height {}", status.height);
+    assert!(
+        status.height >= 1 && status.height < 200,
+        "height {}",
+        status.height
+    );
     // Heights are contiguous and every block is on the ledger with its receipts.
     let mut seen = 0;
     for h in 1..=status.height {
         let block = ledger.block(h).unwrap().unwrap();
         assert_eq!(block.header.context.height, h);
         seen += block.txs.len();
-        assert_eq!(ledger.block_receipts(h).unwrap().unwrap().len(), block.txs.len());
+        assert_eq!(
+            ledger.block_receipts(h).unwrap().unwrap().len(),
+            block.txs.len()
+        );
     }
     assert_eq!(seen, 200);
-    assert_eq!(ledger.receipt(&receipts[7].tx).unwrap().unwrap(), receipts[7]);
+    assert_eq!(
+        ledger.receipt(&receipts[7].tx).unwrap().unwrap(),
+        receipts[7]
+    );
 
     solo.shutdown().await.unwrap();
-    assert!(matches!(solo.submit(tx(&key, 999)).await, Err(ConsensusError::Stopped)));
+    assert!(matches!(
+        solo.submit(tx(&key, 999)).await,
+        Err(ConsensusError::Stopped)
+    ));
     drop(solo);
     drop(ledger);
 
@@ -110,11 +131,20 @@ async fn orders_batches_and_survives_restart() {
     let solo = start(&ledger, NonceExecutor, &clock);
     assert_eq!(solo.status(), status);
     let replay = solo.submit(tx(&key, 7)).await.unwrap();
-    assert!(matches!(replay.outcome, Outcome::Refused(Refusal { code: ErrorCode::ReplayedNonce, .. })));
+    assert!(matches!(
+        replay.outcome,
+        Outcome::Refused(Refusal {
+            code: ErrorCode::ReplayedNonce,
+            ..
+        })
+    ));
     assert_eq!(replay.context.height, status.height + 1);
     assert_eq!(replay.context.time, Timestamp(1_005));
     // The first receipt of that transaction id is still the original.
-    assert_eq!(ledger.receipt(&receipts[7].tx).unwrap().unwrap(), receipts[7]);
+    assert_eq!(
+        ledger.receipt(&receipts[7].tx).unwrap().unwrap(),
+        receipts[7]
+    );
     solo.shutdown().await.unwrap();
 }
 
@@ -151,9 +181,11 @@ async fn an_executor_failure_stops_the_engine_and_changes_nothing() {
     let clock = Arc::new(ManualClock::new(Timestamp(1)));
     let ledger = Arc::new(Ledger::open(dir.path().join("l.redb")).unwrap());
     let mut exec = MockExecutor::new();
-    exec.expect_execute()
-        .times(1)
-        .returning(|_, _, _| Err(ExecutionError::State(StateError::Storage("disk on fire".into()))));
+    exec.expect_execute().times(1).returning(|_, _, _| {
+        Err(ExecutionError::State(StateError::Storage(
+            "disk on fire".into(),
+        )))
+    });
     let solo = start(&ledger, exec, &clock);
     let key = SigningKey::from_bytes(&[5; 32]);
     let err = solo.submit(tx(&key, 1)).await.unwrap_err();

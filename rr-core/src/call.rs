@@ -56,8 +56,7 @@ impl Purpose {
         let s = s.into();
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
         if ok {
             Ok(Self(s))

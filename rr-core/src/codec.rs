@@ -26,10 +26,11 @@ pub fn decode<T: DeserializeOwned>(
             limit,
         });
     }
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| DecodeError::Malformed {
-        what,
-        reason: e.to_string(),
-    })?;
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|e| DecodeError::Malformed {
+            what,
+            reason: e.to_string(),
+        })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes {
             what,

@@ -66,6 +66,18 @@ pub struct SignatureError {
     pub signer: AccountId,
 }
 
+/// Why a transaction was not accepted for ordering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    /// It does not decode, or breaks a size limit.
+    #[error("malformed transaction: {0}")]
+    Malformed(#[from] DecodeError),
+    /// Its signature does not verify.
+    #[error(transparent)]
+    BadSignature(#[from] SignatureError),
+}
+
 /// A failure of the state store underneath the executor.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -122,7 +122,10 @@ impl AccountId {
 impl RecordId {
     /// The id of the record `owner` registers with `salt`.
     pub fn derive(owner: &AccountId, salt: &[u8; 16]) -> Self {
-        Self(derive32("resilient-records 2026 record id", &[&owner.0, salt]))
+        Self(derive32(
+            "resilient-records 2026 record id",
+            &[&owner.0, salt],
+        ))
     }
 }
 
@@ -158,8 +161,11 @@ impl fmt::Display for ReplicaId {
 
 /// A content id: an IPFS CIDv1 with the `raw` codec and a sha2-256 multihash,
 /// the same id `ipfs block put --cid-codec raw --mhtype sha2-256` gives the same bytes.
+///
+/// Only that one kind of CID is ever valid here, so the id is stored as its
+/// 32-byte digest and the CID is built when it is printed or encoded.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ContentId(cid::Cid);
+pub struct ContentId([u8; 32]);
 
 impl ContentId {
     /// Multicodec code of the `raw` codec.
@@ -169,31 +175,30 @@ impl ContentId {
 
     /// The content id of bytes whose sha2-256 digest is `digest`.
     pub fn from_sha256(digest: [u8; 32]) -> Self {
-        let mh = cid::multihash::Multihash::<64>::wrap(Self::SHA2_256, &digest)
-            .expect("a 32-byte digest fits a 64-byte multihash");
-        Self(cid::Cid::new_v1(Self::RAW_CODEC, mh))
+        Self(digest)
     }
 
     /// The sha2-256 digest this content id names.
     pub fn sha256(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(self.0.hash().digest());
-        out
+        self.0
     }
 
-    /// The underlying CID.
-    pub fn cid(&self) -> &cid::Cid {
-        &self.0
+    /// The CID.
+    pub fn cid(&self) -> cid::Cid {
+        let mh = cid::multihash::Multihash::<64>::wrap(Self::SHA2_256, &self.0)
+            .expect("a 32-byte digest fits a 64-byte multihash");
+        cid::Cid::new_v1(Self::RAW_CODEC, mh)
     }
 
     /// Binary form (the CID's bytes).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.to_bytes()
+        self.cid().to_bytes()
     }
 
     /// Parses the binary form; refuses anything but CIDv1 raw sha2-256.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let cid = cid::Cid::try_from(bytes).map_err(|e| DecodeError::BadContentId(e.to_string()))?;
+        let cid =
+            cid::Cid::try_from(bytes).map_err(|e| DecodeError::BadContentId(e.to_string()))?;
         Self::check(cid)
     }
 
@@ -207,27 +212,30 @@ impl ContentId {
                 "{cid} is not a CIDv1 with the raw codec and a sha2-256 hash"
             )));
         }
-        Ok(Self(cid))
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(cid.hash().digest());
+        Ok(Self(digest))
     }
 }
 
 impl fmt::Display for ContentId {
     /// The base32 string form IPFS tools print (`bafkrei...`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.cid(), f)
     }
 }
 
 impl fmt::Debug for ContentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ContentId({})", self.0)
+        write!(f, "ContentId({})", self.cid())
     }
 }
 
 impl FromStr for ContentId {
     type Err = DecodeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let cid = cid::Cid::try_from(s.trim()).map_err(|e| DecodeError::BadContentId(e.to_string()))?;
+        let cid =
+            cid::Cid::try_from(s.trim()).map_err(|e| DecodeError::BadContentId(e.to_string()))?;
         Self::check(cid)
     }
 }
@@ -259,7 +267,9 @@ impl<'de> Deserialize<'de> for ContentId {
 
 /// Milliseconds since the Unix epoch. Block time, grant expiry and audit times
 /// all use it; execution reads it only from the block, never from a clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -286,7 +296,11 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with milliseconds.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_millis(self.to_system_time())
+        )
     }
 }
 

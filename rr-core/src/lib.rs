@@ -68,8 +68,11 @@ pub use block::{
 pub use call::{Call, Grant, Purpose, RegisterRecord, Retrieve, Revoke, SchemeId, Threshold};
 pub use error::{
     BlobError, ConsensusError, DecodeError, ExecutionError, PreError, SignatureError, StateError,
+    TxError,
 };
-pub use ids::{AccountId, BlockHash, ContentId, Digest, GrantId, RecordId, ReplicaId, Timestamp, TxId};
+pub use ids::{
+    AccountId, BlockHash, ContentId, Digest, GrantId, RecordId, ReplicaId, Timestamp, TxId,
+};
 pub use state::{MemoryState, Overlay, StateRead, Table, WriteSet};
 pub use traits::{
     byte_stream_of, BlobStore, ByteStream, ConsensusEngine, ContractExecutor, DataKey,

@@ -144,9 +144,7 @@ impl WriteSet {
     /// The pending write for `key`: `Some(Some(v))` put, `Some(None)` deleted,
     /// `None` untouched.
     pub fn pending(&self, table: Table, key: &[u8]) -> Option<Option<&Vec<u8>>> {
-        self.writes
-            .get(&(table, key.to_vec()))
-            .map(|v| v.as_ref())
+        self.writes.get(&(table, key.to_vec())).map(|v| v.as_ref())
     }
 
     /// All writes in key order.

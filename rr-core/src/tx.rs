@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::call::Call;
 use crate::codec;
-use crate::error::{DecodeError, SignatureError};
+use crate::error::{DecodeError, SignatureError, TxError};
 use crate::ids::{AccountId, TxId};
 
 /// Domain separator prefixed to every signed transaction body, so a
@@ -72,18 +72,22 @@ impl SignedTransaction {
         TxId(*blake3::hash(&self.to_bytes()).as_bytes())
     }
 
-    /// Checks the signature against the signer's key (strict ed25519: no
-    /// malleable or small-order signatures) and the size limit.
-    pub fn verify(self) -> Result<VerifiedTransaction, SignatureError> {
+    /// Checks the size limit, then the signature against the signer's key
+    /// (strict ed25519: no malleable or small-order signatures).
+    pub fn verify(self) -> Result<VerifiedTransaction, TxError> {
+        let bytes = self.to_bytes();
+        if bytes.len() > MAX_TX_BYTES {
+            return Err(TxError::Malformed(DecodeError::TooLarge {
+                what: "transaction",
+                size: bytes.len(),
+                limit: MAX_TX_BYTES,
+            }));
+        }
         let signer = self.body.signer;
-        let bad = || SignatureError { signer };
+        let bad = || TxError::BadSignature(SignatureError { signer });
         let key = signer.verifying_key().map_err(|_| bad())?;
         let sig_bytes: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| bad())?;
         let signature = Signature::from_bytes(&sig_bytes);
-        let bytes = self.to_bytes();
-        if bytes.len() > MAX_TX_BYTES {
-            return Err(bad());
-        }
         key.verify_strict(&self.body.signing_bytes(), &signature)
             .map_err(|_| bad())?;
         let id = TxId(*blake3::hash(&bytes).as_bytes());

@@ -13,8 +13,8 @@ use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use rand_core::{OsRng, RngCore};
 use rr_core::{
-    AccountId, AuditEntry, BlobStore, ByteStream, Call, CallOutput, ContentId, DataKey, Digest, Grant,
-    GrantId, GrantInfo, PreError, PreScheme, Purpose, RecordId, RecordInfo, RegisterRecord,
+    AccountId, AuditEntry, BlobStore, ByteStream, Call, CallOutput, ContentId, DataKey, Digest,
+    Grant, GrantId, GrantInfo, PreError, PreScheme, Purpose, RecordId, RecordInfo, RegisterRecord,
     Retrieve, Revoke, SchemeId, SignedTransaction, Threshold, Timestamp, TxBody, WireEncoding,
 };
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE};
@@ -92,13 +92,13 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClientEr
         if let Some(e) = EnvelopeError::from_io(&source) {
             return ClientError::Envelope(e.clone());
         }
-        if let Some(e) = rr_core::BlobError::from_io(&source) {
-            if let rr_core::BlobError::Integrity { cid, actual } = e {
-                return ClientError::Blob(rr_core::BlobError::Integrity {
-                    cid: *cid,
-                    actual: *actual,
-                });
-            }
+        if let Some(rr_core::BlobError::Integrity { cid, actual }) =
+            rr_core::BlobError::from_io(&source)
+        {
+            return ClientError::Blob(rr_core::BlobError::Integrity {
+                cid: *cid,
+                actual: *actual,
+            });
         }
         ClientError::Io { context, source }
     }
@@ -143,6 +143,12 @@ impl<P: PreScheme> Identity<P> {
             Zeroizing::new(self.signing.to_bytes()),
             pre.master_to_bytes(&self.master),
         )
+    }
+
+    /// The PRE master secret, for integrators that build calls by hand (the
+    /// record keys are `pre.record_key(identity.master(), &record_id)`).
+    pub fn master(&self) -> &P::MasterSecret {
+        &self.master
     }
 
     /// The account id.
@@ -266,7 +272,11 @@ impl<T: NodeTypes> Client<T> {
     /// Encrypts `plaintext` (streamed, constant memory) under a fresh data key
     /// encapsulated under a new record key, stores the ciphertext, and
     /// registers the record.
-    pub async fn put(&self, plaintext: ByteStream, media_type: &str) -> Result<PutOutcome, ClientError> {
+    pub async fn put(
+        &self,
+        plaintext: ByteStream,
+        media_type: &str,
+    ) -> Result<PutOutcome, ClientError> {
         let mut salt = [0u8; 16];
         OsRng.fill_bytes(&mut salt);
         let record_id = RecordId::derive(&self.account(), &salt);
@@ -312,7 +322,9 @@ impl<T: NodeTypes> Client<T> {
                 cid,
                 size,
             }),
-            other => Err(ClientError::Unexpected(format!("register answered {other:?}"))),
+            other => Err(ClientError::Unexpected(format!(
+                "register answered {other:?}"
+            ))),
         }
     }
 
@@ -395,7 +407,11 @@ impl<T: NodeTypes> Client<T> {
     /// opened here, and the ciphertext is fetched, checked and decrypted as a
     /// stream. The stream ends with an error, not cleanly, if the ciphertext
     /// was tampered with or truncated: act on the plaintext only once it ends.
-    pub async fn retrieve(&self, grant: GrantId, purpose: Purpose) -> Result<ByteStream, ClientError> {
+    pub async fn retrieve(
+        &self,
+        grant: GrantId,
+        purpose: Purpose,
+    ) -> Result<ByteStream, ClientError> {
         let tx = self
             .identity
             .sign(Call::Retrieve(Retrieve { grant, purpose }));
@@ -455,7 +471,11 @@ impl<T: NodeTypes> Client<T> {
         self.decrypt_blob(&info, key).await
     }
 
-    async fn decrypt_blob(&self, record: &RecordInfo, key: DataKey) -> Result<ByteStream, ClientError> {
+    async fn decrypt_blob(
+        &self,
+        record: &RecordInfo,
+        key: DataKey,
+    ) -> Result<ByteStream, ClientError> {
         let ciphertext = self.node.blobs().get(&record.cid).await?;
         Ok(envelope::decrypt_stream(&key, ciphertext))
     }
@@ -463,8 +483,14 @@ impl<T: NodeTypes> Client<T> {
     /// Writes a plaintext stream to `path` only if it ends cleanly: it goes to
     /// a temporary file beside `path` first, and a failed stream leaves no
     /// output file.
-    pub async fn write_stream_to_file(mut stream: ByteStream, path: &Path) -> Result<u64, ClientError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    pub async fn write_stream_to_file(
+        mut stream: ByteStream,
+        path: &Path,
+    ) -> Result<u64, ClientError> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let tmp = tempfile::Builder::new()
             .prefix(".rr-partial-")
             .tempfile_in(dir)
@@ -496,7 +522,9 @@ impl<T: NodeTypes> Client<T> {
             .await?
         {
             CallOutput::Revoked { .. } => Ok(()),
-            other => Err(ClientError::Unexpected(format!("revoke answered {other:?}"))),
+            other => Err(ClientError::Unexpected(format!(
+                "revoke answered {other:?}"
+            ))),
         }
     }
 

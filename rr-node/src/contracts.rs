@@ -3,9 +3,8 @@
 use rr_core::state::keys;
 use rr_core::{
     AuditAction, AuditEntry, BlockContext, Call, CallOutput, ContractExecutor, ErrorCode,
-    Execution, ExecutionError, GrantId, GrantInfo, GrantStatus, Outcome, Overlay, Purpose,
-    Receipt, RecordId, RecordInfo, Refusal, SchemeId, StateError, StateRead, Table,
-    VerifiedTransaction,
+    Execution, ExecutionError, GrantId, GrantInfo, GrantStatus, Outcome, Overlay, Purpose, Receipt,
+    RecordId, RecordInfo, Refusal, SchemeId, StateError, StateRead, Table, VerifiedTransaction,
 };
 
 /// Limits on what a call may carry, so the ledger stays small and no call can
@@ -170,9 +169,18 @@ impl NativeContracts {
                     )));
                 }
                 let checks = [
-                    (c.record_key.is_empty() || c.record_key.len() > limits.max_key_bytes, "record key"),
-                    (c.capsule.is_empty() || c.capsule.len() > limits.max_capsule_bytes, "capsule"),
-                    (c.media_type.len() > limits.max_media_type_bytes, "media type"),
+                    (
+                        c.record_key.is_empty() || c.record_key.len() > limits.max_key_bytes,
+                        "record key",
+                    ),
+                    (
+                        c.capsule.is_empty() || c.capsule.len() > limits.max_capsule_bytes,
+                        "capsule",
+                    ),
+                    (
+                        c.media_type.len() > limits.max_media_type_bytes,
+                        "media type",
+                    ),
                     (
                         c.encrypted_metadata
                             .as_ref()
@@ -202,9 +210,11 @@ impl NativeContracts {
                 step.state
                     .writes
                     .put(Table::Records, keys::record(&id), record.to_bytes());
-                step.state
-                    .writes
-                    .put(Table::OwnerRecords, keys::owner_record(&signer, &id), vec![]);
+                step.state.writes.put(
+                    Table::OwnerRecords,
+                    keys::owner_record(&signer, &id),
+                    vec![],
+                );
                 step.audit = Some((id, AuditAction::Register, None, None));
                 Ok(Ok(CallOutput::Registered { record: id }))
             }
@@ -215,12 +225,7 @@ impl NativeContracts {
                         format!("no record {} on this ledger", c.record),
                     )));
                 };
-                step.audit = Some((
-                    record.id,
-                    AuditAction::Grant,
-                    None,
-                    Some(c.purpose.clone()),
-                ));
+                step.audit = Some((record.id, AuditAction::Grant, None, Some(c.purpose.clone())));
                 if record.owner != signer {
                     return Ok(Err(refuse(
                         ErrorCode::NotOwner,
@@ -277,8 +282,16 @@ impl NativeContracts {
                 };
                 let w = &mut step.state.writes;
                 w.put(Table::Grants, keys::grant(&id), grant.to_bytes());
-                w.put(Table::RecordGrants, keys::record_grant(&record.id, &id), vec![]);
-                w.put(Table::GranteeGrants, keys::grantee_grant(&c.grantee, &id), vec![]);
+                w.put(
+                    Table::RecordGrants,
+                    keys::record_grant(&record.id, &id),
+                    vec![],
+                );
+                w.put(
+                    Table::GranteeGrants,
+                    keys::grantee_grant(&c.grantee, &id),
+                    vec![],
+                );
                 step.audit = Some((
                     record.id,
                     AuditAction::Grant,

@@ -35,7 +35,9 @@ pub struct FragmentStore {
 
 impl std::fmt::Debug for FragmentStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FragmentStore").field("path", &self.path).finish()
+        f.debug_struct("FragmentStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use rr_consensus::{Clock, Solo, SoloConfig, SystemClock};
 use rr_core::{
-    BlobError, CallOutput, ConsensusEngine, ConsensusError, ContractExecutor, DecodeError, Digest,
-    EngineStatus, ErrorCode, GrantId, GrantInfo, PreError, PreScheme, Receipt, RecordId,
-    RecordInfo, Refusal, ReplicaId, SchemeId, SignatureError, SignedTransaction, WireEncoding,
-    AccountId, AuditEntry, BlobStore, BlockContext, Outcome,
+    AccountId, AuditEntry, BlobError, BlobStore, BlockContext, CallOutput, ConsensusEngine,
+    ConsensusError, ContractExecutor, DecodeError, Digest, EngineStatus, ErrorCode, GrantId,
+    GrantInfo, Outcome, PreError, PreScheme, Receipt, RecordId, RecordInfo, Refusal, ReplicaId,
+    SchemeId, SignatureError, SignedTransaction, WireEncoding,
 };
 use rr_pre::Umbral;
 use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger, LedgerError};
@@ -117,6 +117,16 @@ pub enum NodeError {
     /// Bad configuration or data directory.
     #[error("{0}")]
     Setup(String),
+}
+
+impl From<rr_core::TxError> for NodeError {
+    fn from(e: rr_core::TxError) -> Self {
+        match e {
+            rr_core::TxError::Malformed(d) => NodeError::BadTransaction(d),
+            rr_core::TxError::BadSignature(s) => NodeError::BadSignature(s),
+            other => NodeError::Setup(other.to_string()),
+        }
+    }
 }
 
 impl NodeError {
@@ -233,7 +243,10 @@ impl Node<DevNode> {
     ) -> Result<Arc<Self>, NodeError> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| {
-            NodeError::Setup(format!("cannot create data directory {}: {e}", dir.display()))
+            NodeError::Setup(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let ledger = Arc::new(Ledger::open(dir.join("ledger.redb"))?);
         let fragments = FragmentStore::open(dir.join("fragments.redb"))?;
@@ -349,14 +362,24 @@ impl<T: NodeTypes> Node<T> {
 
     /// Submits and turns a refusal into [`NodeError::Refused`].
     pub async fn execute(&self, tx: SignedTransaction) -> Result<CallOutput, NodeError> {
-        self.submit(tx).await?.into_result().map_err(NodeError::Refused)
+        self.submit(tx)
+            .await?
+            .into_result()
+            .map_err(NodeError::Refused)
     }
 
     /// Accepts this replica's key fragment for a committed grant: checks it
     /// against the grant's commitment and verifies it against the record and
     /// grantee keys, then stores it.
-    pub async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
-        let info = self.ledger.grant(&grant)?.ok_or(NodeError::UnknownGrant(grant))?;
+    pub async fn deliver_fragment(
+        &self,
+        grant: GrantId,
+        fragment: Vec<u8>,
+    ) -> Result<(), NodeError> {
+        let info = self
+            .ledger
+            .grant(&grant)?
+            .ok_or(NodeError::UnknownGrant(grant))?;
         let status = self.engine.status();
         if let Some(r) = usability(
             &info,
@@ -392,7 +415,13 @@ impl<T: NodeTypes> Node<T> {
         // A revocation may have committed while we verified: never keep a
         // fragment of a revoked grant.
         if let Some(g) = self.ledger.grant(&grant)? {
-            if let Some(r) = usability(&g, BlockContext { height: 0, time: g.granted.time }) {
+            if let Some(r) = usability(
+                &g,
+                BlockContext {
+                    height: 0,
+                    time: g.granted.time,
+                },
+            ) {
                 self.fragments.erase(&grant)?;
                 return Err(NodeError::Refused(r));
             }
@@ -414,11 +443,16 @@ impl<T: NodeTypes> Node<T> {
             Outcome::Ok(CallOutput::Retrieved { record, grant }) => (*record, *grant),
             Outcome::Refused(r) => return Err(NodeError::Refused(r.clone())),
             Outcome::Ok(other) => {
-                return Err(NodeError::Setup(format!("unexpected retrieve output {other:?}")))
+                return Err(NodeError::Setup(format!(
+                    "unexpected retrieve output {other:?}"
+                )))
             }
         };
         let record = self.record(&record_id)?;
-        let grant = self.ledger.grant(&grant_id)?.ok_or(NodeError::UnknownGrant(grant_id))?;
+        let grant = self
+            .ledger
+            .grant(&grant_id)?
+            .ok_or(NodeError::UnknownGrant(grant_id))?;
         if record.scheme != T::Pre::ID {
             return Err(NodeError::SchemeMismatch {
                 record: record.id,

@@ -236,12 +236,32 @@ fn unversioned<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a [u8], PreE
     }
 }
 
+/// `Debug` as umbral's `Display`: the type and a short public id, never the
+/// fragment's key share or its internals.
+macro_rules! debug_as_display {
+    ($($ty:ident => $field:tt),* $(,)?) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($ty), self.$field)
+            }
+        }
+    )*};
+}
+
+debug_as_display!(
+    UmbralCapsule => capsule,
+    UmbralKeyFrag => 0,
+    UmbralVerifiedKeyFrag => 0,
+    UmbralCapsuleFrag => 0,
+    UmbralVerifiedCapsuleFrag => 0,
+);
+
 /// An encapsulated data key: the umbral capsule and the data key encrypted
 /// under it.
 ///
 /// Encoding: version byte, capsule length (u16 LE), the capsule, then the
 /// 72-byte wrapped key.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct UmbralCapsule {
     capsule: umbral_pre::Capsule,
     wrapped_key: Box<[u8]>,
@@ -284,7 +304,7 @@ impl WireEncoding for UmbralCapsule {
 }
 
 /// A key fragment, not yet checked. Encoding: version byte, then umbral's.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct UmbralKeyFrag(umbral_pre::KeyFrag);
 
 impl WireEncoding for UmbralKeyFrag {
@@ -299,7 +319,7 @@ impl WireEncoding for UmbralKeyFrag {
 }
 
 /// A key fragment that verified against its record and grantee keys.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct UmbralVerifiedKeyFrag(umbral_pre::VerifiedKeyFrag);
 
 impl UmbralVerifiedKeyFrag {
@@ -310,7 +330,7 @@ impl UmbralVerifiedKeyFrag {
 }
 
 /// A capsule fragment, not yet checked. Encoding: version byte, then umbral's.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct UmbralCapsuleFrag(umbral_pre::CapsuleFrag);
 
 impl WireEncoding for UmbralCapsuleFrag {
@@ -325,7 +345,7 @@ impl WireEncoding for UmbralCapsuleFrag {
 }
 
 /// A capsule fragment that verified against its capsule and keys.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct UmbralVerifiedCapsuleFrag(umbral_pre::VerifiedCapsuleFrag);
 
 impl UmbralVerifiedCapsuleFrag {

@@ -598,5 +598,23 @@ fn debug_shows_no_secrets() {
         assert!(s.len() < 64, "{s}");
     }
     assert_eq!(shown[0], "UmbralMasterSecret(<redacted>)");
+
+    // Fragments show their public id only, not their key share.
+    let f = fixture(&mut rng, RecordId([2; 32]));
+    let kfrag = format!("{:?}", f.kfrags[0]);
+    assert!(
+        kfrag.starts_with("UmbralKeyFrag(KeyFrag:") && kfrag.len() < 64,
+        "{kfrag}"
+    );
+    let cfrag = format!("{:?}", f.cfrags[0]);
+    assert!(
+        cfrag.starts_with("UmbralVerifiedCapsuleFrag(VerifiedCapsuleFrag:") && cfrag.len() < 80,
+        "{cfrag}"
+    );
+    let capsule = format!("{:?}", f.capsule);
+    assert!(
+        capsule.starts_with("UmbralCapsule(Capsule:") && capsule.len() < 64,
+        "{capsule}"
+    );
     assert_eq!(shown[2], "UmbralSecretKey(record, <redacted>)");
 }

@@ -26,6 +26,13 @@ const HEAD_KEY: &str = "head";
 const FORMAT_KEY: &str = "format";
 const FORMAT: &[u8] = b"resilient-records ledger v1";
 
+/// A state table as the write path opens it.
+type StateTable<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
+/// A state table as a snapshot holds it.
+type ReadStateTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+/// Key-value pairs of a scan.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 fn state_table(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(t.name())
 }
@@ -178,10 +185,7 @@ impl Ledger {
         let txn = self.read()?;
         let mut tables = Vec::with_capacity(Table::ALL.len());
         for t in Table::ALL {
-            tables.push((
-                t,
-                txn.open_table(state_table(t)).map_err(|e| self.err(e))?,
-            ));
+            tables.push((t, txn.open_table(state_table(t)).map_err(|e| self.err(e))?));
         }
         Ok(Snapshot {
             tables,
@@ -239,7 +243,11 @@ impl Ledger {
                 // First receipt wins: a replayed copy of a transaction gets its
                 // own refusal receipt in its block, but the id keeps pointing at
                 // the original.
-                if index.get(r.tx.0.as_slice()).map_err(|e| self.err(e))?.is_none() {
+                if index
+                    .get(r.tx.0.as_slice())
+                    .map_err(|e| self.err(e))?
+                    .is_none()
+                {
                     index
                         .insert(r.tx.0.as_slice(), (ctx.height, r.index))
                         .map_err(|e| self.err(e))?;
@@ -247,14 +255,15 @@ impl Ledger {
             }
         }
         {
-            let mut open: Vec<(Table, redb::Table<'_, &[u8], &[u8]>)> = Vec::new();
+            let mut open: Vec<(Table, StateTable<'_>)> = Vec::new();
             for (table, key, value) in execution.writes.iter() {
                 let pos = match open.iter().position(|(t, _)| *t == table) {
                     Some(p) => p,
                     None => {
                         open.push((
                             table,
-                            txn.open_table(state_table(table)).map_err(|e| self.err(e))?,
+                            txn.open_table(state_table(table))
+                                .map_err(|e| self.err(e))?,
                         ));
                         open.len() - 1
                     }
@@ -327,7 +336,11 @@ impl Ledger {
         let snap = self.snapshot()?;
         let mut out = Vec::new();
         for (k, _) in snap.scan_prefix(Table::RecordGrants, &id.0)? {
-            let gid = GrantId(k[32..].try_into().map_err(|_| corrupt("record grant key"))?);
+            let gid = GrantId(
+                k[32..]
+                    .try_into()
+                    .map_err(|_| corrupt("record grant key"))?,
+            );
             out.push(snap.grant(&gid)?.ok_or_else(|| corrupt("grant index"))?);
         }
         Ok(out)
@@ -338,7 +351,11 @@ impl Ledger {
         let snap = self.snapshot()?;
         let mut out = Vec::new();
         for (k, _) in snap.scan_prefix(Table::GranteeGrants, &account.0)? {
-            let gid = GrantId(k[32..].try_into().map_err(|_| corrupt("grantee grant key"))?);
+            let gid = GrantId(
+                k[32..]
+                    .try_into()
+                    .map_err(|_| corrupt("grantee grant key"))?,
+            );
             out.push(snap.grant(&gid)?.ok_or_else(|| corrupt("grant index"))?);
         }
         Ok(out)
@@ -349,7 +366,11 @@ impl Ledger {
         let snap = self.snapshot()?;
         let mut out = Vec::new();
         for (k, _) in snap.scan_prefix(Table::OwnerRecords, &owner.0)? {
-            let rid = RecordId(k[32..].try_into().map_err(|_| corrupt("owner record key"))?);
+            let rid = RecordId(
+                k[32..]
+                    .try_into()
+                    .map_err(|_| corrupt("owner record key"))?,
+            );
             out.push(snap.record(&rid)?.ok_or_else(|| corrupt("record index"))?);
         }
         Ok(out)
@@ -390,12 +411,12 @@ fn corrupt(what: &'static str) -> LedgerError {
 
 /// A read snapshot of the state; implements [`StateRead`] for the executor.
 pub struct Snapshot {
-    tables: Vec<(Table, ReadOnlyTable<&'static [u8], &'static [u8]>)>,
+    tables: Vec<(Table, ReadStateTable)>,
     path: PathBuf,
 }
 
 impl Snapshot {
-    fn table(&self, t: Table) -> &ReadOnlyTable<&'static [u8], &'static [u8]> {
+    fn table(&self, t: Table) -> &ReadStateTable {
         &self
             .tables
             .iter()
@@ -433,11 +454,7 @@ impl Snapshot {
     }
 
     /// Entries of `table` whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(
-        &self,
-        table: Table,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
+    pub fn scan_prefix(&self, table: Table, prefix: &[u8]) -> Result<Entries, LedgerError> {
         let mut out = Vec::new();
         for item in self
             .table(table)
@@ -505,7 +522,10 @@ mod tests {
         assert_eq!(ledger.block(1).unwrap().unwrap(), b1);
         let snap = ledger.snapshot().unwrap();
         assert_eq!(snap.get(Table::Records, b"k").unwrap(), None);
-        assert_eq!(snap.get(Table::Records, b"k2").unwrap(), Some(b"v2".to_vec()));
+        assert_eq!(
+            snap.get(Table::Records, b"k2").unwrap(),
+            Some(b"v2".to_vec())
+        );
 
         // The digest is the chain of the write sets, as a memory state computes it.
         let mut mem = rr_core::MemoryState::new();
@@ -525,7 +545,10 @@ mod tests {
         let err = ledger
             .commit_block(&block_after(&Head::default(), 2), &exec(b"b", b"2"))
             .unwrap_err();
-        assert!(matches!(err, LedgerError::NotNext { height: 1, .. }), "{err}");
+        assert!(
+            matches!(err, LedgerError::NotNext { height: 1, .. }),
+            "{err}"
+        );
         // Right height, wrong parent.
         let mut forged = block_after(&h1, 3);
         forged.header.parent = BlockHash([9; 32]);

@@ -14,7 +14,11 @@ fn writes_for(height: u64) -> WriteSet {
     // Big enough values that a commit takes a while, so the kill lands mid-commit.
     let value = vec![(height % 251) as u8; 64 * 1024 + height as usize];
     w.put(Table::Records, height.to_be_bytes().to_vec(), value);
-    w.put(Table::Nonces, b"last".to_vec(), height.to_be_bytes().to_vec());
+    w.put(
+        Table::Nonces,
+        b"last".to_vec(),
+        height.to_be_bytes().to_vec(),
+    );
     if height > 2 {
         w.delete(Table::Records, (height - 2).to_be_bytes().to_vec());
     }
@@ -96,7 +100,10 @@ fn sigkill_mid_commit_loses_nothing_committed() {
         let mut mem = MemoryState::new();
         let mut parent = rr_core::BlockHash::default();
         for h in 1..=head.height {
-            let block = ledger.block(h).unwrap().expect("every block up to the head");
+            let block = ledger
+                .block(h)
+                .unwrap()
+                .expect("every block up to the head");
             assert_eq!(block.header.parent, parent);
             parent = block.header.hash();
             mem.apply(&block.header.context, &writes_for(h));
@@ -108,7 +115,8 @@ fn sigkill_mid_commit_loses_nothing_committed() {
             Some(head.height.to_be_bytes().to_vec())
         );
         assert_eq!(
-            snap.get(Table::Records, &head.height.to_be_bytes()).unwrap(),
+            snap.get(Table::Records, &head.height.to_be_bytes())
+                .unwrap(),
             mem.get(Table::Records, &head.height.to_be_bytes()).unwrap()
         );
         reported = head.height;

@@ -667,7 +667,10 @@ pub fn open(key: &DataKey, envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     }
     let sealed_chunk = dec.sealed_chunk_len();
     let chunks = body.len().div_ceil(sealed_chunk) as u64;
-    let mut out = Vec::with_capacity(body.len().saturating_sub(chunks as usize * TAG_LEN));
+    // Each chunk is copied in with its tag, then decrypted in place and the
+    // tag dropped: room for the plaintext and one tag avoids a reallocation.
+    let mut out =
+        Vec::with_capacity(body.len().saturating_sub(chunks as usize * TAG_LEN) + TAG_LEN);
     let mut pieces = body.chunks(sealed_chunk);
     let last = pieces.next_back().unwrap_or(&[]);
     for piece in pieces {

@@ -183,9 +183,6 @@ impl FsBlobStore {
     /// Blocking: call it at startup, or from `spawn_blocking`. An invalid
     /// config gives [`BlobError::Backend`] of kind `InvalidInput` holding the
     /// [`FsBlobStoreConfigError`].
-    // `BlobError` is large (two content ids), but it is the error of the whole
-    // blob store family, and this runs once per process.
-    #[allow(clippy::result_large_err)]
     pub fn open(config: FsBlobStoreConfig) -> Result<Self, BlobError> {
         config
             .validate()
