@@ -188,7 +188,7 @@ pub struct NodeParts<T: NodeTypes> {
 
 /// A replica: engine, scheme, blob store, ledger and key fragments.
 pub struct Node<T: NodeTypes> {
-    engine: T::Engine,
+    engine: Arc<T::Engine>,
     pre: Arc<T::Pre>,
     blobs: Arc<T::Blobs>,
     ledger: Arc<Ledger>,
@@ -280,7 +280,7 @@ impl<T: NodeTypes> Node<T> {
     /// grant was revoked while the node was down (so it never serves one).
     pub fn assemble(parts: NodeParts<T>) -> Result<Self, NodeError> {
         let node = Self {
-            engine: parts.engine,
+            engine: Arc::new(parts.engine),
             pre: Arc::new(parts.pre),
             blobs: Arc::new(parts.blobs),
             ledger: parts.ledger,
@@ -351,12 +351,21 @@ impl<T: NodeTypes> Node<T> {
         let verified = tokio::task::spawn_blocking(move || tx.verify())
             .await
             .map_err(|e| NodeError::Setup(format!("verification task failed: {e}")))??;
-        let receipt = self.engine.submit(verified).await?;
-        if let Outcome::Ok(CallOutput::Revoked { grant }) = &receipt.outcome {
-            if self.fragments.erase(grant)? {
-                info!(target: TARGET, grant = %grant.short(), "revoked: key fragment erased");
+        // Ordering and the post-commit erasure run in their own task, so a
+        // caller that stops waiting (a dropped connection, a timeout) cannot
+        // leave a revoked grant's fragment behind.
+        let (engine, fragments) = (self.engine.clone(), self.fragments.clone());
+        let receipt = tokio::spawn(async move {
+            let receipt = engine.submit(verified).await?;
+            if let Outcome::Ok(CallOutput::Revoked { grant }) = &receipt.outcome {
+                if fragments.erase(grant)? {
+                    info!(target: TARGET, grant = %grant.short(), "revoked: key fragment erased");
+                }
             }
-        }
+            Ok::<_, NodeError>(receipt)
+        })
+        .await
+        .map_err(|e| NodeError::Setup(format!("ordering task failed: {e}")))??;
         Ok(receipt)
     }
 

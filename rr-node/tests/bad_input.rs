@@ -104,6 +104,16 @@ async fn forged_and_altered_signatures_are_refused_before_ordering() {
     short.signature.pop();
     assert_bad_signature(&w.node.submit(short).await.unwrap_err(), alice);
 
+    // A signer that is no ed25519 key at all.
+    let nobody = rr_core::AccountId([0xff; 32]);
+    let bogus = TxBody {
+        signer: nobody,
+        nonce: 3,
+        call: revoke(grant),
+    }
+    .sign(&w.mallory.key());
+    assert_bad_signature(&w.node.submit(bogus).await.unwrap_err(), nobody);
+
     // Mallory pretending to be Bob to retrieve: refused before any re-encryption.
     let fake_bob = TxBody {
         signer: w.bob.account(),
@@ -487,8 +497,15 @@ async fn an_expired_grant_is_refused_and_expiry_must_be_in_the_future() {
     w.clock.advance(60_000);
     let err = retrieve_all(&bob, grant, "treatment").await.unwrap_err();
     assert_eq!(client_refusal(&err).0, ErrorCode::GrantExpired);
+    // Turning the clock back does not revive it: block time never goes back.
+    let latest = w.node.status().time;
+    w.clock.set(START);
+    let err = retrieve_all(&bob, grant, "treatment").await.unwrap_err();
+    assert_eq!(client_refusal(&err).0, ErrorCode::GrantExpired);
+    assert_eq!(w.node.status().time, latest);
+    w.clock.set(latest);
     let after = view(&w.node, &rid);
-    let new = appended(&before, &after, 2);
+    let new = appended(&before, &after, 3);
     assert_entry(
         &new[0],
         w.bob.account(),
@@ -1050,6 +1067,27 @@ async fn registering_twice_or_under_an_unknown_scheme_is_refused() {
     assert_eq!(w.node.record(&mine).unwrap().owner, w.mallory.account());
     assert_eq!(view(&w.node, &rid), after);
 
+    // Empty or oversized fields: refused, nothing registered.
+    let salt3 = [11; 16];
+    let mut empty_key = register(salt3, SchemeId::UMBRAL);
+    if let Call::RegisterRecord(c) = &mut empty_key {
+        c.record_key.clear();
+    }
+    let mut long_type = register(salt3, SchemeId::UMBRAL);
+    if let Call::RegisterRecord(c) = &mut long_type {
+        c.media_type = "x".repeat(256);
+    }
+    for (call, what) in [(empty_key, "record key"), (long_type, "media type")] {
+        let r = submit(&w.node, w.alice.sign(call)).await;
+        let (code, msg) = refusal(&r);
+        assert_eq!(code, ErrorCode::InvalidCall);
+        assert!(msg.contains(what), "{msg}");
+    }
+    assert!(matches!(
+        w.node.record(&RecordId::derive(&w.alice.account(), &salt3)),
+        Err(NodeError::UnknownRecord(_))
+    ));
+
     // A scheme this ledger does not serve: refused, nothing registered.
     let salt2 = [10; 16];
     let r = submit(&w.node, w.alice.sign(register(salt2, SchemeId::RECRYPT))).await;
@@ -1175,4 +1213,149 @@ async fn w_revoke(node: &Dev, owner: &Person, grant: GrantId) -> rr_core::BlockC
 async fn collect_own(owner: &Person, node: &std::sync::Arc<Dev>, rid: RecordId) -> Vec<u8> {
     let stream = owner.client(node).read_own(rid).await.unwrap();
     rr_node::collect(stream).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_committed_just_before_a_crash_still_erases_the_fragment() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(rr_consensus::ManualClock::new(START));
+    let (alice, bob) = (Person::new(), Person::new());
+    let node = open_node(dir.path(), clock.clone()).await;
+    let put = alice
+        .client(&node)
+        .put(rr_core::byte_stream_of(RECORD.to_vec()), "text/plain")
+        .await
+        .unwrap();
+    let grant = alice
+        .client(&node)
+        .grant(
+            put.record_id,
+            &bob.client(&node).card(),
+            options("treatment", None),
+        )
+        .await
+        .unwrap();
+    assert!(node.holds_fragment(&grant).unwrap());
+    node.shutdown().await.unwrap();
+    drop(node);
+
+    // The revocation commits to the ledger, and the node dies before it
+    // erases the fragment: the fragment is still on disk.
+    let ctx = {
+        use rr_core::ContractExecutor;
+        let ledger = rr_storage::Ledger::open(dir.path().join("ledger.redb")).unwrap();
+        let head = ledger.head().unwrap();
+        let ctx = rr_core::BlockContext {
+            height: head.height + 1,
+            time: head.time.plus_millis(1),
+        };
+        let tx = alice.sign(revoke(grant));
+        let verified = tx.clone().verify().unwrap();
+        let snapshot = ledger.snapshot().unwrap();
+        let exec = rr_node::NativeContracts::default()
+            .execute(&snapshot, &ctx, &[verified])
+            .unwrap();
+        drop(snapshot);
+        assert_eq!(output(&exec.receipts[0]), CallOutput::Revoked { grant });
+        ledger
+            .commit_block(&rr_core::Block::new(ctx, head.block_hash, vec![tx]), &exec)
+            .unwrap();
+        ctx
+    };
+    {
+        let fragments =
+            rr_node::fragments::FragmentStore::open(dir.path().join("fragments.redb")).unwrap();
+        assert!(fragments.get(&grant).unwrap().is_some());
+    }
+
+    // On restart the node erases it before serving anything.
+    let node = open_node(dir.path(), clock.clone()).await;
+    assert!(!node.holds_fragment(&grant).unwrap());
+    assert_eq!(
+        node.grant(&grant).unwrap().status,
+        GrantStatus::Revoked { at: ctx }
+    );
+    let err = retrieve_all(&bob.client(&node), grant, "treatment")
+        .await
+        .unwrap_err();
+    let (code, msg) = client_refusal(&err);
+    assert_eq!(code, ErrorCode::GrantRevoked);
+    assert!(
+        msg.contains(&format!("revoked at height {}", ctx.height)),
+        "{msg}"
+    );
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_whose_caller_goes_away_still_erases_the_fragment() {
+    use std::task::Poll;
+    let w = World::new().await;
+    let (put, _) = w.alice_shares_with_bob(RECORD).await;
+    let bob = w.bob.client(&w.node);
+
+    // A revoke whose caller goes away (a dropped request) once the revocation
+    // is committed but before its receipt is read. The race is retried with a
+    // fresh grant in the rare case the call completes before it is dropped.
+    let mut abandoned = None;
+    for _ in 0..10 {
+        let (grant, _, _) = manual_grant(
+            &w.node,
+            &w.alice,
+            put.record_id,
+            &w.bob,
+            "treatment",
+            None,
+            true,
+        )
+        .await;
+        assert!(w.node.holds_fragment(&grant).unwrap());
+        let node = w.node.clone();
+        let tx = w.alice.sign(revoke(grant));
+        let mut call = Box::pin(async move { node.submit(tx).await });
+        let mut completed = false;
+        for _ in 0..10_000 {
+            if matches!(
+                w.node.grant(&grant).unwrap().status,
+                GrantStatus::Revoked { .. }
+            ) {
+                break;
+            }
+            if let Poll::Ready(r) = futures::poll!(call.as_mut()) {
+                r.unwrap();
+                completed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        drop(call);
+        if !completed {
+            abandoned = Some(grant);
+            break;
+        }
+    }
+    let grant = abandoned.expect("could not abandon a revoke call in 10 tries");
+    assert!(matches!(
+        w.node.grant(&grant).unwrap().status,
+        GrantStatus::Revoked { .. }
+    ));
+
+    // The revocation is in force...
+    let err = retrieve_all(&bob, grant, "treatment").await.unwrap_err();
+    assert_eq!(client_refusal(&err).0, ErrorCode::GrantRevoked);
+    // ...and the replica must not keep the revoked grant's key fragment.
+    let mut erased = false;
+    for _ in 0..200 {
+        if !w.node.holds_fragment(&grant).unwrap() {
+            erased = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        erased,
+        "grant {grant} is revoked on the ledger, but this replica still holds its key fragment \
+         2 s later (and one more call later): erasure only happens if the revoke's caller \
+         awaits its receipt"
+    );
 }

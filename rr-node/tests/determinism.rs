@@ -75,6 +75,9 @@ fn account(a: usize) -> AccountId {
 /// Which record a call names.
 #[derive(Clone, Debug)]
 enum RecordRef {
+    /// A record an earlier call registered (or tried to): index modulo their
+    /// number; if `rightful`, the call is signed by its owner.
+    Registered { index: usize, rightful: bool },
     /// The record `actor` registers (or would register) with `salt`.
     Known { actor: usize, salt: usize },
     /// A record id nobody registered.
@@ -111,9 +114,13 @@ enum Op {
     Retrieve {
         grant: GrantRef,
         purpose: usize,
+        /// Signed by the grant's grantee rather than the step's actor.
+        rightful: bool,
     },
     Revoke {
         grant: GrantRef,
+        /// Signed by the grant's owner rather than the step's actor.
+        rightful: bool,
     },
     /// Resubmits an earlier transaction byte for byte (index modulo the count).
     Replay(usize),
@@ -137,14 +144,16 @@ struct PlanBlock {
 
 fn record_ref() -> impl Strategy<Value = RecordRef> {
     prop_oneof![
-        4 => (0..ACTORS, 0..SALTS).prop_map(|(actor, salt)| RecordRef::Known { actor, salt }),
+        6 => (0..16usize, prop::bool::weighted(0.8))
+            .prop_map(|(index, rightful)| RecordRef::Registered { index, rightful }),
+        2 => (0..ACTORS, 0..SALTS).prop_map(|(actor, salt)| RecordRef::Known { actor, salt }),
         1 => any::<[u8; 32]>().prop_map(RecordRef::Random),
     ]
 }
 
 fn grant_ref() -> impl Strategy<Value = GrantRef> {
     prop_oneof![
-        5 => (0..64usize).prop_map(GrantRef::Earlier),
+        9 => (0..64usize).prop_map(GrantRef::Earlier),
         1 => any::<[u8; 32]>().prop_map(GrantRef::Random),
     ]
 }
@@ -170,30 +179,34 @@ fn op() -> impl Strategy<Value = Op> {
                 purpose,
                 expiry,
             }),
-        4 => (grant_ref(), prop_oneof![3 => Just(0usize), 1 => 0..PURPOSES.len()])
-            .prop_map(|(grant, purpose)| Op::Retrieve { grant, purpose }),
-        2 => grant_ref().prop_map(|grant| Op::Revoke { grant }),
+        5 => (
+            grant_ref(),
+            prop_oneof![3 => Just(0usize), 1 => 0..PURPOSES.len()],
+            prop::bool::weighted(0.7),
+        )
+            .prop_map(|(grant, purpose, rightful)| Op::Retrieve { grant, purpose, rightful }),
+        2 => (grant_ref(), prop::bool::weighted(0.7))
+            .prop_map(|(grant, rightful)| Op::Revoke { grant, rightful }),
         1 => (0..64usize).prop_map(Op::Replay),
     ]
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    (
-        0..ACTORS,
-        prop::option::weighted(0.15, 0..4u64),
-        op(),
-    )
-        .prop_map(|(actor, nonce, op)| Step { actor, nonce, op })
+    (0..ACTORS, prop::option::weighted(0.15, 0..4u64), op()).prop_map(|(actor, nonce, op)| Step {
+        actor,
+        nonce,
+        op,
+    })
 }
 
 fn plan() -> impl Strategy<Value = Vec<PlanBlock>> {
     prop::collection::vec(
         (
             prop_oneof![1 => Just(0u64), 3 => 1..2_500u64],
-            prop::collection::vec(step(), 0..7),
+            prop::collection::vec(step(), 0..8),
         )
             .prop_map(|(delta, steps)| PlanBlock { delta, steps }),
-        1..9,
+        1..12,
     )
 }
 
@@ -202,17 +215,27 @@ fn materialize(plan: &[PlanBlock]) -> Vec<(BlockContext, Vec<SignedTransaction>)
     let f = fixture();
     let mut fresh = [1_000u64; ACTORS];
     let mut all: Vec<SignedTransaction> = Vec::new();
-    let mut grants: Vec<GrantId> = Vec::new();
+    // Every well-formed grant call so far by a record's owner (the ones
+    // likely to have taken effect): its id, owner and grantee. Refused grants
+    // are still named through `GrantRef::Random` and before any grant exists.
+    let mut grants: Vec<(GrantId, usize, usize)> = Vec::new();
+    // Every register call so far: its signer and salt.
+    let mut registered: Vec<(usize, usize)> = Vec::new();
     let mut time = T0;
     let mut out = Vec::new();
     for (h, block) in plan.iter().enumerate() {
         time += block.delta;
         let mut txs = Vec::new();
         for s in &block.steps {
+            let mut actor = s.actor;
+            // The grant named, and who owns and holds it, if known.
             let grant_of = |r: &GrantRef| match r {
-                GrantRef::Earlier(i) if !grants.is_empty() => grants[i % grants.len()],
-                GrantRef::Earlier(i) => GrantId([*i as u8; 32]),
-                GrantRef::Random(b) => GrantId(*b),
+                GrantRef::Earlier(i) if !grants.is_empty() => {
+                    let (id, owner, grantee) = grants[i % grants.len()];
+                    (id, Some((owner, grantee)))
+                }
+                GrantRef::Earlier(i) => (GrantId([*i as u8; 32]), None),
+                GrantRef::Random(b) => (GrantId(*b), None),
             };
             let call = match &s.op {
                 Op::Replay(i) => {
@@ -230,10 +253,11 @@ fn materialize(plan: &[PlanBlock]) -> Vec<(BlockContext, Vec<SignedTransaction>)
                     scheme_ok,
                     empty_capsule,
                 } => {
-                    let (record_key, capsule) = &f.records[s.actor][*sa];
+                    registered.push((actor, *sa));
+                    let (record_key, capsule) = &f.records[actor][*sa];
                     Call::RegisterRecord(RegisterRecord {
                         salt: salt(*sa),
-                        cid: ContentId::from_sha256([s.actor as u8 * 16 + *sa as u8; 32]),
+                        cid: ContentId::from_sha256([actor as u8 * 16 + *sa as u8; 32]),
                         size: 1_000 + *sa as u64,
                         scheme: if *scheme_ok {
                             SchemeId::UMBRAL
@@ -259,6 +283,17 @@ fn materialize(plan: &[PlanBlock]) -> Vec<(BlockContext, Vec<SignedTransaction>)
                     expiry,
                 } => Call::Grant(Grant {
                     record: match record {
+                        RecordRef::Registered { index, rightful } => {
+                            let (owner, sa) = if registered.is_empty() {
+                                (actor, index % SALTS)
+                            } else {
+                                registered[index % registered.len()]
+                            };
+                            if *rightful {
+                                actor = owner;
+                            }
+                            RecordId::derive(&account(owner), &salt(sa))
+                        }
                         RecordRef::Known { actor, salt: sa } => {
                             RecordId::derive(&account(*actor), &salt(*sa))
                         }
@@ -278,26 +313,49 @@ fn materialize(plan: &[PlanBlock]) -> Vec<(BlockContext, Vec<SignedTransaction>)
                     purpose: Purpose::new(PURPOSES[*purpose]).unwrap(),
                     expires_at: expiry.map(|e| Timestamp(time.saturating_add_signed(e))),
                 }),
-                Op::Retrieve { grant, purpose } => Call::Retrieve(Retrieve {
-                    grant: grant_of(grant),
-                    purpose: Purpose::new(PURPOSES[*purpose]).unwrap(),
-                }),
-                Op::Revoke { grant } => Call::Revoke(Revoke {
-                    grant: grant_of(grant),
-                }),
+                Op::Retrieve {
+                    grant,
+                    purpose,
+                    rightful,
+                } => {
+                    let (grant, parties) = grant_of(grant);
+                    if let (true, Some((_, grantee))) = (rightful, parties) {
+                        actor = grantee;
+                    }
+                    Call::Retrieve(Retrieve {
+                        grant,
+                        purpose: Purpose::new(PURPOSES[*purpose]).unwrap(),
+                    })
+                }
+                Op::Revoke { grant, rightful } => {
+                    let (grant, parties) = grant_of(grant);
+                    if let (true, Some((owner, _))) = (rightful, parties) {
+                        actor = owner;
+                    }
+                    Call::Revoke(Revoke { grant })
+                }
             };
             let nonce = s.nonce.unwrap_or_else(|| {
-                fresh[s.actor] += 1;
-                fresh[s.actor]
+                fresh[actor] += 1;
+                fresh[actor]
             });
             let tx = TxBody {
-                signer: account(s.actor),
+                signer: account(actor),
                 nonce,
                 call,
             }
-            .sign(&f.signers[s.actor]);
-            if matches!(tx.body.call, Call::Grant(_)) {
-                grants.push(GrantId::derive(&tx.id()));
+            .sign(&f.signers[actor]);
+            if let Call::Grant(g) = &tx.body.call {
+                let owned = registered.iter().any(|(o, sa)| {
+                    *o == actor && RecordId::derive(&account(*o), &salt(*sa)) == g.record
+                });
+                let well_formed = g.threshold == Threshold { m: 1, n: 1 }
+                    && g.fragment_commitments.len() == 1
+                    && g.expires_at.is_none_or(|e| e.0 > time);
+                if owned && well_formed {
+                    let grantee = (0..ACTORS).find(|a| account(*a) == g.grantee).unwrap();
+                    grants.push((GrantId::derive(&tx.id()), actor, grantee));
+                }
             }
             txs.push(tx.clone());
             all.push(tx);
@@ -315,12 +373,19 @@ fn materialize(plan: &[PlanBlock]) -> Vec<(BlockContext, Vec<SignedTransaction>)
 
 fn verified(txs: &[SignedTransaction]) -> Vec<VerifiedTransaction> {
     txs.iter()
-        .map(|t| t.clone().verify().expect("every planned transaction is signed correctly"))
+        .map(|t| {
+            t.clone()
+                .verify()
+                .expect("every planned transaction is signed correctly")
+        })
         .collect()
 }
 
+/// Every table with its entries, in key order.
+type Tables = Vec<(Table, Vec<(Vec<u8>, Vec<u8>)>)>;
+
 /// Whole-table contents of a memory state.
-fn mem_tables(mem: &MemoryState) -> Vec<(Table, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn mem_tables(mem: &MemoryState) -> Tables {
     Table::ALL
         .iter()
         .map(|t| (*t, mem.scan_prefix(*t, &[])))
@@ -328,7 +393,7 @@ fn mem_tables(mem: &MemoryState) -> Vec<(Table, Vec<(Vec<u8>, Vec<u8>)>)> {
 }
 
 /// Whole-table contents of a ledger.
-fn ledger_tables(ledger: &Ledger) -> Vec<(Table, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn ledger_tables(ledger: &Ledger) -> Tables {
     let snap = ledger.snapshot().unwrap();
     Table::ALL
         .iter()
@@ -363,7 +428,10 @@ fn check_invariants(
                     prop_assert!(stored.is_some(), "a grant that took effect is stored");
                 }
                 Outcome::Refused(refusal) if refusal.code != ErrorCode::ReplayedNonce => {
-                    prop_assert!(stored.is_none(), "a refused grant created grant {id:?}: {refusal}");
+                    prop_assert!(
+                        stored.is_none(),
+                        "a refused grant created grant {id:?}: {refusal}"
+                    );
                 }
                 _ => {}
             }
@@ -387,7 +455,10 @@ fn check_invariants(
             .unwrap()
             .is_some());
         prop_assert!(mem
-            .get(Table::GranteeGrants, &keys::grantee_grant(&g.grantee, &g.id))
+            .get(
+                Table::GranteeGrants,
+                &keys::grantee_grant(&g.grantee, &g.id)
+            )
             .unwrap()
             .is_some());
     }
@@ -450,8 +521,24 @@ fn fixed_plan() -> Vec<PlanBlock> {
         PlanBlock {
             delta: 0,
             steps: vec![
-                s(0, None, Op::Register { salt: 0, scheme_ok: true, empty_capsule: false }),
-                s(1, None, Op::Register { salt: 0, scheme_ok: true, empty_capsule: false }),
+                s(
+                    0,
+                    None,
+                    Op::Register {
+                        salt: 0,
+                        scheme_ok: true,
+                        empty_capsule: false,
+                    },
+                ),
+                s(
+                    1,
+                    None,
+                    Op::Register {
+                        salt: 0,
+                        scheme_ok: true,
+                        empty_capsule: false,
+                    },
+                ),
             ],
         },
         PlanBlock {
@@ -464,35 +551,138 @@ fn fixed_plan() -> Vec<PlanBlock> {
         PlanBlock {
             delta: 50,
             steps: vec![
-                s(1, None, Op::Retrieve { grant: GrantRef::Earlier(0), purpose: 0 }),
-                s(1, Some(1), Op::Retrieve { grant: GrantRef::Earlier(0), purpose: 1 }),
-                s(2, None, Op::Retrieve { grant: GrantRef::Earlier(0), purpose: 0 }),
-                s(3, None, Op::Revoke { grant: GrantRef::Earlier(0) }),
+                s(
+                    1,
+                    None,
+                    Op::Retrieve {
+                        grant: GrantRef::Earlier(0),
+                        purpose: 0,
+                        rightful: false,
+                    },
+                ),
+                s(
+                    1,
+                    Some(1),
+                    Op::Retrieve {
+                        grant: GrantRef::Earlier(0),
+                        purpose: 1,
+                        rightful: false,
+                    },
+                ),
+                s(
+                    2,
+                    None,
+                    Op::Retrieve {
+                        grant: GrantRef::Earlier(0),
+                        purpose: 0,
+                        rightful: false,
+                    },
+                ),
+                s(
+                    3,
+                    None,
+                    Op::Revoke {
+                        grant: GrantRef::Earlier(0),
+                        rightful: false,
+                    },
+                ),
                 s(3, None, grant(alice_rec.clone(), 3, None)),
-                s(0, None, Op::Register { salt: 0, scheme_ok: true, empty_capsule: false }),
+                s(
+                    0,
+                    None,
+                    Op::Register {
+                        salt: 0,
+                        scheme_ok: true,
+                        empty_capsule: false,
+                    },
+                ),
                 s(0, None, grant(RecordRef::Random([5; 32]), 1, None)),
-                s(0, None, Op::Grant {
-                    record: alice_rec.clone(),
-                    grantee: 1,
-                    threshold: 1,
-                    commitments: 1,
-                    purpose: 0,
-                    expiry: None,
-                }),
+                s(
+                    0,
+                    None,
+                    Op::Grant {
+                        record: alice_rec.clone(),
+                        grantee: 1,
+                        threshold: 1,
+                        commitments: 1,
+                        purpose: 0,
+                        expiry: None,
+                    },
+                ),
                 s(0, None, grant(alice_rec.clone(), 1, Some(-1))),
-                s(2, None, Op::Retrieve { grant: GrantRef::Earlier(1), purpose: 0 }),
-                s(0, None, Op::Revoke { grant: GrantRef::Earlier(0) }),
-                s(1, None, Op::Retrieve { grant: GrantRef::Earlier(0), purpose: 0 }),
-                s(0, None, Op::Revoke { grant: GrantRef::Earlier(0) }),
-                s(0, None, Op::Revoke { grant: GrantRef::Random([6; 32]) }),
-                s(1, None, Op::Retrieve { grant: GrantRef::Random([6; 32]), purpose: 0 }),
-                s(1, Some(1), Op::Revoke { grant: GrantRef::Earlier(1) }),
+                s(
+                    2,
+                    None,
+                    Op::Retrieve {
+                        grant: GrantRef::Earlier(1),
+                        purpose: 0,
+                        rightful: false,
+                    },
+                ),
+                s(
+                    0,
+                    None,
+                    Op::Revoke {
+                        grant: GrantRef::Earlier(0),
+                        rightful: false,
+                    },
+                ),
+                s(
+                    1,
+                    None,
+                    Op::Retrieve {
+                        grant: GrantRef::Earlier(0),
+                        purpose: 0,
+                        rightful: false,
+                    },
+                ),
+                s(
+                    0,
+                    None,
+                    Op::Revoke {
+                        grant: GrantRef::Earlier(0),
+                        rightful: false,
+                    },
+                ),
+                s(
+                    0,
+                    None,
+                    Op::Revoke {
+                        grant: GrantRef::Random([6; 32]),
+                        rightful: false,
+                    },
+                ),
+                s(
+                    1,
+                    None,
+                    Op::Retrieve {
+                        grant: GrantRef::Random([6; 32]),
+                        purpose: 0,
+                        rightful: false,
+                    },
+                ),
+                s(
+                    1,
+                    Some(1),
+                    Op::Revoke {
+                        grant: GrantRef::Earlier(1),
+                        rightful: false,
+                    },
+                ),
                 s(0, None, Op::Replay(2)),
             ],
         },
         PlanBlock {
             delta: 100,
-            steps: vec![s(2, None, Op::Retrieve { grant: GrantRef::Earlier(1), purpose: 0 })],
+            steps: vec![s(
+                2,
+                None,
+                Op::Retrieve {
+                    grant: GrantRef::Earlier(1),
+                    purpose: 0,
+                    rightful: false,
+                },
+            )],
         },
     ]
 }
@@ -512,7 +702,9 @@ fn the_same_block_on_the_same_state_gives_byte_identical_executions() {
         let first = contracts.execute(&mem, ctx, &vtxs).unwrap();
         // Again, on the same state, with the same and with a new executor.
         let second = contracts.execute(&mem, ctx, &vtxs).unwrap();
-        let third = NativeContracts::default().execute(&mem, ctx, &vtxs).unwrap();
+        let third = NativeContracts::default()
+            .execute(&mem, ctx, &vtxs)
+            .unwrap();
         let snapshot = ledger.snapshot().unwrap();
         let on_ledger = contracts.execute(&snapshot, ctx, &vtxs).unwrap();
         drop(snapshot);
@@ -550,12 +742,17 @@ fn the_same_block_on_the_same_state_gives_byte_identical_executions() {
         Some(ErrorCode::GrantExpired),
         Some(ErrorCode::PurposeMismatch),
     ] {
-        assert!(codes.contains(&code), "the fixed plan never produced {code:?}: {codes:?}");
+        assert!(
+            codes.contains(&code),
+            "the fixed plan never produced {code:?}: {codes:?}"
+        );
     }
 
     // Executing a block on a state that already holds its writes gives
     // another result (its nonces are spent): determinism is per state.
-    let replayed = contracts.execute(&mem, &last_ctx, &verified(&last_txs)).unwrap();
+    let replayed = contracts
+        .execute(&mem, &last_ctx, &verified(&last_txs))
+        .unwrap();
     assert!(replayed
         .receipts
         .iter()

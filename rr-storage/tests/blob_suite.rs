@@ -4,14 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rr_storage::{FsBlobStore, FsBlobStoreConfig, MemoryBlobStore};
 
-// The suite is public under the `testing` feature; without it (a plain
-// `cargo test`), compile its source straight into this test.
-#[cfg(feature = "testing")]
 use rr_storage::blob::suite;
-#[cfg(not(feature = "testing"))]
-#[path = "../src/blob/suite.rs"]
-#[allow(dead_code)]
-mod suite;
 
 #[tokio::test]
 async fn memory_store_passes_the_suite() {
