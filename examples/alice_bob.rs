@@ -36,8 +36,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("opening the node")?;
     let pre = node.pre().clone();
-    let alice = Client::new(node.clone(), Identity::generate(pre.as_ref()));
-    let bob = Client::new(node.clone(), Identity::generate(pre.as_ref()));
+    let alice = Client::in_process(&node, Identity::generate(pre.as_ref()));
+    let bob = Client::in_process(&node, Identity::generate(pre.as_ref()));
     println!("alice: {}", alice.account());
     println!("bob:   {}", bob.account());
 

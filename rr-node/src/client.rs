@@ -13,8 +13,8 @@ use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use rand_core::{OsRng, RngCore};
 use rr_core::{
-    AccountId, AuditEntry, BlobStore, ByteStream, Call, CallOutput, ContentId, DataKey, Digest,
-    Grant, GrantId, GrantInfo, PreError, PreScheme, Purpose, RecordId, RecordInfo, RegisterRecord,
+    AccountId, AuditEntry, ByteStream, Call, CallOutput, ContentId, DataKey, Digest, Grant,
+    GrantId, GrantInfo, PreError, PreScheme, Purpose, RecordId, RecordInfo, RegisterRecord,
     Retrieve, Revoke, SchemeId, SignedTransaction, Threshold, Timestamp, TxBody, WireEncoding,
 };
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE};
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
+use crate::api::{Authorization, NodeApi};
 use crate::node::{Node, NodeError, NodeTypes};
 
 /// Errors of client operations.
@@ -222,16 +223,18 @@ pub struct PutOutcome {
     pub size: u64,
 }
 
-/// A client acting as one identity against one node.
-pub struct Client<T: NodeTypes> {
-    node: Arc<Node<T>>,
-    identity: Arc<Identity<T::Pre>>,
+/// A client acting as one identity against one node, in process or over HTTP.
+pub struct Client<P: PreScheme> {
+    api: Arc<dyn NodeApi>,
+    pre: Arc<P>,
+    identity: Arc<Identity<P>>,
 }
 
-impl<T: NodeTypes> Clone for Client<T> {
+impl<P: PreScheme> Clone for Client<P> {
     fn clone(&self) -> Self {
         Self {
-            node: self.node.clone(),
+            api: self.api.clone(),
+            pre: self.pre.clone(),
             identity: self.identity.clone(),
         }
     }
@@ -245,13 +248,33 @@ async fn blocking<R: Send + 'static>(
         .map_err(|e| ClientError::Unexpected(format!("crypto task failed: {e}")))?
 }
 
-impl<T: NodeTypes> Client<T> {
-    /// A client for `identity` on `node`.
-    pub fn new(node: Arc<Node<T>>, identity: Identity<T::Pre>) -> Self {
+impl<P: PreScheme> Client<P> {
+    /// A client for `identity` through `api` with scheme `pre`.
+    pub fn new(api: Arc<dyn NodeApi>, pre: Arc<P>, identity: Identity<P>) -> Self {
         Self {
-            node,
+            api,
+            pre,
             identity: Arc::new(identity),
         }
+    }
+
+    /// A client for `identity` on a node in this process.
+    pub fn in_process<T: NodeTypes<Pre = P>>(node: &Arc<Node<T>>, identity: Identity<P>) -> Self {
+        Self::new(node.clone(), node.pre().clone(), identity)
+    }
+
+    /// This client's identity.
+    pub fn identity(&self) -> &Identity<P> {
+        &self.identity
+    }
+
+    async fn execute(&self, call: Call) -> Result<CallOutput, ClientError> {
+        let receipt = self.api.submit(self.identity.sign(call)).await?;
+        Ok(receipt.into_result().map_err(NodeError::Refused)?)
+    }
+
+    fn authorize(&self, scope: String) -> Authorization {
+        Authorization::sign(&self.identity.signing, scope)
     }
 
     /// This client's account.
@@ -261,12 +284,12 @@ impl<T: NodeTypes> Client<T> {
 
     /// This client's public card.
     pub fn card(&self) -> PublicCard {
-        self.identity.card(self.node.pre())
+        self.identity.card(&self.pre)
     }
 
-    /// The node.
-    pub fn node(&self) -> &Arc<Node<T>> {
-        &self.node
+    /// The node this client talks to.
+    pub fn api(&self) -> &Arc<dyn NodeApi> {
+        &self.api
     }
 
     /// Encrypts `plaintext` (streamed, constant memory) under a fresh data key
@@ -280,7 +303,7 @@ impl<T: NodeTypes> Client<T> {
         let mut salt = [0u8; 16];
         OsRng.fill_bytes(&mut salt);
         let record_id = RecordId::derive(&self.account(), &salt);
-        let (identity, pre) = (self.identity.clone(), self.node.pre().clone());
+        let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let (record_key, capsule, key) = blocking(move || {
             let (_, pk) = pre.record_key(&identity.master, &record_id);
             let (capsule, key) = pre.encapsulate(&mut OsRng, &pk)?;
@@ -296,27 +319,24 @@ impl<T: NodeTypes> Client<T> {
                 counter.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }));
-        let cid = self
-            .node
-            .blobs()
-            .put(ciphertext)
-            .await
-            .map_err(|e| match e {
-                rr_core::BlobError::Source(io) => io_err("reading the record to encrypt")(io),
-                other => ClientError::Blob(other),
-            })?;
+        let cid = self.api.put_blob(ciphertext).await.map_err(|e| match e {
+            NodeError::Blob(rr_core::BlobError::Source(io)) => {
+                io_err("reading the record to encrypt")(io)
+            }
+            other => ClientError::Node(other),
+        })?;
         let size = counted.load(std::sync::atomic::Ordering::Relaxed);
         let call = Call::RegisterRecord(RegisterRecord {
             salt,
             cid,
             size,
-            scheme: T::Pre::ID,
+            scheme: P::ID,
             record_key,
             capsule,
             media_type: media_type.to_string(),
             encrypted_metadata: None,
         });
-        match self.node.execute(self.identity.sign(call)).await? {
+        match self.execute(call).await? {
             CallOutput::Registered { record } if record == record_id => Ok(PutOutcome {
                 record_id,
                 cid,
@@ -346,7 +366,7 @@ impl<T: NodeTypes> Client<T> {
         grantee: &PublicCard,
         options: GrantOptions,
     ) -> Result<GrantId, ClientError> {
-        let info = self.node.record(&record)?;
+        let info = self.api.record(record).await?;
         if info.owner != self.account() {
             return Err(ClientError::NotOwner {
                 caller: self.account(),
@@ -361,17 +381,17 @@ impl<T: NodeTypes> Client<T> {
                 record_scheme: info.scheme,
             });
         }
-        let node_info = self.node.info();
+        let node_info = self.api.info().await?;
         let n = node_info.replicas;
         let m = options.threshold.unwrap_or(node_info.faults_tolerated + 1);
         let threshold = Threshold::new(m, n)
             .map_err(|e| ClientError::Unexpected(format!("threshold for {n} replicas: {e}")))?;
         let grantee_key = grantee.key_bytes()?;
-        let (identity, pre) = (self.identity.clone(), self.node.pre().clone());
+        let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let gk = grantee_key.clone();
         let fragments: Vec<Vec<u8>> = blocking(move || {
             pre.check_threshold(threshold)?;
-            let grantee_pk = <T::Pre as PreScheme>::PublicKey::from_bytes(&gk)?;
+            let grantee_pk = <P as PreScheme>::PublicKey::from_bytes(&gk)?;
             let (sk, _) = pre.record_key(&identity.master, &record);
             let kfrags = pre.delegate(&mut OsRng, &sk, &grantee_pk, threshold)?;
             Ok(kfrags.iter().map(|k| k.to_bytes()).collect())
@@ -389,16 +409,16 @@ impl<T: NodeTypes> Client<T> {
             purpose: options.purpose,
             expires_at: options.expires_at,
         });
-        let grant = match self.node.execute(self.identity.sign(call)).await? {
+        let grant = match self.execute(call).await? {
             CallOutput::Granted { grant } => grant,
             other => return Err(ClientError::Unexpected(format!("grant answered {other:?}"))),
         };
-        // One replica in process: it takes the fragment for its own index.
+        // One replica: it takes the fragment for its own index.
         let mine = fragments
             .into_iter()
-            .nth(usize::from(self.node.replica().0))
+            .nth(usize::from(node_info.replica.0))
             .ok_or_else(|| ClientError::Unexpected("no fragment for this replica".into()))?;
-        self.node.deliver_fragment(grant, mine).await?;
+        self.api.deliver_fragment(grant, mine).await?;
         Ok(grant)
     }
 
@@ -415,18 +435,18 @@ impl<T: NodeTypes> Client<T> {
         let tx = self
             .identity
             .sign(Call::Retrieve(Retrieve { grant, purpose }));
-        let retrieval = self.node.retrieve(tx).await?;
-        let (identity, pre) = (self.identity.clone(), self.node.pre().clone());
+        let retrieval = self.api.retrieve(tx).await?;
+        let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let record = retrieval.record.clone();
         let needed = usize::from(retrieval.grant.threshold.m);
         let key = blocking(move || {
-            let record_pk = <T::Pre as PreScheme>::PublicKey::from_bytes(&record.record_key)?;
-            let capsule = <T::Pre as PreScheme>::Capsule::from_bytes(&record.capsule)?;
+            let record_pk = <P as PreScheme>::PublicKey::from_bytes(&record.record_key)?;
+            let capsule = <P as PreScheme>::Capsule::from_bytes(&record.capsule)?;
             let (my_sk, my_pk) = pre.account_key(&identity.master);
             let mut verified = Vec::new();
             let mut bad = Vec::new();
             for (replica, bytes) in retrieval.capsule_fragments {
-                let checked = <T::Pre as PreScheme>::CapsuleFrag::from_bytes(&bytes)
+                let checked = <P as PreScheme>::CapsuleFrag::from_bytes(&bytes)
                     .and_then(|c| pre.verify_capsule_frag(c, &capsule, &record_pk, &my_pk));
                 match checked {
                     Ok(v) => verified.push(v),
@@ -452,7 +472,7 @@ impl<T: NodeTypes> Client<T> {
 
     /// Reads one of this client's own records (no grant, no node-side crypto).
     pub async fn read_own(&self, record: RecordId) -> Result<ByteStream, ClientError> {
-        let info = self.node.record(&record)?;
+        let info = self.api.record(record).await?;
         if info.owner != self.account() {
             return Err(ClientError::NotOwner {
                 caller: self.account(),
@@ -460,10 +480,10 @@ impl<T: NodeTypes> Client<T> {
                 action: "read it without a grant",
             });
         }
-        let (identity, pre) = (self.identity.clone(), self.node.pre().clone());
+        let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let capsule_bytes = info.capsule.clone();
         let key = blocking(move || {
-            let capsule = <T::Pre as PreScheme>::Capsule::from_bytes(&capsule_bytes)?;
+            let capsule = <P as PreScheme>::Capsule::from_bytes(&capsule_bytes)?;
             let (sk, _) = pre.record_key(&identity.master, &record);
             Ok(pre.open(&sk, &capsule)?)
         })
@@ -476,51 +496,13 @@ impl<T: NodeTypes> Client<T> {
         record: &RecordInfo,
         key: DataKey,
     ) -> Result<ByteStream, ClientError> {
-        let ciphertext = self.node.blobs().get(&record.cid).await?;
+        let ciphertext = self.api.get_blob(record.cid).await?;
         Ok(envelope::decrypt_stream(&key, ciphertext))
-    }
-
-    /// Writes a plaintext stream to `path` only if it ends cleanly: it goes to
-    /// a temporary file beside `path` first, and a failed stream leaves no
-    /// output file.
-    pub async fn write_stream_to_file(
-        mut stream: ByteStream,
-        path: &Path,
-    ) -> Result<u64, ClientError> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::Builder::new()
-            .prefix(".rr-partial-")
-            .tempfile_in(dir)
-            .map_err(io_err(format!("cannot create a file in {}", dir.display())))?;
-        let (std_file, tmp_path) = tmp.into_parts();
-        let mut file = tokio::fs::File::from_std(std_file);
-        let mut written = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk: Bytes = chunk.map_err(io_err("reading the record"))?;
-            file.write_all(&chunk)
-                .await
-                .map_err(io_err(format!("writing {}", path.display())))?;
-            written += chunk.len() as u64;
-        }
-        file.sync_all()
-            .await
-            .map_err(io_err(format!("writing {}", path.display())))?;
-        tmp_path
-            .persist(path)
-            .map_err(|e| io_err(format!("writing {}", path.display()))(e.error))?;
-        Ok(written)
     }
 
     /// Revokes a grant this client made; this replica erases its fragment.
     pub async fn revoke(&self, grant: GrantId) -> Result<(), ClientError> {
-        match self
-            .node
-            .execute(self.identity.sign(Call::Revoke(Revoke { grant })))
-            .await?
-        {
+        match self.execute(Call::Revoke(Revoke { grant })).await? {
             CallOutput::Revoked { .. } => Ok(()),
             other => Err(ClientError::Unexpected(format!(
                 "revoke answered {other:?}"
@@ -530,21 +512,53 @@ impl<T: NodeTypes> Client<T> {
 
     /// The audit trail of one of this client's records.
     pub async fn audit(&self, record: RecordId) -> Result<Vec<AuditEntry>, ClientError> {
-        let info = self.node.record(&record)?;
-        if info.owner != self.account() {
-            return Err(ClientError::NotOwner {
-                caller: self.account(),
-                record,
-                action: "read its audit trail",
-            });
-        }
-        Ok(self.node.audit(&record)?)
+        let auth = self.authorize(Authorization::audit_scope(&record));
+        Ok(self.api.audit(record, auth).await?)
     }
 
     /// The grants of one of this client's records.
     pub async fn grants_of(&self, record: RecordId) -> Result<Vec<GrantInfo>, ClientError> {
-        Ok(self.node.grants_of_record(&record)?)
+        let auth = self.authorize(Authorization::grants_scope(&record));
+        Ok(self.api.grants_of_record(record, auth).await?)
     }
+
+    /// The records this client owns and the grants it holds.
+    pub async fn listing(&self) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), ClientError> {
+        let account = self.account();
+        let auth = self.authorize(Authorization::listing_scope(&account));
+        Ok(self.api.listing(account, auth).await?)
+    }
+}
+
+/// Writes a plaintext stream to `path` only if it ends cleanly: it goes to
+/// a temporary file beside `path` first, and a failed stream leaves no
+/// output file.
+pub async fn write_stream_to_file(mut stream: ByteStream, path: &Path) -> Result<u64, ClientError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".rr-partial-")
+        .tempfile_in(dir)
+        .map_err(io_err(format!("cannot create a file in {}", dir.display())))?;
+    let (std_file, tmp_path) = tmp.into_parts();
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk: Bytes = chunk.map_err(io_err("reading the record"))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        written += chunk.len() as u64;
+    }
+    file.sync_all()
+        .await
+        .map_err(io_err(format!("writing {}", path.display())))?;
+    tmp_path
+        .persist(path)
+        .map_err(|e| io_err(format!("writing {}", path.display()))(e.error))?;
+    Ok(written)
 }
 
 /// Collects a stream into memory (for small records and tests).

@@ -22,8 +22,8 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let node = Node::open_dev(DevConfig::new(dir.path())).await?;
-//! let alice = Client::new(node.clone(), Identity::generate(node.pre().as_ref()));
-//! let bob = Client::new(node.clone(), Identity::generate(node.pre().as_ref()));
+//! let alice = Client::in_process(&node, Identity::generate(node.pre().as_ref()));
+//! let bob = Client::in_process(&node, Identity::generate(node.pre().as_ref()));
 //!
 //! // Alice encrypts on her side and registers the record.
 //! let record = b"2026-11-23 blood panel: all normal".to_vec();
@@ -59,11 +59,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod client;
 pub mod contracts;
 pub mod fragments;
 pub mod node;
 
-pub use client::{collect, Client, ClientError, GrantOptions, Identity, PublicCard, PutOutcome};
+pub use api::{Authorization, NodeApi};
+pub use client::{
+    collect, write_stream_to_file, Client, ClientError, GrantOptions, Identity, PublicCard,
+    PutOutcome,
+};
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
 pub use node::{DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval};

@@ -114,6 +114,15 @@ pub enum NodeError {
         /// Found call.
         found: &'static str,
     },
+    /// A query's authorization is missing, malformed, expired or forged.
+    #[error("not authenticated: {0}")]
+    Unauthorized(String),
+    /// The caller is authenticated but may not see or do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The node could not be reached or answered something unreadable.
+    #[error("{0}")]
+    Transport(String),
     /// Bad configuration or data directory.
     #[error("{0}")]
     Setup(String),
@@ -540,5 +549,105 @@ impl<T: NodeTypes> Node<T> {
     /// The contract configuration.
     pub fn contracts(&self) -> &ContractsConfig {
         &self.contracts
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
+    async fn info(&self) -> Result<NodeInfo, NodeError> {
+        Ok(Node::info(self))
+    }
+
+    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
+        Node::submit(self, tx).await
+    }
+
+    async fn receipt(&self, tx: rr_core::TxId) -> Result<Receipt, NodeError> {
+        self.ledger.receipt(&tx)?.ok_or_else(|| {
+            NodeError::Transport(format!(
+                "no receipt for transaction {tx}: it was never committed here"
+            ))
+        })
+    }
+
+    async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
+        Node::deliver_fragment(self, grant, fragment).await
+    }
+
+    async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
+        Node::retrieve(self, tx).await
+    }
+
+    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {
+        Node::record(self, &id)
+    }
+
+    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError> {
+        Node::grant(self, &id)
+    }
+
+    async fn grants_of_record(
+        &self,
+        id: RecordId,
+        auth: crate::api::Authorization,
+    ) -> Result<Vec<GrantInfo>, NodeError> {
+        self.check_owner(&id, &auth, &crate::api::Authorization::grants_scope(&id))?;
+        Node::grants_of_record(self, &id)
+    }
+
+    async fn audit(
+        &self,
+        id: RecordId,
+        auth: crate::api::Authorization,
+    ) -> Result<Vec<AuditEntry>, NodeError> {
+        self.check_owner(&id, &auth, &crate::api::Authorization::audit_scope(&id))?;
+        Node::audit(self, &id)
+    }
+
+    async fn listing(
+        &self,
+        account: AccountId,
+        auth: crate::api::Authorization,
+    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError> {
+        let caller = auth.check(&crate::api::Authorization::listing_scope(&account), now())?;
+        if caller != account {
+            return Err(NodeError::Forbidden(format!(
+                "account {caller} cannot list the records of account {account}"
+            )));
+        }
+        Ok((
+            self.records_owned_by(&account)?,
+            self.grants_held_by(&account)?,
+        ))
+    }
+
+    async fn put_blob(&self, data: rr_core::ByteStream) -> Result<rr_core::ContentId, NodeError> {
+        Ok(self.blobs.put(data).await?)
+    }
+
+    async fn get_blob(&self, cid: rr_core::ContentId) -> Result<rr_core::ByteStream, NodeError> {
+        Ok(self.blobs.get(&cid).await?)
+    }
+}
+
+fn now() -> rr_core::Timestamp {
+    rr_core::Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+impl<T: NodeTypes> Node<T> {
+    fn check_owner(
+        &self,
+        id: &RecordId,
+        auth: &crate::api::Authorization,
+        scope: &str,
+    ) -> Result<(), NodeError> {
+        let caller = auth.check(scope, now())?;
+        let record = self.record(id)?;
+        if record.owner != caller {
+            return Err(NodeError::Forbidden(format!(
+                "account {caller} does not own record {id}; only its owner can read this"
+            )));
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use rand_core::{OsRng, RngCore};
 use rr_core::{BlobError, BlobStore, ContentId, DataKey, GrantStatus, PreScheme, WireEncoding};
-use rr_node::{collect, Client, ClientError, DevNode, NodeError};
+use rr_node::{collect, ClientError, NodeError};
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE, HEADER_LEN, TAG_LEN};
 use rr_pre::{Umbral, UmbralCapsule};
 
@@ -187,7 +187,7 @@ async fn tampered_ciphertext_is_caught_and_leaves_no_output() {
         // Bob writes it to a file: nothing is left at the target, and no
         // partial file beside it.
         let stream = bob.retrieve(grant, purpose_of("treatment")).await.unwrap();
-        let err = Client::<DevNode>::write_stream_to_file(stream, &target)
+        let err = rr_node::write_stream_to_file(stream, &target)
             .await
             .unwrap_err();
         assert_eq!(caught(&err, &cid), expected, "{what}: {err}");
@@ -204,7 +204,7 @@ async fn tampered_ciphertext_is_caught_and_leaves_no_output() {
 
         // Over an existing file: the old copy is kept as it was.
         let stream = bob.retrieve(grant, purpose_of("treatment")).await.unwrap();
-        let err = Client::<DevNode>::write_stream_to_file(stream, &previous)
+        let err = rr_node::write_stream_to_file(stream, &previous)
             .await
             .unwrap_err();
         assert_eq!(caught(&err, &cid), expected, "{what}: {err}");
@@ -262,7 +262,7 @@ async fn tampered_ciphertext_is_caught_and_leaves_no_output() {
 
     // And a good retrieval writes the whole file.
     let stream = bob.retrieve(grant, purpose_of("treatment")).await.unwrap();
-    let written = Client::<DevNode>::write_stream_to_file(stream, &target)
+    let written = rr_node::write_stream_to_file(stream, &target)
         .await
         .unwrap();
     assert_eq!(written, SIZE as u64);

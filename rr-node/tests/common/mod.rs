@@ -51,8 +51,8 @@ impl Person {
     }
 
     /// A client for this person on `node`.
-    pub fn client(&self, node: &Arc<Dev>) -> Client<DevNode> {
-        Client::new(node.clone(), self.identity())
+    pub fn client(&self, node: &Arc<Dev>) -> Client<Umbral> {
+        Client::in_process(node, self.identity())
     }
 
     /// The signing key.
@@ -176,7 +176,7 @@ pub fn purpose_of(s: &str) -> Purpose {
 
 /// `who` retrieves through `grant` and reads the whole record.
 pub async fn retrieve_all(
-    who: &Client<DevNode>,
+    who: &Client<Umbral>,
     grant: GrantId,
     purpose: &str,
 ) -> Result<Vec<u8>, ClientError> {

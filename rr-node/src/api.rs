@@ -1,0 +1,186 @@
+//! What a client needs from a node, whether it runs in the same process or
+//! behind HTTP: [`NodeApi`], and the signed [`Authorization`] that queries
+//! about an account's records carry.
+
+use std::time::Duration;
+
+use ed25519_dalek::{Signature, Signer, SigningKey};
+use rr_core::{
+    AccountId, AuditEntry, ByteStream, ContentId, GrantId, GrantInfo, Receipt, RecordId,
+    RecordInfo, SignedTransaction, Timestamp, TxId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::node::{NodeError, NodeInfo, Retrieval};
+
+/// How far a query's timestamp may be from the node's clock.
+pub const AUTH_WINDOW: Duration = Duration::from_secs(300);
+
+const AUTH_DOMAIN: &[u8] = b"resilient-records/query/v1\0";
+
+/// A signed statement "account A asks for `scope` at time t": what queries
+/// about an account's records (audit trail, grants, listings) must carry.
+/// The node checks the signature, that `at` is within [`AUTH_WINDOW`] of its
+/// clock, and that the account may see what it asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorization {
+    /// Who asks.
+    pub account: AccountId,
+    /// What for: the request it authorizes, such as `audit <record id>`.
+    pub scope: String,
+    /// When (the signer's clock).
+    pub at: Timestamp,
+    /// ed25519 over the domain-separated (scope, at).
+    pub signature: Vec<u8>,
+}
+
+impl Authorization {
+    fn message(scope: &str, at: Timestamp) -> Vec<u8> {
+        let mut m = AUTH_DOMAIN.to_vec();
+        m.extend_from_slice(&rr_core::codec::encode(&(scope, at)));
+        m
+    }
+
+    /// Signs `scope` now.
+    pub fn sign(key: &SigningKey, scope: impl Into<String>) -> Self {
+        let scope = scope.into();
+        let at = Timestamp::from_system_time(std::time::SystemTime::now());
+        let signature = key.sign(&Self::message(&scope, at)).to_bytes().to_vec();
+        Self {
+            account: AccountId::from_verifying_key(&key.verifying_key()),
+            scope,
+            at,
+            signature,
+        }
+    }
+
+    /// Checks the signature, the scope and the time window against `now`.
+    pub fn check(&self, scope: &str, now: Timestamp) -> Result<AccountId, NodeError> {
+        let unauthorized = |why: &str| NodeError::Unauthorized(why.to_string());
+        if self.scope != scope {
+            return Err(unauthorized(
+                "the authorization was signed for another request",
+            ));
+        }
+        let skew = self.at.0.abs_diff(now.0);
+        if skew > AUTH_WINDOW.as_millis() as u64 {
+            return Err(unauthorized(
+                "the authorization's time is more than 5 minutes from the node's clock; check the client's clock",
+            ));
+        }
+        let key = self
+            .account
+            .verifying_key()
+            .map_err(|_| unauthorized("the account is not a valid key"))?;
+        let sig: [u8; 64] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| unauthorized("the signature is not 64 bytes"))?;
+        key.verify_strict(
+            &Self::message(&self.scope, self.at),
+            &Signature::from_bytes(&sig),
+        )
+        .map_err(|_| unauthorized("the signature does not verify for the account"))?;
+        Ok(self.account)
+    }
+
+    /// The scope of an audit-trail query.
+    pub fn audit_scope(record: &RecordId) -> String {
+        format!("audit {record}")
+    }
+
+    /// The scope of a record's grant listing.
+    pub fn grants_scope(record: &RecordId) -> String {
+        format!("grants {record}")
+    }
+
+    /// The scope of an account's own listing (records owned, grants held).
+    pub fn listing_scope(account: &AccountId) -> String {
+        format!("list {account}")
+    }
+}
+
+/// A node as a client sees it. Implemented by [`crate::Node`] (in process)
+/// and by the HTTP client, so the same [`crate::Client`] flows run on either.
+///
+/// Object-safe (`async-trait`): a client picks its transport at run time.
+#[async_trait::async_trait]
+pub trait NodeApi: Send + Sync + 'static {
+    /// Replica set, scheme, status.
+    async fn info(&self) -> Result<NodeInfo, NodeError>;
+    /// Submits a signed call; its receipt (refused or not) once committed.
+    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError>;
+    /// The receipt of a committed transaction.
+    async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError>;
+    /// Delivers this replica's key fragment of a committed grant.
+    async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
+    /// Submits a signed `Retrieve`; the replica's capsule fragment if allowed.
+    async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError>;
+    /// A record's public metadata (keys, capsule, content id, sizes).
+    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError>;
+    /// A grant.
+    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError>;
+    /// A record's grants (owner only).
+    async fn grants_of_record(
+        &self,
+        id: RecordId,
+        auth: Authorization,
+    ) -> Result<Vec<GrantInfo>, NodeError>;
+    /// A record's audit trail (owner only).
+    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError>;
+    /// Records an account owns and grants it holds (that account only).
+    async fn listing(
+        &self,
+        account: AccountId,
+        auth: Authorization,
+    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError>;
+    /// Stores a blob (ciphertext), streamed.
+    async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError>;
+    /// Streams a blob, checked against its content id.
+    async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::from_system_time(std::time::SystemTime::now())
+    }
+
+    #[test]
+    fn authorization_checks_signature_scope_and_time() {
+        let alice = SigningKey::from_bytes(&[1; 32]);
+        let mallory = SigningKey::from_bytes(&[2; 32]);
+        let record = RecordId([5; 32]);
+        let scope = Authorization::audit_scope(&record);
+        let auth = Authorization::sign(&alice, scope.clone());
+        assert_eq!(
+            auth.check(&scope, now()).unwrap(),
+            AccountId::from_verifying_key(&alice.verifying_key())
+        );
+
+        // Signed for another request.
+        let err = auth
+            .check(&Authorization::grants_scope(&record), now())
+            .unwrap_err();
+        assert!(err.to_string().contains("another request"), "{err}");
+        // Mallory's signature claiming Alice.
+        let mut forged = Authorization::sign(&mallory, scope.clone());
+        forged.account = auth.account;
+        let err = forged.check(&scope, now()).unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+        // An old authorization replayed later.
+        let later = now().plus_millis(AUTH_WINDOW.as_millis() as u64 + 1_000);
+        let err = auth.check(&scope, later).unwrap_err();
+        assert!(err.to_string().contains("5 minutes"), "{err}");
+        // A truncated signature.
+        let mut short = auth.clone();
+        short.signature.pop();
+        assert!(matches!(
+            short.check(&scope, now()),
+            Err(NodeError::Unauthorized(_))
+        ));
+    }
+}
