@@ -88,6 +88,7 @@ impl Block {
 /// Why a call was refused. The strings of [`ErrorCode::as_str`] are stable:
 /// clients may branch on them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// The nonce was used before by this signer: a replay.
@@ -130,6 +131,31 @@ impl ErrorCode {
             ErrorCode::PurposeMismatch => "purpose_mismatch",
             ErrorCode::SchemeMismatch => "scheme_mismatch",
         }
+    }
+}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = DecodeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const ALL: [ErrorCode; 11] = [
+            ErrorCode::ReplayedNonce,
+            ErrorCode::InvalidCall,
+            ErrorCode::UnknownRecord,
+            ErrorCode::UnknownGrant,
+            ErrorCode::RecordExists,
+            ErrorCode::NotOwner,
+            ErrorCode::NotGrantee,
+            ErrorCode::GrantRevoked,
+            ErrorCode::GrantExpired,
+            ErrorCode::PurposeMismatch,
+            ErrorCode::SchemeMismatch,
+        ];
+        ALL.into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| DecodeError::Invalid {
+                what: "error code",
+                reason: format!("unknown code {s:?}"),
+            })
     }
 }
 
@@ -230,12 +256,15 @@ pub struct RecordInfo {
     /// PRE scheme.
     pub scheme: SchemeId,
     /// The record's own PRE public key.
+    #[serde(with = "crate::codec::hex_bytes")]
     pub record_key: Vec<u8>,
     /// The encapsulated data key.
+    #[serde(with = "crate::codec::hex_bytes")]
     pub capsule: Vec<u8>,
     /// Media type of the plaintext.
     pub media_type: String,
     /// Owner-encrypted metadata.
+    #[serde(with = "crate::codec::hex_bytes_opt", default)]
     pub encrypted_metadata: Option<Vec<u8>>,
     /// Block it was registered in.
     pub registered: BlockContext,
@@ -268,6 +297,7 @@ pub struct GrantInfo {
     /// The grantee.
     pub grantee: AccountId,
     /// The grantee's PRE public key.
+    #[serde(with = "crate::codec::hex_bytes")]
     pub grantee_key: Vec<u8>,
     /// m of n.
     pub threshold: Threshold,

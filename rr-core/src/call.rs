@@ -146,13 +146,16 @@ pub struct RegisterRecord {
     pub scheme: SchemeId,
     /// The record's own PRE public key (derived from the owner's master secret
     /// and the record id), encoded by the scheme.
+    #[serde(with = "crate::codec::hex_bytes")]
     pub record_key: Vec<u8>,
     /// The capsule: the record's data key encapsulated under `record_key`.
+    #[serde(with = "crate::codec::hex_bytes")]
     pub capsule: Vec<u8>,
     /// Media type of the plaintext, such as `application/fhir+json`. Visible on
     /// the ledger: put nothing identifying here (use `encrypted_metadata`).
     pub media_type: String,
     /// Optional metadata encrypted by the owner; opaque to the ledger.
+    #[serde(with = "crate::codec::hex_bytes_opt", default)]
     pub encrypted_metadata: Option<Vec<u8>>,
 }
 
@@ -164,6 +167,7 @@ pub struct Grant {
     /// The grantee's account.
     pub grantee: AccountId,
     /// The grantee's PRE public key (the key fragments re-encrypt to it).
+    #[serde(with = "crate::codec::hex_bytes")]
     pub grantee_key: Vec<u8>,
     /// m of n: n must equal the number of replicas.
     pub threshold: Threshold,

@@ -21,8 +21,30 @@ pub(crate) fn derive32(domain: &str, parts: &[&[u8]]) -> [u8; 32] {
 macro_rules! id32 {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub [u8; 32]);
+
+        impl Serialize for $name {
+            /// Hex in human-readable formats (JSON), 32 raw bytes in postcard.
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    self.0.serialize(s)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = String::deserialize(d)?;
+                    Self::from_hex(&s).map_err(serde::de::Error::custom)
+                } else {
+                    Ok(Self(<[u8; 32]>::deserialize(d)?))
+                }
+            }
+        }
 
         impl $name {
             /// The raw 32 bytes.

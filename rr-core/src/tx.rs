@@ -53,6 +53,7 @@ pub struct SignedTransaction {
     /// The signed body.
     pub body: TxBody,
     /// ed25519 signature (64 bytes) over the domain-separated body.
+    #[serde(with = "crate::codec::hex_bytes")]
     pub signature: Vec<u8>,
 }
 

@@ -101,7 +101,7 @@ async fn node_flow(node: Arc<Node<DevNode>>, alice: Arc<Identity<Umbral>>, bob: 
         let capsule =
             <Umbral as PreScheme>::Capsule::from_bytes(&retrieval.record.capsule).unwrap();
         let cfrag =
-            <Umbral as PreScheme>::CapsuleFrag::from_bytes(&retrieval.capsule_fragments[0].1)
+            <Umbral as PreScheme>::CapsuleFrag::from_bytes(&retrieval.capsule_fragments[0].fragment)
                 .unwrap();
         let v = pre
             .verify_capsule_frag(cfrag, &capsule, &record_pk, &b.pk)

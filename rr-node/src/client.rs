@@ -445,8 +445,8 @@ impl<P: PreScheme> Client<P> {
             let (my_sk, my_pk) = pre.account_key(&identity.master);
             let mut verified = Vec::new();
             let mut bad = Vec::new();
-            for (replica, bytes) in retrieval.capsule_fragments {
-                let checked = <P as PreScheme>::CapsuleFrag::from_bytes(&bytes)
+            for crate::node::CapsuleFragment { replica, fragment } in retrieval.capsule_fragments {
+                let checked = <P as PreScheme>::CapsuleFrag::from_bytes(&fragment)
                     .and_then(|c| pre.verify_capsule_frag(c, &capsule, &record_pk, &my_pk));
                 match checked {
                     Ok(v) => verified.push(v),

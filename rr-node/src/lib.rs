@@ -63,6 +63,8 @@ pub mod api;
 pub mod client;
 pub mod contracts;
 pub mod fragments;
+pub mod http;
+pub mod keystore;
 pub mod node;
 
 pub use api::{Authorization, NodeApi};
@@ -71,4 +73,4 @@ pub use client::{
     PutOutcome,
 };
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
-pub use node::{DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval};
+pub use node::{CapsuleFragment, DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval};

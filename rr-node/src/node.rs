@@ -120,6 +120,19 @@ pub enum NodeError {
     /// The caller is authenticated but may not see or do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Nothing of that kind with that id (a transaction never committed, ...).
+    #[error("{0}")]
+    NotFound(String),
+    /// A remote node answered with an error this client has no variant for.
+    #[error("{message} ({code}, HTTP {status})")]
+    Remote {
+        /// HTTP status.
+        status: u16,
+        /// Stable code.
+        code: String,
+        /// Message.
+        message: String,
+    },
     /// The node could not be reached or answered something unreadable.
     #[error("{0}")]
     Transport(String),
@@ -163,9 +176,19 @@ pub struct NodeInfo {
     pub status: EngineStatus,
 }
 
+/// One replica's capsule fragment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapsuleFragment {
+    /// The replica that re-encrypted.
+    pub replica: ReplicaId,
+    /// The fragment, encoded by the record's scheme.
+    #[serde(with = "rr_core::codec::hex_bytes")]
+    pub fragment: Vec<u8>,
+}
+
 /// What a replica answers to an allowed retrieval: the receipt, the record
 /// and grant, and its capsule fragment.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retrieval {
     /// The retrieval's receipt.
     pub receipt: Receipt,
@@ -173,8 +196,8 @@ pub struct Retrieval {
     pub record: RecordInfo,
     /// The grant used.
     pub grant: GrantInfo,
-    /// Capsule fragments by replica (one per replica that answered).
-    pub capsule_fragments: Vec<(ReplicaId, Vec<u8>)>,
+    /// Capsule fragments (one per replica that answered).
+    pub capsule_fragments: Vec<CapsuleFragment>,
 }
 
 /// The parts a node is assembled from.
@@ -499,7 +522,10 @@ impl<T: NodeTypes> Node<T> {
             receipt,
             record,
             grant,
-            capsule_fragments: vec![(self.replica, cfrag)],
+            capsule_fragments: vec![CapsuleFragment {
+                replica: self.replica,
+                fragment: cfrag,
+            }],
         })
     }
 

@@ -1,0 +1,209 @@
+//! `rr-node`: the reference Resilient Records node.
+//!
+//! ```text
+//! rr-node dev --data-dir ./rr-data --listen 127.0.0.1:7700
+//! ```
+//!
+//! Settings come from a TOML file (`--config`), then environment variables
+//! (`RR_NODE_DATA_DIR`, `RR_NODE_LISTEN`, `RR_NODE_MAX_BLOB_SIZE`,
+//! `RR_NODE_LOG`), then flags, each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rr_node::http::{self, ServerConfig};
+use rr_node::{DevConfig, Node};
+use serde::Deserialize;
+
+#[derive(Parser)]
+#[command(name = "rr-node", version, about = "The Resilient Records node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one replica (Solo engine, filesystem blobs, redb) in a data directory.
+    Dev(DevArgs),
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// TOML file with settings (data_dir, listen, max_blob_size, log).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory holding the ledger, key fragments and blobs (created if missing).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to serve the HTTP API on [default: 127.0.0.1:7700].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Largest record upload, in bytes [default: 17179869184, 16 GiB].
+    #[arg(long)]
+    max_blob_size: Option<u64>,
+    /// Log filter, such as `info` or `rr_node=debug` [default: info].
+    #[arg(long)]
+    log: Option<String>,
+}
+
+/// The settings of `rr-node dev`, after merging file, environment and flags.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevSettings {
+    data_dir: PathBuf,
+    listen: String,
+    max_blob_size: u64,
+    log: String,
+}
+
+impl DevSettings {
+    fn load(args: &DevArgs) -> anyhow::Result<Self> {
+        let mut b = config::Config::builder()
+            .set_default("listen", "127.0.0.1:7700")?
+            .set_default("max_blob_size", 16u64 << 30)?
+            .set_default("log", "info")?;
+        if let Some(path) = &args.config {
+            anyhow::ensure!(
+                path.is_file(),
+                "config file {} does not exist",
+                path.display()
+            );
+            b = b.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("RR_NODE")
+                .prefix_separator("_")
+                .try_parsing(true),
+        );
+        if let Some(v) = &args.data_dir {
+            b = b.set_override("data_dir", v.to_string_lossy().into_owned())?;
+        }
+        if let Some(v) = &args.listen {
+            b = b.set_override("listen", v.as_str())?;
+        }
+        if let Some(v) = args.max_blob_size {
+            b = b.set_override("max_blob_size", v)?;
+        }
+        if let Some(v) = &args.log {
+            b = b.set_override("log", v.as_str())?;
+        }
+        let settings: DevSettings = b
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| match e.to_string() {
+                m if m.contains("missing field `data_dir`") => anyhow::anyhow!(
+                    "no data directory: pass --data-dir DIR, set RR_NODE_DATA_DIR, or put data_dir in the config file"
+                ),
+                m => anyhow::anyhow!("invalid settings: {m}"),
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir is empty: give the directory the node keeps its data in"
+        );
+        anyhow::ensure!(
+            self.max_blob_size > 0,
+            "max_blob_size must be at least 1 byte"
+        );
+        self.listen.parse::<SocketAddr>().map_err(|_| {
+            anyhow::anyhow!(
+                "listen address {:?} is not IP:PORT (for example 127.0.0.1:7700)",
+                self.listen
+            )
+        })?;
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| anyhow::anyhow!("log filter {:?} is invalid: {e}", self.log))?;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!(target: "rr_node", "shutdown signal received; finishing requests in flight");
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let settings = DevSettings::load(&args)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let mut config = DevConfig::new(&settings.data_dir);
+    config.max_blob_size = settings.max_blob_size;
+    let node = Node::open_dev(config)
+        .await
+        .with_context(|| format!("opening the node in {}", settings.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let router = http::router(
+        node.clone(),
+        ServerConfig {
+            max_blob_bytes: settings.max_blob_size,
+            metrics: Some(metrics),
+            ..ServerConfig::default()
+        },
+    );
+    tracing::info!(target: "rr_node", %addr, data_dir = %settings.data_dir.display(), height = node.status().height, "serving");
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    http::serve(listener, router, shutdown_signal()).await?;
+    let node: Arc<_> = node;
+    node.shutdown().await?;
+    tracing::info!(target: "rr_node", "stopped cleanly");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev(args) => dev(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

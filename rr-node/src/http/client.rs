@@ -1,0 +1,214 @@
+//! [`NodeApi`] over HTTP.
+
+use futures::TryStreamExt;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{RequestBuilder, StatusCode};
+use rr_core::{
+    AccountId, AuditEntry, ByteStream, ContentId, GrantId, GrantInfo, Receipt, RecordId,
+    RecordInfo, SignedTransaction, TxId,
+};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::api::{Authorization, NodeApi};
+use crate::node::{NodeError, NodeInfo, Retrieval};
+
+/// A node reached over HTTP. Cheap to clone (connection pool inside).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    base: reqwest::Url,
+    http: reqwest::Client,
+}
+
+fn transport(base: &reqwest::Url) -> impl Fn(reqwest::Error) -> NodeError + '_ {
+    move |e| {
+        let what = if e.is_connect() {
+            format!("cannot connect to the node at {base}: is it running? ({e})")
+        } else if e.is_timeout() {
+            format!("the node at {base} did not answer in time")
+        } else {
+            format!("talking to the node at {base} failed: {e}")
+        };
+        NodeError::Transport(what)
+    }
+}
+
+impl HttpClient {
+    /// A client for the node at `base_url` (such as `http://127.0.0.1:7700`).
+    pub fn new(base_url: &str) -> Result<Self, NodeError> {
+        let base = reqwest::Url::parse(base_url).map_err(|e| {
+            NodeError::Setup(format!(
+                "{base_url:?} is not a node URL ({e}); expected something like http://127.0.0.1:7700"
+            ))
+        })?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(NodeError::Setup(format!(
+                "{base_url:?} is not an http:// or https:// URL"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| NodeError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { base, http })
+    }
+
+    /// The node's base URL.
+    pub fn base_url(&self) -> &reqwest::Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        self.base.join(path).expect("paths are valid")
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, NodeError> {
+        let resp = req.send().await.map_err(transport(&self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(transport(&self.base))?;
+        Err(super::error::from_response(status, &body))
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, NodeError> {
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(transport(&self.base))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            NodeError::Transport(format!("the node's answer does not parse: {e}"))
+        })
+    }
+
+    fn tx(&self, path: &str, tx: &SignedTransaction) -> RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(tx.to_bytes())
+    }
+
+    fn authorized(&self, path: &str, auth: &Authorization) -> RequestBuilder {
+        self.http
+            .get(self.url(path))
+            .header(AUTHORIZATION, super::authorization_header(auth))
+    }
+}
+
+#[derive(Deserialize)]
+struct Grants {
+    grants: Vec<GrantInfo>,
+}
+
+#[derive(Deserialize)]
+struct Entries {
+    entries: Vec<AuditEntry>,
+}
+
+#[derive(Deserialize)]
+struct Listing {
+    records: Vec<RecordInfo>,
+    grants: Vec<GrantInfo>,
+}
+
+#[derive(Deserialize)]
+struct Stored {
+    cid: ContentId,
+}
+
+#[async_trait::async_trait]
+impl NodeApi for HttpClient {
+    async fn info(&self) -> Result<NodeInfo, NodeError> {
+        self.json(self.http.get(self.url("/v1/info"))).await
+    }
+
+    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
+        self.json(self.tx("/v1/tx", &tx)).await
+    }
+
+    async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError> {
+        self.json(self.http.get(self.url(&format!("/v1/tx/{tx}"))))
+            .await
+    }
+
+    async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
+        let req = self
+            .http
+            .put(self.url(&format!("/v1/grants/{grant}/fragment")))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(fragment);
+        self.send(req).await.map(|_| ())
+    }
+
+    async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
+        self.json(self.tx("/v1/retrieve", &tx)).await
+    }
+
+    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {
+        self.json(self.http.get(self.url(&format!("/v1/records/{id}"))))
+            .await
+    }
+
+    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError> {
+        self.json(self.http.get(self.url(&format!("/v1/grants/{id}"))))
+            .await
+    }
+
+    async fn grants_of_record(
+        &self,
+        id: RecordId,
+        auth: Authorization,
+    ) -> Result<Vec<GrantInfo>, NodeError> {
+        let g: Grants = self
+            .json(self.authorized(&format!("/v1/records/{id}/grants"), &auth))
+            .await?;
+        Ok(g.grants)
+    }
+
+    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError> {
+        let e: Entries = self
+            .json(self.authorized(&format!("/v1/records/{id}/audit"), &auth))
+            .await?;
+        Ok(e.entries)
+    }
+
+    async fn listing(
+        &self,
+        account: AccountId,
+        auth: Authorization,
+    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError> {
+        let l: Listing = self
+            .json(self.authorized(&format!("/v1/accounts/{account}/listing"), &auth))
+            .await?;
+        Ok((l.records, l.grants))
+    }
+
+    async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError> {
+        let req = self
+            .http
+            .post(self.url("/v1/blobs"))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(data));
+        let stored: Stored = self.json(req).await?;
+        Ok(stored.cid)
+    }
+
+    async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
+        let resp = self
+            .send(self.http.get(self.url(&format!("/v1/blobs/{cid}"))))
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(NodeError::Transport(format!(
+                "unexpected HTTP {} for blob {cid}",
+                resp.status()
+            )));
+        }
+        // The node aborts the stream if its copy fails the integrity check;
+        // the envelope's authentication catches anything else on the way.
+        let stream = resp.bytes_stream().map_err(move |e| {
+            std::io::Error::other(format!(
+                "the download of blob {cid} broke off ({e}); the node's copy may be damaged"
+            ))
+        });
+        Ok(Box::pin(stream))
+    }
+}

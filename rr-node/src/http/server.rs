@@ -1,0 +1,320 @@
+//! The axum server.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rr_core::{
+    AccountId, ContentId, DecodeError, GrantId, RecordId, SignedTransaction, TxId, MAX_TX_BYTES,
+};
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::api::{Authorization, NodeApi};
+use crate::node::NodeError;
+
+/// Settings of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest blob upload, in bytes (the blob store enforces it as it streams).
+    pub max_blob_bytes: u64,
+    /// Largest body of any other request, in bytes (default 256 KiB: a
+    /// transaction is at most 64 KiB, hex-encoded JSON doubles it).
+    pub max_body_bytes: usize,
+    /// Where `/metrics` reads from; `None` serves no metrics.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_blob_bytes: 16 << 30,
+            max_body_bytes: 4 * MAX_TX_BYTES,
+            metrics: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    api: Arc<dyn NodeApi>,
+    config: Arc<ServerConfig>,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The `/v1` API (and `/metrics`) over `api`.
+pub fn router(api: Arc<dyn NodeApi>, config: ServerConfig) -> Router {
+    let body_limit = config.max_body_bytes;
+    let state = AppState {
+        api,
+        config: Arc::new(config),
+    };
+    let small = Router::new()
+        .route("/v1/tx", post(submit))
+        .route("/v1/retrieve", post(retrieve))
+        .route("/v1/grants/{id}/fragment", put(deliver_fragment))
+        .layer(DefaultBodyLimit::max(body_limit));
+    let blobs = Router::new()
+        .route("/v1/blobs", post(put_blob))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/info", get(info))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/tx/{id}", get(receipt))
+        .route("/v1/records/{id}", get(record))
+        .route("/v1/records/{id}/grants", get(grants_of_record))
+        .route("/v1/records/{id}/audit", get(audit))
+        .route("/v1/grants/{id}", get(grant))
+        .route("/v1/accounts/{id}/listing", get(listing))
+        .route("/v1/blobs/{cid}", get(get_blob))
+        .route("/metrics", get(metrics_text))
+        .merge(small)
+        .merge(blobs)
+        .fallback(not_found)
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("rr_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("rr_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn parse<T: std::str::FromStr<Err = DecodeError>>(s: &str) -> ApiResult<T> {
+    s.parse::<T>()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", e.to_string()))
+}
+
+fn body(bytes: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    bytes.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "malformed_request"
+        };
+        ApiError::new(status, code, e.body_text())
+    })
+}
+
+fn decode_tx(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<SignedTransaction> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let tx = if json {
+        serde_json::from_slice(bytes).map_err(|e| {
+            NodeError::BadTransaction(DecodeError::Malformed {
+                what: "transaction (JSON)",
+                reason: e.to_string(),
+            })
+        })?
+    } else {
+        SignedTransaction::from_bytes(bytes).map_err(NodeError::BadTransaction)?
+    };
+    Ok(tx)
+}
+
+fn auth(headers: &HeaderMap, scope: String) -> ApiResult<Authorization> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            NodeError::Unauthorized(format!(
+                "this request needs an `Authorization: {} ...` header signed by the account",
+                super::AUTHORIZATION_SCHEME
+            ))
+        })?
+        .to_str()
+        .map_err(|_| NodeError::Unauthorized("the Authorization header is not text".into()))?;
+    Ok(super::parse_authorization_header(value, scope)?)
+}
+
+async fn health(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let info = s.api.info().await?;
+    Ok(Json(json!({"status": "ok", "height": info.status.height})))
+}
+
+async fn info(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.api.info().await?))
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(super::openapi::openapi_document())
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let tx = decode_tx(&headers, &body(bytes)?)?;
+    let call = tx.body.call.name();
+    let receipt = s.api.submit(tx).await?;
+    let outcome = match &receipt.outcome {
+        rr_core::Outcome::Ok(_) => "ok".to_string(),
+        rr_core::Outcome::Refused(r) => r.code.as_str().to_string(),
+    };
+    metrics::counter!("rr_calls_total", "call" => call, "outcome" => outcome).increment(1);
+    Ok(Json(receipt))
+}
+
+async fn receipt(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id: TxId = parse(&id)?;
+    Ok(Json(s.api.receipt(id).await?))
+}
+
+async fn retrieve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let tx = decode_tx(&headers, &body(bytes)?)?;
+    let retrieval = s.api.retrieve(tx).await;
+    let outcome = match &retrieval {
+        Ok(_) => "ok".to_string(),
+        Err(e) => super::error::classify(e).1.to_string(),
+    };
+    metrics::counter!("rr_calls_total", "call" => "retrieve", "outcome" => outcome).increment(1);
+    Ok(Json(retrieval?))
+}
+
+async fn deliver_fragment(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let grant: GrantId = parse(&id)?;
+    s.api.deliver_fragment(grant, body(bytes)?.to_vec()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn record(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.api.record(parse(&id)?).await?))
+}
+
+async fn grant(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.api.grant(parse(&id)?).await?))
+}
+
+async fn grants_of_record(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let id: RecordId = parse(&id)?;
+    let auth = auth(&headers, Authorization::grants_scope(&id))?;
+    Ok(Json(json!({"grants": s.api.grants_of_record(id, auth).await?})))
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let id: RecordId = parse(&id)?;
+    let auth = auth(&headers, Authorization::audit_scope(&id))?;
+    Ok(Json(json!({"entries": s.api.audit(id, auth).await?})))
+}
+
+async fn listing(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let account: AccountId = parse(&id)?;
+    let auth = auth(&headers, Authorization::listing_scope(&account))?;
+    let (records, grants) = s.api.listing(account, auth).await?;
+    Ok(Json(json!({"records": records, "grants": grants})))
+}
+
+async fn put_blob(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<impl IntoResponse> {
+    let limit = s.config.max_blob_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(NodeError::Blob(rr_core::BlobError::TooLarge { limit }).into());
+    }
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    let cid = s.api.put_blob(Box::pin(stream)).await?;
+    Ok((StatusCode::CREATED, Json(json!({"cid": cid}))))
+}
+
+async fn get_blob(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<Response> {
+    let cid: ContentId = parse(&cid)?;
+    let stream = s.api.get_blob(cid).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn metrics_text(State(s): State<AppState>) -> ApiResult<Response> {
+    let Some(handle) = &s.config.metrics else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this server was started without metrics",
+        ));
+    };
+    if let Ok(info) = s.api.info().await {
+        metrics::gauge!("rr_ledger_height").set(info.status.height as f64);
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see /v1/openapi.json",
+    )
+}
