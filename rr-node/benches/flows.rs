@@ -100,9 +100,10 @@ async fn node_flow(node: Arc<Node<DevNode>>, alice: Arc<Identity<Umbral>>, bob: 
             <Umbral as PreScheme>::PublicKey::from_bytes(&retrieval.record.record_key).unwrap();
         let capsule =
             <Umbral as PreScheme>::Capsule::from_bytes(&retrieval.record.capsule).unwrap();
-        let cfrag =
-            <Umbral as PreScheme>::CapsuleFrag::from_bytes(&retrieval.capsule_fragments[0].fragment)
-                .unwrap();
+        let cfrag = <Umbral as PreScheme>::CapsuleFrag::from_bytes(
+            &retrieval.capsule_fragments[0].fragment,
+        )
+        .unwrap();
         let v = pre
             .verify_capsule_frag(cfrag, &capsule, &record_pk, &b.pk)
             .unwrap();

@@ -225,14 +225,11 @@ impl KdfParams {
     }
 
     fn derive(&self, passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
-        let params = argon2::Params::new(
-            self.memory_kib,
-            self.iterations,
-            self.parallelism,
-            Some(32),
-        )
-        .map_err(|e| e.to_string())?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let params =
+            argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+                .map_err(|e| e.to_string())?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut key = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(passphrase.as_bytes(), salt, &mut key[..])
@@ -398,13 +395,18 @@ impl Keystore {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
-                return Err(io_err(format!("cannot list keystore {}", self.dir.display()))(e))
+                return Err(io_err(format!(
+                    "cannot list keystore {}",
+                    self.dir.display()
+                ))(e))
             }
         };
         let mut names = Vec::new();
         for entry in entries {
-            let entry =
-                entry.map_err(io_err(format!("cannot list keystore {}", self.dir.display())))?;
+            let entry = entry.map_err(io_err(format!(
+                "cannot list keystore {}",
+                self.dir.display()
+            )))?;
             let file_name = entry.file_name();
             let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(KEY_EXT)) else {
                 continue;
@@ -731,7 +733,10 @@ mod tests {
         let long = "a".repeat(MAX_NAME_LEN + 1);
         for name in ["", "Alice", "a b", "../x", "a.key", "é", long.as_str()] {
             let err = ks.create(name, "p", &id, &Umbral).unwrap_err();
-            assert!(matches!(err, KeystoreError::BadName { .. }), "{name}: {err}");
+            assert!(
+                matches!(err, KeystoreError::BadName { .. }),
+                "{name}: {err}"
+            );
             assert!(err.to_string().contains("invalid key name"), "{err}");
             assert!(matches!(
                 ks.load(name, "p", &Umbral),

@@ -73,4 +73,6 @@ pub use client::{
     PutOutcome,
 };
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
-pub use node::{CapsuleFragment, DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval};
+pub use node::{
+    CapsuleFragment, DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval,
+};

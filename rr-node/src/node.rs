@@ -590,7 +590,7 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
 
     async fn receipt(&self, tx: rr_core::TxId) -> Result<Receipt, NodeError> {
         self.ledger.receipt(&tx)?.ok_or_else(|| {
-            NodeError::Transport(format!(
+            NodeError::NotFound(format!(
                 "no receipt for transaction {tx}: it was never committed here"
             ))
         })

@@ -115,7 +115,8 @@ pub enum KeysCommand {
 pub fn parse_id(s: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s.trim(), &mut out).map_err(|_| {
-        format!("not an id: ids are 64 hex digits, as `rr put`, `rr grant` and `rr ls` print them")
+        "not an id: ids are 64 hex digits, as `rr put`, `rr grant` and `rr ls` print them"
+            .to_string()
     })?;
     Ok(out)
 }
@@ -128,7 +129,9 @@ pub fn parse_expiry(s: &str) -> Result<Duration, String> {
         return Err("a grant cannot expire immediately; write a duration such as 30d".into());
     }
     if d > Duration::from_secs(100 * 365 * 24 * 3600) {
-        return Err("more than 100 years; omit --expires for a grant that lasts until revoked".into());
+        return Err(
+            "more than 100 years; omit --expires for a grant that lasts until revoked".into(),
+        );
     }
     Ok(d)
 }
@@ -142,6 +145,7 @@ pub fn parse_purpose(s: &str) -> Result<Purpose, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -151,8 +155,18 @@ mod tests {
     #[test]
     fn the_issue_s_command_lines_parse() {
         let cli = Cli::try_parse_from([
-            "rr", "--as", "alice", "grant", &"ab".repeat(32), "--to", "bob", "--expires", "30d",
-            "--purpose", "treatment", "--json",
+            "rr",
+            "--as",
+            "alice",
+            "grant",
+            &"ab".repeat(32),
+            "--to",
+            "bob",
+            "--expires",
+            "30d",
+            "--purpose",
+            "treatment",
+            "--json",
         ])
         .unwrap();
         assert_eq!(cli.as_name.as_deref(), Some("alice"));
@@ -176,10 +190,10 @@ mod tests {
         let cli = Cli::try_parse_from(["rr", "keys", "show", "bob", "--json"]).unwrap();
         assert!(cli.json);
         assert!(matches!(cli.command, Command::Keys(KeysCommand::Show { name }) if name == "bob"));
-        let cli = Cli::try_parse_from(["rr", "--as", "bob", "get", &"01".repeat(32), "-o", "x"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["rr", "--as", "bob", "get", &"01".repeat(32), "-o", "x"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Get { output, purpose: None, .. } if output == PathBuf::from("x"))
+            matches!(cli.command, Command::Get { output, purpose: None, .. } if output == Path::new("x"))
         );
     }
 

@@ -37,12 +37,6 @@ impl Failure {
         self
     }
 
-    /// Sets the exit code (2 for a usage error).
-    pub fn exit_code(mut self, code: u8) -> Self {
-        self.exit_code = code.max(1);
-        self
-    }
-
     /// A failure of `what` caused by a client or node error, with the hint
     /// that error calls for.
     pub fn client(what: impl Into<String>, err: &ClientError, node: &str) -> Self {
@@ -107,15 +101,21 @@ fn client_hint(err: &ClientError, node: &str) -> Option<String> {
         ClientError::Node(NodeError::UnknownRecord(_) | NodeError::UnknownGrant(_)) => {
             "check the id; `rr --as NAME ls` lists your records and grants".to_string()
         }
-        ClientError::Node(NodeError::Transport(_)) => format!(
-            "check that a node is running at {node} (set it with --node or RR_NODE)"
-        ),
+        // The node stops sending a blob whose stored copy fails its check;
+        // when that happens early the connection just closes.
+        ClientError::Node(NodeError::Transport(m)) if m.contains("/v1/blobs/") => {
+            download_broke_off()
+        }
+        ClientError::Node(NodeError::Transport(_)) => {
+            format!("check that a node is running at {node} (set it with --node or RR_NODE)")
+        }
         ClientError::Node(NodeError::Unauthorized(_)) => {
             "check this machine's clock and the key given with --as".to_string()
         }
         ClientError::Node(NodeError::Forbidden(_)) | ClientError::NotOwner { .. } => {
             "only the record's owner can do this; check the key given with --as".to_string()
         }
+        ClientError::Node(NodeError::Remote { code, .. }) if code == "integrity" => integrity(),
         ClientError::Node(NodeError::Blob(BlobError::Integrity { .. }))
         | ClientError::Blob(BlobError::Integrity { .. })
         | ClientError::Envelope(_) => integrity(),
@@ -126,11 +126,15 @@ fn client_hint(err: &ClientError, node: &str) -> Option<String> {
             "the grantee needs a key for the record's scheme".to_string()
         }
         ClientError::Io { context, .. } if context.starts_with("reading the record") => {
-            "the download was cut short or failed its integrity check; no output file was written; try again, and tell the node's operator if it persists".to_string()
+            download_broke_off()
         }
         _ => return None,
     };
     Some(hint)
+}
+
+fn download_broke_off() -> String {
+    "the node stopped sending the record's ciphertext, as it does when its stored copy fails its integrity check; no output file was written; try again, and tell the node's operator if it persists".to_string()
 }
 
 fn refusal_hint(code: ErrorCode) -> Option<String> {
@@ -153,16 +157,25 @@ fn refusal_hint(code: ErrorCode) -> Option<String> {
 /// The one-line form of a clap error (clap prints usage over several lines).
 pub fn from_clap(err: &clap::Error) -> Failure {
     let rendered = err.render().to_string();
-    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("invalid command line");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let tip = lines
-        .find_map(|l| l.strip_prefix("tip: "))
-        .map(|t| format!("{t}; "))
-        .unwrap_or_default();
+    let mut why = Vec::new();
+    let mut tip = String::new();
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        match line.strip_prefix("tip: ") {
+            Some(t) => tip = format!("{t}; "),
+            None => why.push(line.strip_prefix("error: ").unwrap_or(line)),
+        }
+    }
+    let why = if why.is_empty() {
+        "invalid arguments".to_string()
+    } else {
+        why.join(" ")
+    };
     Failure {
         what: "invalid command line".into(),
-        why: first.to_string(),
+        why,
         hint: Some(format!("{tip}see `rr --help`")),
         exit_code: 2,
     }
@@ -200,10 +213,19 @@ mod tests {
     fn transport_and_integrity_failures_have_hints() {
         let err = ClientError::Node(NodeError::Transport("connection refused".into()));
         let line = Failure::client("cannot put", &err, "http://127.0.0.1:1").to_string();
-        assert!(line.contains("node is running at http://127.0.0.1:1"), "{line}");
+        assert!(
+            line.contains("node is running at http://127.0.0.1:1"),
+            "{line}"
+        );
         let err = ClientError::Node(NodeError::UnknownGrant(GrantId([1; 32])));
         let line = Failure::client("cannot revoke", &err, "n").to_string();
         assert!(line.contains("check the id"), "{line}");
+        let err = ClientError::Node(NodeError::Transport(
+            "error sending request for url (http://n/v1/blobs/bafk)".into(),
+        ));
+        let line = Failure::client("cannot read", &err, "n").to_string();
+        assert!(line.contains("integrity check"), "{line}");
+        assert!(!line.contains("node is running"), "{line}");
         let err = ClientError::Envelope(rr_pre::EnvelopeError::Corrupt { chunk: 0 });
         let line = Failure::client("cannot read", &err, "n").to_string();
         assert!(line.contains("integrity check"), "{line}");
@@ -219,5 +241,10 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(line.starts_with("error: invalid command line: "), "{line}");
         assert!(line.contains("rr --help"), "{line}");
+
+        let err = crate::cli::Cli::try_parse_from(["rr", "get", &"ab".repeat(32)]).unwrap_err();
+        let line = from_clap(&err).to_string();
+        assert!(line.contains("--output <FILE>"), "{line}");
+        assert!(!line.contains("Usage"), "{line}");
     }
 }

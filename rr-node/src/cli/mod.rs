@@ -9,4 +9,3 @@ pub mod output;
 pub mod progress;
 
 pub use args::Cli;
-pub use fail::Failure;

@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn grant_states() {
         let now = Timestamp(5_000);
-        assert_eq!(grant_state(&grant(GrantStatus::Active, None), now), "active");
+        assert_eq!(
+            grant_state(&grant(GrantStatus::Active, None), now),
+            "active"
+        );
         assert_eq!(
             grant_state(&grant(GrantStatus::Active, Some(Timestamp(5_000))), now),
             "expired"

@@ -75,9 +75,8 @@ impl HttpClient {
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, NodeError> {
         let resp = self.send(req).await?;
         let bytes = resp.bytes().await.map_err(transport(&self.base))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            NodeError::Transport(format!("the node's answer does not parse: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| NodeError::Transport(format!("the node's answer does not parse: {e}")))
     }
 
     fn tx(&self, path: &str, tx: &SignedTransaction) -> RequestBuilder {

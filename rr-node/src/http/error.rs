@@ -87,6 +87,7 @@ impl From<NodeError> for ApiError {
         let (status, code) = classify(&err);
         let message = match &err {
             NodeError::Refused(r) => r.message.clone(),
+            NodeError::Unauthorized(m) | NodeError::Forbidden(m) => m.clone(),
             // Internal failures are logged in full; the client gets the gist.
             other => other.to_string(),
         };

@@ -1,8 +1,8 @@
 //! The HTTP API, versioned under `/v1`, and its Rust client.
 //!
-//! - [`router`] serves a [`NodeApi`] (a [`crate::Node`]) over axum;
+//! - [`router`] serves a [`crate::NodeApi`] (a [`crate::Node`]) over axum;
 //!   [`serve`] runs it on a listener until a shutdown signal.
-//! - [`HttpClient`] implements [`NodeApi`] over HTTP, so
+//! - [`HttpClient`] implements [`crate::NodeApi`] over HTTP, so
 //!   [`crate::Client`] runs the same flows against a remote node.
 //!
 //! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with a
@@ -17,7 +17,6 @@ pub use client::HttpClient;
 pub use error::{ErrorBody, ErrorDetail};
 pub use openapi::openapi_document;
 pub use server::{router, serve, ServerConfig};
-
 
 /// Header carrying a query's [`crate::Authorization`]:
 /// `RR-Ed25519 account=<hex>, at=<ms>, signature=<hex>`; the scope is the
@@ -86,7 +85,10 @@ mod tests {
             "RR-Ed25519 account",
         ] {
             let err = parse_authorization_header(bad, "s".into()).unwrap_err();
-            assert!(matches!(err, crate::NodeError::Unauthorized(_)), "{bad}: {err}");
+            assert!(
+                matches!(err, crate::NodeError::Unauthorized(_)),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -194,7 +194,10 @@ async fn submit(
     Ok(Json(receipt))
 }
 
-async fn receipt(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn receipt(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id: TxId = parse(&id)?;
     Ok(Json(s.api.receipt(id).await?))
 }
@@ -239,7 +242,9 @@ async fn grants_of_record(
 ) -> ApiResult<impl IntoResponse> {
     let id: RecordId = parse(&id)?;
     let auth = auth(&headers, Authorization::grants_scope(&id))?;
-    Ok(Json(json!({"grants": s.api.grants_of_record(id, auth).await?})))
+    Ok(Json(
+        json!({"grants": s.api.grants_of_record(id, auth).await?}),
+    ))
 }
 
 async fn audit(
@@ -276,21 +281,81 @@ async fn put_blob(
     if declared.is_some_and(|n| n > limit) {
         return Err(NodeError::Blob(rr_core::BlobError::TooLarge { limit }).into());
     }
+    // Enforce the limit on the stream itself: a chunked upload declares no length.
+    let mut seen = 0u64;
     let stream = body
         .into_data_stream()
-        .map_err(|e| std::io::Error::other(e.to_string()));
-    let cid = s.api.put_blob(Box::pin(stream)).await?;
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(move |chunk| {
+            seen += chunk.len() as u64;
+            let over = seen > limit;
+            async move {
+                if over {
+                    Err(rr_core::BlobError::TooLarge { limit }.into_io())
+                } else {
+                    Ok(chunk)
+                }
+            }
+        });
+    let cid = s
+        .api
+        .put_blob(Box::pin(stream))
+        .await
+        .map_err(|e| match e {
+            NodeError::Blob(rr_core::BlobError::Source(io))
+                if matches!(
+                    rr_core::BlobError::from_io(&io),
+                    Some(rr_core::BlobError::TooLarge { .. })
+                ) =>
+            {
+                NodeError::Blob(rr_core::BlobError::TooLarge { limit })
+            }
+            other => other,
+        })?;
     Ok((StatusCode::CREATED, Json(json!({"cid": cid}))))
 }
 
+/// Blobs up to this size are read and checked before the response starts, so
+/// a damaged copy gets a JSON `integrity` error instead of a broken stream.
+const CHECKED_BEFORE_SENDING: usize = 4 * 1024 * 1024;
+
 async fn get_blob(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<Response> {
+    use futures::StreamExt;
     let cid: ContentId = parse(&cid)?;
-    let stream = s.api.get_blob(cid).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let mut stream = s.api.get_blob(cid).await?;
+    // Read ahead: if the whole blob fits, it is verified before we answer.
+    let mut head = Vec::new();
+    let mut ended = false;
+    while head.len() < CHECKED_BEFORE_SENDING {
+        match stream.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                let err = match rr_core::BlobError::from_io(&e) {
+                    Some(rr_core::BlobError::Integrity { cid, actual }) => {
+                        rr_core::BlobError::Integrity {
+                            cid: *cid,
+                            actual: *actual,
+                        }
+                    }
+                    _ => rr_core::BlobError::Backend(e),
+                };
+                return Err(NodeError::Blob(err).into());
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let body = if ended {
+        Body::from(head)
+    } else {
+        // Larger blobs stream; a damaged copy aborts the stream, and the
+        // client's envelope authentication refuses what it got.
+        let first = futures::stream::once(async move { Ok(Bytes::from(head)) });
+        Body::from_stream(first.chain(stream))
+    };
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 async fn metrics_text(State(s): State<AppState>) -> ApiResult<Response> {

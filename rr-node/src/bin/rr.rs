@@ -1,0 +1,53 @@
+//! `rr`: the Resilient Records command-line client.
+//!
+//! ```text
+//! rr keys new NAME
+//! rr keys show NAME --json
+//! rr --as NAME put FILE --json
+//! rr --as NAME grant RECORD --to GRANTEE [--expires 30d] [--purpose treatment] --json
+//! rr --as NAME get RECORD -o FILE
+//! rr --as NAME revoke GRANT
+//! rr --as NAME ls --json
+//! rr --as NAME audit RECORD --json
+//! ```
+//!
+//! Exits 0 only on success; every failure prints one line on stderr saying
+//! what failed, why, and what to do.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[path = "../cli/mod.rs"]
+mod cli;
+
+fn main() -> ExitCode {
+    let parsed = match cli::Cli::try_parse() {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            return match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = err.print();
+                    ExitCode::SUCCESS
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = err.print();
+                    ExitCode::from(2)
+                }
+                _ => {
+                    let failure = cli::fail::from_clap(&err);
+                    eprintln!("{failure}");
+                    ExitCode::from(failure.exit_code)
+                }
+            };
+        }
+    };
+    match cli::commands::run(parsed) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(failure.exit_code)
+        }
+    }
+}

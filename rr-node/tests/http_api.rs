@@ -1,0 +1,349 @@
+//! The HTTP API: the whole flow through `HttpClient`, and bad input through
+//! raw HTTP. Each bad request gets a JSON error with a stable code, and
+//! changes nothing.
+
+use std::sync::Arc;
+
+use rr_core::{byte_stream_of, ErrorCode, Purpose, RecordId};
+use rr_node::http::{self, ErrorBody, HttpClient, ServerConfig};
+use rr_node::{collect, Client, DevConfig, GrantOptions, Identity, Node, NodeApi, NodeError};
+use rr_pre::Umbral;
+
+struct Server {
+    url: String,
+    node: Arc<Node<rr_node::DevNode>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(max_blob_bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open_dev(DevConfig::new(dir.path())).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = http::router(
+            node.clone(),
+            ServerConfig {
+                max_blob_bytes,
+                ..ServerConfig::default()
+            },
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(http::serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            node,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self, identity: Identity<Umbral>) -> Client<Umbral> {
+        Client::new(
+            Arc::new(HttpClient::new(&self.url).unwrap()),
+            Arc::new(Umbral),
+            identity,
+        )
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+        self.node.shutdown().await.unwrap();
+    }
+}
+
+/// Sends a raw HTTP/1.1 request and reads the status and body.
+async fn raw_http(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (and close) before it has read everything.
+    let _ = stream.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+async fn error_of(resp: reqwest::Response) -> (u16, ErrorBody) {
+    let status = resp.status().as_u16();
+    let body: ErrorBody = resp.json().await.expect("errors are JSON");
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_flow_over_http() {
+    let server = Server::start(1 << 30).await;
+    let alice = server.client(Identity::generate(&Umbral));
+    let bob = server.client(Identity::generate(&Umbral));
+    let record: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let put = alice
+        .put(byte_stream_of(record.clone()), "application/octet-stream")
+        .await
+        .unwrap();
+    let treatment = Purpose::new("treatment").unwrap();
+    let grant = alice
+        .grant(
+            put.record_id,
+            &bob.card(),
+            GrantOptions {
+                purpose: treatment.clone(),
+                expires_at: None,
+                threshold: None,
+            },
+        )
+        .await
+        .unwrap();
+    let plain = collect(bob.retrieve(grant, treatment.clone()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(plain, record);
+    assert_eq!(
+        collect(alice.read_own(put.record_id).await.unwrap())
+            .await
+            .unwrap(),
+        record
+    );
+
+    alice.revoke(grant).await.unwrap();
+    let err = bob.retrieve(grant, treatment).await.err().unwrap();
+    match err {
+        rr_node::ClientError::Node(NodeError::Refused(r)) => {
+            assert_eq!(r.code, ErrorCode::GrantRevoked);
+            assert!(r.message.contains("revoked at height"), "{}", r.message);
+        }
+        other => panic!("expected a revocation refusal, got {other}"),
+    }
+
+    let trail = alice.audit(put.record_id).await.unwrap();
+    assert_eq!(trail.len(), 5);
+    assert_eq!(trail[4].refused, Some(ErrorCode::GrantRevoked));
+    let (records, grants) = alice.listing().await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(grants.is_empty());
+    let (_, bobs) = bob.listing().await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(alice.grants_of(put.record_id).await.unwrap().len(), 1);
+
+    // Only the owner reads the audit trail; the node says so.
+    let err = bob.audit(put.record_id).await.err().unwrap();
+    assert!(err.to_string().contains("does not own"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_and_change_nothing() {
+    let server = Server::start(1024 * 1024).await;
+    let http = reqwest::Client::new();
+    let u = |p: &str| format!("{}{p}", server.url);
+    let before = server.node.status();
+
+    // Malformed JSON transaction.
+    let resp = http
+        .post(u("/v1/tx"))
+        .header("content-type", "application/json")
+        .body("{\"body\": 12")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (400, "malformed_transaction")
+    );
+
+    // Garbage postcard.
+    let resp = http
+        .post(u("/v1/tx"))
+        .body(vec![0xff; 40])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.1.error.code, "malformed_transaction");
+
+    // Oversized transaction body.
+    let resp = http
+        .post(u("/v1/tx"))
+        .body(vec![0u8; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!((status, body.error.code.as_str()), (413, "too_large"));
+
+    // Oversized blob: declared too large (refused before any byte is read),
+    // and streamed without a length (refused as it crosses the limit).
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let (status, body) = raw_http(
+        &addr,
+        "POST /v1/blobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\nConnection: close\r\n\r\n",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("too_large"), "{body}");
+    let chunk = vec![2u8; 64 * 1024];
+    let mut chunked = Vec::new();
+    for _ in 0..17 {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(&chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (status, body) = raw_http(
+        &addr,
+        "POST /v1/blobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        &chunked,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("too_large"), "{body}");
+    // Neither left a blob behind.
+    let blobs_dir = server._dir.path().join("blobs").join("blobs");
+    let stored = walk_files(&blobs_dir);
+    assert!(stored.is_empty(), "oversized uploads left {stored:?}");
+
+    // Unknown and malformed ids.
+    let unknown = RecordId([7; 32]);
+    let resp = http
+        .get(u(&format!("/v1/records/{unknown}")))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!((status, body.error.code.as_str()), (404, "unknown_record"));
+    let resp = http.get(u("/v1/records/not-an-id")).send().await.unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (400, "malformed_request")
+    );
+    assert!(
+        body.error.message.contains("64 hex digits"),
+        "{}",
+        body.error.message
+    );
+    let resp = http
+        .get(u(
+            "/v1/blobs/bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.1.error.code, "unknown_blob");
+    let resp = http
+        .get(u(&format!("/v1/tx/{unknown}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.1.error.code, "unknown_transaction");
+    let resp = http.get(u("/v2/nothing")).send().await.unwrap();
+    assert_eq!(error_of(resp).await.0, 404);
+
+    // Audit without, or with someone else's, authorization.
+    let alice = server.client(Identity::generate(&Umbral));
+    let put = alice
+        .put(byte_stream_of(b"x".to_vec()), "text/plain")
+        .await
+        .unwrap();
+    let resp = http
+        .get(u(&format!("/v1/records/{}/audit", put.record_id)))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!((status, body.error.code.as_str()), (401, "unauthorized"));
+    let mallory = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);
+    let auth = rr_node::Authorization::sign(
+        &mallory,
+        rr_node::Authorization::audit_scope(&put.record_id),
+    );
+    let resp = http
+        .get(u(&format!("/v1/records/{}/audit", put.record_id)))
+        .header("authorization", http::authorization_header(&auth))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!((status, body.error.code.as_str()), (403, "forbidden"));
+
+    // Nothing above changed the ledger but Alice's own put.
+    let after = server.node.status();
+    assert_eq!(after.height, before.height + 1);
+    assert_eq!(alice.audit(put.record_id).await.unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_route_and_info_answers() {
+    let server = Server::start(1 << 20).await;
+    let api = HttpClient::new(&server.url).unwrap();
+    let info = api.info().await.unwrap();
+    assert_eq!(info.replicas, 1);
+    assert_eq!(info.scheme, rr_core::SchemeId::UMBRAL);
+    let doc: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for route in [
+        "/v1/health",
+        "/v1/info",
+        "/v1/openapi.json",
+        "/v1/tx",
+        "/v1/tx/{id}",
+        "/v1/retrieve",
+        "/v1/grants/{id}/fragment",
+        "/v1/records/{id}",
+        "/v1/records/{id}/grants",
+        "/v1/records/{id}/audit",
+        "/v1/grants/{id}",
+        "/v1/accounts/{id}/listing",
+        "/v1/blobs",
+        "/v1/blobs/{cid}",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(route),
+            "{route} is not in the OpenAPI document"
+        );
+    }
+    let health: serde_json::Value = reqwest::get(format!("{}/v1/health", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(HttpClient::new("ftp://x").is_err());
+    assert!(HttpClient::new("not a url").is_err());
+    server.stop().await;
+}
