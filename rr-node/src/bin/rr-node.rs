@@ -153,6 +153,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
