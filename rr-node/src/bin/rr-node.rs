@@ -96,7 +96,7 @@ impl DevSettings {
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| match e.to_string() {
-                m if m.contains("missing field `data_dir`") => anyhow::anyhow!(
+                m if m.contains("data_dir") && m.contains("missing") => anyhow::anyhow!(
                     "no data directory: pass --data-dir DIR, set RR_NODE_DATA_DIR, or put data_dir in the config file"
                 ),
                 m => anyhow::anyhow!("invalid settings: {m}"),
@@ -126,26 +126,28 @@ impl DevSettings {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when it is first polled, so a signal that arrives just after
+/// the node says it is listening is not lost (or fatal).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!(target: "rr_node", "shutdown signal received; finishing requests in flight");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!(target: "rr_node", "shutdown signal received; finishing requests in flight");
+    })
 }
 
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -167,6 +169,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal().context("installing the signal handlers")?;
     let router = http::router(
         node.clone(),
         ServerConfig {
@@ -179,7 +182,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    http::serve(listener, router, shutdown_signal()).await?;
+    http::serve(listener, router, shutdown).await?;
     let node: Arc<_> = node;
     node.shutdown().await?;
     tracing::info!(target: "rr_node", "stopped cleanly");
