@@ -7,13 +7,22 @@
 //!
 //! - [`Solo`]: one replica. Batches whatever is queued into one block per
 //!   durable commit, so the cost of the fsync is shared by the batch.
+//! - [`Pbft`]: n = 3f + 1 replicas running pipelined PBFT (see [`pbft`]),
+//!   talking through a [`Network`]: TCP ([`transport::TcpNetwork`]) or, for tests,
+//!   the in-process router of the `harness` feature.
 //!
 //! Block time comes from a [`Clock`]; tests drive it with [`ManualClock`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod clock;
+#[cfg(feature = "harness")]
+pub mod harness;
+pub mod pbft;
 mod solo;
+pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use pbft::{Pbft, PbftConfig, PbftParts, ReplicaKey, ReplicaSet, Wal};
 pub use solo::{Solo, SoloConfig};
+pub use transport::Network;

@@ -1,0 +1,114 @@
+//! Settings of the PBFT engine.
+
+use std::time::Duration;
+
+use super::error::ConfigError;
+
+/// Settings of one PBFT replica. Every replica of a cluster should use the
+/// same values (the checkpoint interval and window must agree).
+#[derive(Clone, Debug)]
+pub struct PbftConfig {
+    /// Most transactions in one batch (block). Default 100, ResilientDB's.
+    pub max_batch: usize,
+    /// How long the primary lets a partial batch wait for more transactions
+    /// while batches are in flight. Default 0: under load transactions pile up
+    /// while the window is busy, so batches fill without a timer.
+    pub max_batch_delay: Duration,
+    /// Most batches proposed and not yet executed at once. Default 16.
+    pub max_inflight: u64,
+    /// A checkpoint every this many sequence numbers. Default 64.
+    pub checkpoint_interval: u64,
+    /// Sequence numbers above the stable checkpoint a replica accepts (the
+    /// high watermark is the low one plus this). At least twice the checkpoint
+    /// interval. Default 256.
+    pub window: u64,
+    /// How long a request may wait to be ordered before the replica suspects
+    /// the primary; also the first wait for a new view (doubling after each
+    /// failed one). Default 2 s.
+    pub view_change_timeout: Duration,
+    /// How far a block time set by the primary may be from this replica's
+    /// clock. Default 30 s.
+    pub max_clock_skew: Duration,
+    /// How often a replica re-sends its votes for sequence numbers that are
+    /// not yet decided. Default 500 ms.
+    pub retransmit_interval: Duration,
+    /// How often a replica tells the others where it stands (so laggards fetch
+    /// blocks). Default 500 ms.
+    pub status_interval: Duration,
+    /// Client transactions that may wait for ordering at this replica; `submit`
+    /// waits when the queue is full. Default 16384.
+    pub queue_capacity: usize,
+    /// Replica messages verified at once on the blocking pool. Default: the
+    /// number of cores.
+    pub verify_parallelism: usize,
+}
+
+impl Default for PbftConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 100,
+            max_batch_delay: Duration::ZERO,
+            max_inflight: 16,
+            checkpoint_interval: 64,
+            window: 256,
+            view_change_timeout: Duration::from_secs(2),
+            max_clock_skew: Duration::from_secs(30),
+            retransmit_interval: Duration::from_millis(500),
+            status_interval: Duration::from_millis(500),
+            queue_capacity: 16 * 1024,
+            verify_parallelism: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+impl PbftConfig {
+    /// Settings for tests and simulations: small timeouts, frequent
+    /// checkpoints.
+    pub fn for_tests() -> Self {
+        Self {
+            max_batch: 20,
+            checkpoint_interval: 8,
+            window: 32,
+            max_inflight: 8,
+            view_change_timeout: Duration::from_millis(200),
+            retransmit_interval: Duration::from_millis(50),
+            status_interval: Duration::from_millis(50),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.max_batch == 0 || self.max_batch > super::message::MAX_BATCH_TXS {
+            return err(format!(
+                "max_batch must be between 1 and {}",
+                super::message::MAX_BATCH_TXS
+            ));
+        }
+        if self.checkpoint_interval == 0 {
+            return err("checkpoint_interval must be at least 1".into());
+        }
+        if self.window < 2 * self.checkpoint_interval {
+            return err(format!(
+                "window ({}) must be at least twice checkpoint_interval ({})",
+                self.window, self.checkpoint_interval
+            ));
+        }
+        if self.max_inflight == 0 || self.max_inflight > self.window {
+            return err("max_inflight must be between 1 and the window".into());
+        }
+        if self.view_change_timeout.is_zero() {
+            return err("view_change_timeout must not be zero".into());
+        }
+        if self.retransmit_interval.is_zero() || self.status_interval.is_zero() {
+            return err("retransmit_interval and status_interval must not be zero".into());
+        }
+        if self.queue_capacity == 0 || self.verify_parallelism == 0 {
+            return err("queue_capacity and verify_parallelism must be at least 1".into());
+        }
+        Ok(())
+    }
+}

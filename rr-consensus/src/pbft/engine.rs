@@ -1,0 +1,593 @@
+//! The async PBFT engine: the ordering core wrapped in a pipeline of tokio
+//! tasks joined by bounded channels.
+//!
+//! ```text
+//! network ─► input ─► verify (blocking pool, parallel) ─┐
+//! submit ───────────────────────────────────────────────┼─► core ─► execute ─► ledger
+//!                                                        │     │  └─► WAL (before sends)
+//!                       execution reports ◄──────────────┘     └─► output ─► network
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rr_core::{
+    BlockHeader, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus, Receipt,
+    ReplicaId, TxId, VerifiedTransaction,
+};
+use rr_storage::{Head, Ledger};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use super::config::PbftConfig;
+use super::crypto::{ReplicaKey, ReplicaSet};
+use super::message::{
+    decode_and_verify, BlocksReply, Payload, Proof, SignedMessage, VerifiedMessage,
+};
+use super::replica::{Action, ExecuteBlock, Input, Now, Replica, WalRecord};
+use super::wal::Wal;
+use crate::clock::Clock;
+use crate::transport::Network;
+
+const TARGET: &str = "rr_consensus::pbft";
+
+/// Most whole blocks in one state-transfer reply (headers follow for the rest).
+const MAX_SERVE_BLOCKS: u64 = 64;
+/// Inputs the core handles between two flushes.
+const MAX_INPUTS_PER_ROUND: usize = 512;
+
+/// Everything one PBFT replica runs on.
+pub struct PbftParts<E> {
+    /// Settings.
+    pub config: PbftConfig,
+    /// This replica's key (its id is its place in `replicas`).
+    pub key: ReplicaKey,
+    /// The replica set.
+    pub replicas: ReplicaSet,
+    /// The ledger blocks are committed to.
+    pub ledger: Arc<Ledger>,
+    /// The write-ahead log (its own file).
+    pub wal: Arc<Wal>,
+    /// The contract executor.
+    pub executor: Arc<E>,
+    /// Where the primary takes block times from, and backups check them against.
+    pub clock: Arc<dyn Clock>,
+    /// The replica network.
+    pub network: Arc<dyn Network>,
+}
+
+type Reply = oneshot::Sender<Result<Receipt, ConsensusError>>;
+type Waiters = Mutex<HashMap<TxId, Vec<Reply>>>;
+
+struct Serve {
+    to: ReplicaId,
+    from: u64,
+    upto: u64,
+    proof: Proof,
+}
+
+/// A PBFT replica implementing [`ConsensusEngine`]: `submit` resolves once
+/// this replica has committed the transaction's block.
+///
+/// Restart-safe: [`Pbft::start`] resumes at the ledger's head and from the
+/// write-ahead log, then catches up from its peers.
+pub struct Pbft<E> {
+    id: ReplicaId,
+    requests: Arc<RwLock<Option<mpsc::Sender<VerifiedTransaction>>>>,
+    waiters: Arc<Waiters>,
+    status: Arc<RwLock<EngineStatus>>,
+    view: Arc<AtomicU64>,
+    ledger: Arc<Ledger>,
+    stop: watch::Sender<bool>,
+    core: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    exec: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    helpers: Mutex<Vec<JoinHandle<()>>>,
+    _executor: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for Pbft<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pbft")
+            .field("id", &self.id)
+            .field("view", &self.view.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn status_of(head: &Head, set: &ReplicaSet) -> EngineStatus {
+    EngineStatus {
+        engine: "pbft".into(),
+        height: head.height,
+        block_hash: head.block_hash,
+        time: head.time,
+        state_digest: head.state_digest,
+        replicas: set.n() as u16,
+        faults_tolerated: set.f() as u16,
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> ConsensusError {
+    ConsensusError::Storage(e.to_string())
+}
+
+impl<E: ContractExecutor> Pbft<E> {
+    /// Starts the replica. Must be called inside a tokio runtime.
+    pub fn start(parts: PbftParts<E>) -> Result<Self, ConsensusError> {
+        let PbftParts {
+            config,
+            key,
+            replicas,
+            ledger,
+            wal,
+            executor,
+            clock,
+            network,
+        } = parts;
+        config.validate().map_err(storage)?;
+        let id = key.id();
+        if replicas.key(id) != Some(&key.verifying_key()) {
+            return Err(storage(format!(
+                "this replica's key is not the key of {id} in the replica set"
+            )));
+        }
+        let head = ledger.head().map_err(storage)?;
+        let recovered = wal.recover().map_err(storage)?;
+        let started = tokio::time::Instant::now();
+        let now = {
+            let clock = clock.clone();
+            move || Now {
+                mono: started.elapsed(),
+                wall: clock.now(),
+            }
+        };
+        let replica = Replica::new(
+            config.clone(),
+            replicas.clone(),
+            key.clone(),
+            head,
+            recovered,
+            now(),
+        );
+        info!(target: TARGET, replica = %id, height = head.height, view = replica.view(), "pbft replica starting");
+
+        let status = Arc::new(RwLock::new(status_of(&head, &replicas)));
+        let view = Arc::new(AtomicU64::new(replica.view()));
+        let waiters: Arc<Waiters> = Arc::default();
+        let (raw_tx, raw_rx) = mpsc::channel::<(ReplicaId, Bytes)>(1024);
+        let (msg_tx, msg_rx) = mpsc::channel::<VerifiedMessage>(1024);
+        let (req_tx, req_rx) = mpsc::channel::<VerifiedTransaction>(config.queue_capacity);
+        let (exec_tx, exec_rx) = mpsc::channel::<ExecuteBlock>(64);
+        let (done_tx, done_rx) = mpsc::channel::<Head>(1024);
+        let (out_tx, out_rx) = mpsc::channel::<(Option<ReplicaId>, VerifiedMessage)>(8192);
+        let (serve_tx, serve_rx) = mpsc::channel::<Serve>(16);
+        let (stop, stop_rx) = watch::channel(false);
+        let requests = Arc::new(RwLock::new(Some(req_tx)));
+
+        let mut helpers = Vec::new();
+        // Input: off the network.
+        {
+            let network = network.clone();
+            helpers.push(tokio::spawn(async move {
+                while let Some(m) = network.recv().await {
+                    if raw_tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        // Verification: in parallel on the blocking pool, results in order.
+        {
+            let set = replicas.clone();
+            let parallelism = config.verify_parallelism;
+            helpers.push(tokio::spawn(async move {
+                let stream = futures::stream::unfold(raw_rx, |mut rx| async move {
+                    rx.recv().await.map(|m| (m, rx))
+                });
+                let verified = stream
+                    .map(|(from, bytes): (ReplicaId, Bytes)| {
+                        let set = set.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let m = decode_and_verify(&bytes, &set);
+                            (from, m)
+                        })
+                    })
+                    .buffered(parallelism);
+                let mut verified = std::pin::pin!(verified);
+                while let Some(r) = verified.next().await {
+                    match r {
+                        Ok((from, Ok(m))) if m.from() == from => {
+                            if msg_tx.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok((from, Ok(m))) => {
+                            warn!(target: TARGET, link = %from, claimed = %m.from(), "message relayed under another replica's name; dropped");
+                        }
+                        Ok((from, Err(e))) => {
+                            warn!(target: TARGET, link = %from, error = %e, "refused a replica message");
+                        }
+                        Err(e) => error!(target: TARGET, error = %e, "verification task failed"),
+                    }
+                }
+            }));
+        }
+        // Output: encode once, send to one or all.
+        {
+            let network = network.clone();
+            let me = id;
+            let all: Vec<ReplicaId> = replicas.ids().filter(|r| *r != me).collect();
+            helpers.push(tokio::spawn(async move {
+                let mut out_rx = out_rx;
+                while let Some((to, m)) = out_rx.recv().await {
+                    let bytes = Bytes::from(m.signed().to_bytes());
+                    match to {
+                        Some(to) => network.send(to, bytes).await,
+                        None => {
+                            for to in &all {
+                                network.send(*to, bytes.clone()).await;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        // State transfer: serve committed blocks from the ledger.
+        {
+            let network = network.clone();
+            let ledger = ledger.clone();
+            let key = key.clone();
+            helpers.push(tokio::spawn(async move {
+                let mut serve_rx = serve_rx;
+                while let Some(s) = serve_rx.recv().await {
+                    let ledger = ledger.clone();
+                    let key = key.clone();
+                    let reply = tokio::task::spawn_blocking(move || serve(&ledger, &key, s)).await;
+                    match reply {
+                        Ok(Ok((to, bytes))) => network.send(to, bytes).await,
+                        Ok(Err(e)) => warn!(target: TARGET, error = %e, "could not serve blocks"),
+                        Err(e) => error!(target: TARGET, error = %e, "serve task failed"),
+                    }
+                }
+            }));
+        }
+        // Execution: strictly in order, each block committed before its replies.
+        let exec = {
+            let ledger = ledger.clone();
+            let status = status.clone();
+            let waiters = waiters.clone();
+            let requests = requests.clone();
+            let set = replicas.clone();
+            tokio::spawn(execute_loop(
+                exec_rx, done_tx, ledger, executor, status, waiters, requests, set,
+            ))
+        };
+        // Ordering core.
+        let core = {
+            let view = view.clone();
+            tokio::spawn(core_loop(CoreLoop {
+                replica,
+                now: Box::new(now),
+                tick: config
+                    .retransmit_interval
+                    .min(config.view_change_timeout / 4)
+                    .max(std::time::Duration::from_millis(5)),
+                wal,
+                msg_rx,
+                req_rx,
+                done_rx,
+                exec_tx,
+                out_tx,
+                serve_tx,
+                stop_rx,
+                view,
+            }))
+        };
+        Ok(Self {
+            id,
+            requests,
+            waiters,
+            status,
+            view,
+            ledger,
+            stop,
+            core: tokio::sync::Mutex::new(Some(core)),
+            exec: tokio::sync::Mutex::new(Some(exec)),
+            helpers: Mutex::new(helpers),
+            _executor: std::marker::PhantomData,
+        })
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The view this replica is in.
+    pub fn view(&self) -> u64 {
+        self.view.load(Ordering::Relaxed)
+    }
+}
+
+fn serve(
+    ledger: &Ledger,
+    key: &ReplicaKey,
+    s: Serve,
+) -> Result<(ReplicaId, Bytes), rr_storage::LedgerError> {
+    let mut blocks = Vec::new();
+    let mut headers: Vec<BlockHeader> = Vec::new();
+    for h in s.from..=s.upto {
+        let Some(b) = ledger.block(h)? else {
+            break;
+        };
+        if h < s.from + MAX_SERVE_BLOCKS {
+            blocks.push(b);
+        } else {
+            headers.push(b.header);
+        }
+    }
+    let m = SignedMessage::sign(
+        key,
+        Payload::Blocks(BlocksReply {
+            blocks,
+            headers,
+            proof: s.proof,
+        }),
+    );
+    Ok((s.to, Bytes::from(m.to_bytes())))
+}
+
+struct CoreLoop {
+    replica: Replica,
+    now: Box<dyn Fn() -> Now + Send>,
+    tick: std::time::Duration,
+    wal: Arc<Wal>,
+    msg_rx: mpsc::Receiver<VerifiedMessage>,
+    req_rx: mpsc::Receiver<VerifiedTransaction>,
+    done_rx: mpsc::Receiver<Head>,
+    exec_tx: mpsc::Sender<ExecuteBlock>,
+    out_tx: mpsc::Sender<(Option<ReplicaId>, VerifiedMessage)>,
+    serve_tx: mpsc::Sender<Serve>,
+    stop_rx: watch::Receiver<bool>,
+    view: Arc<AtomicU64>,
+}
+
+async fn core_loop(mut c: CoreLoop) {
+    let mut tick = tokio::time::interval(c.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut to_execute: VecDeque<ExecuteBlock> = VecDeque::new();
+    let mut requests_open = true;
+    let mut actions = Vec::new();
+    loop {
+        let mut inputs = Vec::new();
+        tokio::select! {
+            biased;
+            _ = c.stop_rx.changed() => break,
+            Some(head) = c.done_rx.recv() => inputs.push(Input::Executed(head)),
+            permit = c.exec_tx.reserve(), if !to_execute.is_empty() => {
+                if let (Ok(permit), Some(b)) = (permit, to_execute.pop_front()) {
+                    permit.send(b);
+                }
+                continue;
+            }
+            Some(m) = c.msg_rx.recv() => inputs.push(Input::Message(m)),
+            r = c.req_rx.recv(), if requests_open => match r {
+                Some(tx) => inputs.push(Input::Request(tx)),
+                None => requests_open = false,
+            },
+            _ = tick.tick() => inputs.push(Input::Tick),
+        }
+        while inputs.len() < MAX_INPUTS_PER_ROUND {
+            if let Ok(h) = c.done_rx.try_recv() {
+                inputs.push(Input::Executed(h));
+            } else if let Ok(m) = c.msg_rx.try_recv() {
+                inputs.push(Input::Message(m));
+            } else if let Ok(tx) = c.req_rx.try_recv() {
+                inputs.push(Input::Request(tx));
+            } else {
+                break;
+            }
+        }
+        let now = (c.now)();
+        for input in inputs {
+            c.replica.handle(now, input, &mut actions);
+        }
+        c.replica.flush(now, &mut actions);
+        c.view.store(c.replica.view(), Ordering::Relaxed);
+
+        // Durable first: nothing is sent before what it depends on is logged.
+        let records: Vec<WalRecord> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Persist(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        if !records.is_empty() {
+            let wal = c.wal.clone();
+            let result = tokio::task::spawn_blocking(move || wal.append(&records)).await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    error!(target: TARGET, error = %e, "write-ahead log failed; replica stopping");
+                    break;
+                }
+                Err(e) => {
+                    error!(target: TARGET, error = %e, "write-ahead log task failed; replica stopping");
+                    break;
+                }
+            }
+        }
+        for a in actions.drain(..) {
+            match a {
+                Action::Persist(_) => {}
+                Action::Send { to, message } => {
+                    if c.out_tx.try_send((Some(to), message)).is_err() {
+                        debug!(target: TARGET, "output queue full; message dropped");
+                    }
+                }
+                Action::Broadcast(message) => {
+                    if c.out_tx.try_send((None, message)).is_err() {
+                        debug!(target: TARGET, "output queue full; message dropped");
+                    }
+                }
+                Action::Execute(b) => to_execute.push_back(b),
+                Action::Serve {
+                    to,
+                    from,
+                    upto,
+                    proof,
+                } => {
+                    let _ = c.serve_tx.try_send(Serve {
+                        to,
+                        from,
+                        upto,
+                        proof,
+                    });
+                }
+            }
+        }
+        while let Some(b) = to_execute.pop_front() {
+            match c.exec_tx.try_send(b) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(b)) => {
+                    to_execute.push_front(b);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+    // Hand over what was decided before stopping.
+    for b in to_execute {
+        if c.exec_tx.send(b).await.is_err() {
+            break;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute_loop<E: ContractExecutor>(
+    mut exec_rx: mpsc::Receiver<ExecuteBlock>,
+    done_tx: mpsc::Sender<Head>,
+    ledger: Arc<Ledger>,
+    executor: Arc<E>,
+    status: Arc<RwLock<EngineStatus>>,
+    waiters: Arc<Waiters>,
+    requests: Arc<RwLock<Option<mpsc::Sender<VerifiedTransaction>>>>,
+    set: ReplicaSet,
+) {
+    while let Some(ExecuteBlock { block, txs }) = exec_rx.recv().await {
+        let ledger2 = ledger.clone();
+        let executor2 = executor.clone();
+        let height = block.header.context.height;
+        let result = tokio::task::spawn_blocking(move || {
+            let snapshot = ledger2.snapshot().map_err(storage)?;
+            let execution = executor2.execute(&snapshot, &block.header.context, &txs)?;
+            drop(snapshot);
+            let head = ledger2.commit_block(&block, &execution).map_err(storage)?;
+            Ok::<_, ConsensusError>((head, execution.receipts))
+        })
+        .await
+        .unwrap_or_else(|e| Err(storage(format!("block task failed: {e}"))));
+        match result {
+            Ok((head, receipts)) => {
+                *status.write().expect("status lock") = status_of(&head, &set);
+                {
+                    let mut w = waiters.lock().expect("waiters lock");
+                    for r in receipts {
+                        if let Some(replies) = w.remove(&r.tx) {
+                            for reply in replies {
+                                let _ = reply.send(Ok(r.clone()));
+                            }
+                        }
+                    }
+                }
+                let _ = done_tx.send(head).await;
+            }
+            Err(e) => {
+                // A failing disk or executor fails again: stop rather than
+                // skip a block. A restart resumes at the ledger head.
+                error!(target: TARGET, height, error = %e, "block failed; replica stopping");
+                requests.write().expect("requests lock").take();
+                let msg = e.to_string();
+                for (_, replies) in waiters.lock().expect("waiters lock").drain() {
+                    for reply in replies {
+                        let _ = reply.send(Err(ConsensusError::Storage(msg.clone())));
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
+    async fn submit(&self, tx: VerifiedTransaction) -> Result<Receipt, ConsensusError> {
+        let sender = self
+            .requests
+            .read()
+            .expect("requests lock")
+            .clone()
+            .ok_or(ConsensusError::Stopped)?;
+        let id = tx.id();
+        let (reply, answer) = oneshot::channel();
+        self.waiters
+            .lock()
+            .expect("waiters lock")
+            .entry(id)
+            .or_default()
+            .push(reply);
+        // Already committed (a retry of a call that went through): answer now.
+        if let Ok(Some(receipt)) = self.ledger.receipt(&id) {
+            if let Some(replies) = self.waiters.lock().expect("waiters lock").remove(&id) {
+                for r in replies {
+                    let _ = r.send(Ok(receipt.clone()));
+                }
+            }
+        } else if sender.send(tx).await.is_err() {
+            self.waiters.lock().expect("waiters lock").remove(&id);
+            return Err(ConsensusError::Stopped);
+        }
+        drop(sender);
+        answer.await.map_err(|_| ConsensusError::Stopped)?
+    }
+
+    fn status(&self) -> EngineStatus {
+        self.status.read().expect("status lock").clone()
+    }
+
+    async fn shutdown(&self) -> Result<(), ConsensusError> {
+        self.requests.write().expect("requests lock").take();
+        let _ = self.stop.send(true);
+        if let Some(core) = self.core.lock().await.take() {
+            core.await
+                .map_err(|e| storage(format!("core task failed: {e}")))?;
+        }
+        if let Some(exec) = self.exec.lock().await.take() {
+            exec.await
+                .map_err(|e| storage(format!("execution task failed: {e}")))?;
+        }
+        for h in self.helpers.lock().expect("helpers lock").drain(..) {
+            h.abort();
+        }
+        // Calls not committed by now never will be on this replica's watch.
+        self.waiters.lock().expect("waiters lock").clear();
+        info!(target: TARGET, replica = %self.id, "pbft replica stopped");
+        Ok(())
+    }
+}
+
+impl<E> Drop for Pbft<E> {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Ok(mut h) = self.helpers.lock() {
+            for h in h.drain(..) {
+                h.abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The replica network over TCP: length-delimited frames with a size limit,
+//! links authenticated at the handshake with the replicas' ed25519 keys, and
+//! reconnection with exponential backoff.
+//!
+//! Each replica dials every other one and sends on that connection; it
+//! receives on the connections the others dialed. The handshake proves both
+//! ends: the dialer sends a nonce, the acceptor signs it with its own nonce,
+//! the dialer signs the acceptor's nonce.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::Signature;
+use futures::{SinkExt, StreamExt};
+use rand_core::{OsRng, RngCore};
+use rr_core::{codec, ReplicaId};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tracing::{debug, info, warn};
+
+use super::Network;
+use crate::pbft::{ReplicaKey, ReplicaSet, MAX_MESSAGE_BYTES};
+
+const TARGET: &str = "rr_consensus::tcp";
+const HANDSHAKE_DOMAIN: &[u8] = b"resilient-records/pbft-handshake/v1\0";
+const MAX_HANDSHAKE_BYTES: usize = 1024;
+
+/// Settings of the TCP transport.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// Every replica's address, in replica order (this replica's own entry is
+    /// not dialed).
+    pub peers: Vec<SocketAddr>,
+    /// Largest frame sent or accepted. Default: the largest replica message.
+    pub max_frame: usize,
+    /// Messages queued per peer while it is slow or unreachable; more are
+    /// dropped (the protocol retransmits). Default 8192.
+    pub queue: usize,
+    /// First reconnect delay. Default 50 ms.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay. Default 2 s.
+    pub backoff_max: Duration,
+    /// Time allowed for connecting and for the handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+}
+
+impl TcpConfig {
+    /// Settings for a replica set at `peers`.
+    pub fn new(peers: Vec<SocketAddr>) -> Self {
+        Self {
+            peers,
+            max_frame: MAX_MESSAGE_BYTES,
+            queue: 8192,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum Handshake {
+    Hello {
+        from: ReplicaId,
+        to: ReplicaId,
+        nonce: [u8; 32],
+    },
+    Challenge {
+        nonce: [u8; 32],
+        signature: Vec<u8>,
+    },
+    Proof {
+        signature: Vec<u8>,
+    },
+}
+
+/// What each side signs: the role, the other side's nonce, and both ids, so a
+/// signature cannot be replayed on another link or in the other role.
+fn transcript(role: &[u8], nonce: &[u8; 32], signer: ReplicaId, peer: ReplicaId) -> Vec<u8> {
+    let mut b = HANDSHAKE_DOMAIN.to_vec();
+    b.extend_from_slice(role);
+    b.extend_from_slice(nonce);
+    b.extend_from_slice(&signer.0.to_be_bytes());
+    b.extend_from_slice(&peer.0.to_be_bytes());
+    b
+}
+
+fn check_sig(set: &ReplicaSet, who: ReplicaId, msg: &[u8], sig: &[u8]) -> Result<(), String> {
+    let key = set
+        .key(who)
+        .ok_or_else(|| format!("{who} is not in the replica set"))?;
+    let sig: [u8; 64] = sig
+        .try_into()
+        .map_err(|_| "signature is not 64 bytes".to_string())?;
+    key.verify_strict(msg, &Signature::from_bytes(&sig))
+        .map_err(|_| format!("handshake signature of {who} does not verify"))
+}
+
+type Link = Framed<TcpStream, LengthDelimitedCodec>;
+
+fn framed(stream: TcpStream, max: usize) -> Link {
+    let _ = stream.set_nodelay(true);
+    Framed::new(
+        stream,
+        LengthDelimitedCodec::builder()
+            .max_frame_length(max)
+            .new_codec(),
+    )
+}
+
+async fn send_hs(link: &mut Link, m: &Handshake) -> Result<(), String> {
+    link.send(Bytes::from(codec::encode(m)))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn recv_hs(link: &mut Link) -> Result<Handshake, String> {
+    let frame = link
+        .next()
+        .await
+        .ok_or("connection closed during the handshake")?
+        .map_err(|e| e.to_string())?;
+    codec::decode("handshake", &frame, MAX_HANDSHAKE_BYTES).map_err(|e| e.to_string())
+}
+
+/// Dialer side: returns the authenticated link to `peer`.
+async fn dial(
+    key: &ReplicaKey,
+    set: &ReplicaSet,
+    peer: ReplicaId,
+    addr: SocketAddr,
+    cfg: &TcpConfig,
+) -> Result<Link, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut link = framed(stream, cfg.max_frame);
+    let mut nonce = [0u8; 32];
+    OsRng.fill_bytes(&mut nonce);
+    send_hs(
+        &mut link,
+        &Handshake::Hello {
+            from: key.id(),
+            to: peer,
+            nonce,
+        },
+    )
+    .await?;
+    let Handshake::Challenge {
+        nonce: theirs,
+        signature,
+    } = recv_hs(&mut link).await?
+    else {
+        return Err("expected a challenge".into());
+    };
+    check_sig(
+        set,
+        peer,
+        &transcript(b"acceptor", &nonce, peer, key.id()),
+        &signature,
+    )?;
+    let proof = key.sign(&transcript(b"dialer", &theirs, key.id(), peer));
+    send_hs(
+        &mut link,
+        &Handshake::Proof {
+            signature: proof.to_bytes().to_vec(),
+        },
+    )
+    .await?;
+    Ok(link)
+}
+
+/// Acceptor side: returns the authenticated peer and the link.
+async fn accept(
+    key: &ReplicaKey,
+    set: &ReplicaSet,
+    stream: TcpStream,
+    cfg: &TcpConfig,
+) -> Result<(ReplicaId, Link), String> {
+    let mut link = framed(stream, cfg.max_frame);
+    let Handshake::Hello { from, to, nonce } = recv_hs(&mut link).await? else {
+        return Err("expected a hello".into());
+    };
+    if to != key.id() || from == key.id() || set.key(from).is_none() {
+        return Err(format!(
+            "hello from {from} for {to}: not a link of this replica"
+        ));
+    }
+    let mut mine = [0u8; 32];
+    OsRng.fill_bytes(&mut mine);
+    let signature = key
+        .sign(&transcript(b"acceptor", &nonce, key.id(), from))
+        .to_bytes()
+        .to_vec();
+    send_hs(
+        &mut link,
+        &Handshake::Challenge {
+            nonce: mine,
+            signature,
+        },
+    )
+    .await?;
+    let Handshake::Proof { signature } = recv_hs(&mut link).await? else {
+        return Err("expected a proof".into());
+    };
+    check_sig(
+        set,
+        from,
+        &transcript(b"dialer", &mine, from, key.id()),
+        &signature,
+    )?;
+    Ok((from, link))
+}
+
+/// The TCP replica network of one replica.
+pub struct TcpNetwork {
+    me: ReplicaId,
+    out: Vec<Option<mpsc::Sender<Bytes>>>,
+    inbox: tokio::sync::Mutex<mpsc::Receiver<(ReplicaId, Bytes)>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TcpNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpNetwork")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpNetwork {
+    /// Starts accepting on `listener` and dialing every peer. Must be called
+    /// inside a tokio runtime.
+    pub fn start(
+        key: ReplicaKey,
+        set: ReplicaSet,
+        listener: TcpListener,
+        cfg: TcpConfig,
+    ) -> Result<Self, crate::pbft::ConfigError> {
+        if cfg.peers.len() != set.n() {
+            return Err(crate::pbft::ConfigError(format!(
+                "{} peer addresses for {} replicas",
+                cfg.peers.len(),
+                set.n()
+            )));
+        }
+        let me = key.id();
+        let key = Arc::new(key);
+        let cfg = Arc::new(cfg);
+        let (inbox_tx, inbox_rx) = mpsc::channel(cfg.queue);
+        let mut tasks = Vec::new();
+        {
+            let (key, set, cfg) = (key.clone(), set.clone(), cfg.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((stream, addr)) = listener.accept().await else {
+                        // Out of file descriptors, say: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let (key, set, cfg, inbox) =
+                        (key.clone(), set.clone(), cfg.clone(), inbox_tx.clone());
+                    tokio::spawn(async move {
+                        let hs =
+                            tokio::time::timeout(cfg.handshake_timeout, accept(&key, &set, stream, &cfg))
+                                .await;
+                        let (peer, mut link) = match hs {
+                            Ok(Ok(x)) => x,
+                            Ok(Err(e)) => {
+                                warn!(target: TARGET, %addr, error = %e, "refused a replica connection");
+                                return;
+                            }
+                            Err(_) => {
+                                warn!(target: TARGET, %addr, "replica handshake timed out");
+                                return;
+                            }
+                        };
+                        debug!(target: TARGET, %peer, "inbound link up");
+                        while let Some(frame) = link.next().await {
+                            match frame {
+                                Ok(b) => {
+                                    if inbox.send((peer, b.freeze())).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    debug!(target: TARGET, %peer, error = %e, "inbound link closed");
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                }
+            }));
+        }
+        let mut out = Vec::with_capacity(set.n());
+        for (i, addr) in cfg.peers.iter().copied().enumerate() {
+            let peer = ReplicaId(i as u16);
+            if peer == me {
+                out.push(None);
+                continue;
+            }
+            let (tx, mut rx) = mpsc::channel::<Bytes>(cfg.queue);
+            out.push(Some(tx));
+            let (key, set, cfg) = (key.clone(), set.clone(), cfg.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut backoff = cfg.backoff_min;
+                loop {
+                    let link = tokio::time::timeout(
+                        cfg.handshake_timeout,
+                        dial(&key, &set, peer, addr, &cfg),
+                    )
+                    .await;
+                    match link {
+                        Ok(Ok(mut link)) => {
+                            info!(target: TARGET, %peer, "link up");
+                            backoff = cfg.backoff_min;
+                            loop {
+                                let Some(first) = rx.recv().await else {
+                                    return;
+                                };
+                                // Write what is queued, then flush once.
+                                let mut ok = link.feed(first).await.is_ok();
+                                while ok {
+                                    match rx.try_recv() {
+                                        Ok(b) => ok = link.feed(b).await.is_ok(),
+                                        Err(_) => break,
+                                    }
+                                }
+                                if !ok || SinkExt::<Bytes>::flush(&mut link).await.is_err() {
+                                    debug!(target: TARGET, %peer, "link down");
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => debug!(target: TARGET, %peer, error = %e, "dial failed"),
+                        Err(_) => debug!(target: TARGET, %peer, "dial timed out"),
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(cfg.backoff_max);
+                }
+            }));
+        }
+        Ok(Self {
+            me,
+            out,
+            inbox: tokio::sync::Mutex::new(inbox_rx),
+            tasks,
+        })
+    }
+}
+
+impl Drop for TcpNetwork {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Network for TcpNetwork {
+    async fn send(&self, to: ReplicaId, message: Bytes) {
+        if let Some(Some(q)) = self.out.get(to.0 as usize) {
+            // Full: the peer is slow or away; the protocol retransmits.
+            let _ = q.try_send(message);
+        }
+    }
+
+    async fn recv(&self) -> Option<(ReplicaId, Bytes)> {
+        self.inbox.lock().await.recv().await
+    }
+}

@@ -1,0 +1,141 @@
+//! Shared pieces of the PBFT scenario tests: a small real executor, signed
+//! test transactions, and cluster helpers.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use rr_consensus::harness::Cluster;
+use rr_consensus::PbftConfig;
+use rr_core::state::keys;
+use rr_core::{
+    AccountId, BlockContext, CallOutput, ConsensusEngine, ContractExecutor, ErrorCode, Execution,
+    ExecutionError, GrantId, Outcome, Receipt, Refusal, Revoke, StateRead, Table, TxBody,
+    VerifiedTransaction,
+};
+
+/// A small real executor: records each signer's nonce and refuses replays.
+pub struct NonceExecutor;
+
+impl ContractExecutor for NonceExecutor {
+    fn execute(
+        &self,
+        state: &dyn StateRead,
+        ctx: &BlockContext,
+        txs: &[VerifiedTransaction],
+    ) -> Result<Execution, ExecutionError> {
+        let mut overlay = rr_core::Overlay::new(state);
+        let mut receipts = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            let key = keys::nonce(&tx.signer(), tx.body().nonce);
+            let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
+                Outcome::Refused(Refusal {
+                    code: ErrorCode::ReplayedNonce,
+                    message: "replayed".into(),
+                })
+            } else {
+                overlay
+                    .writes
+                    .put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
+                Outcome::Ok(CallOutput::Revoked {
+                    grant: GrantId([0; 32]),
+                })
+            };
+            receipts.push(Receipt {
+                tx: tx.id(),
+                context: *ctx,
+                index: i as u32,
+                outcome,
+            });
+        }
+        Ok(Execution {
+            receipts,
+            writes: overlay.writes,
+        })
+    }
+}
+
+/// Client `i`'s key.
+pub fn client(i: u8) -> SigningKey {
+    SigningKey::from_bytes(&[i.wrapping_add(100); 32])
+}
+
+/// A signed, verified no-op call.
+pub fn tx(key: &SigningKey, nonce: u64) -> VerifiedTransaction {
+    TxBody {
+        signer: AccountId::from_verifying_key(&key.verifying_key()),
+        nonce,
+        call: rr_core::Call::Revoke(Revoke {
+            grant: GrantId([1; 32]),
+        }),
+    }
+    .sign(key)
+    .verify()
+    .unwrap()
+}
+
+/// A cluster of `n` with the test settings.
+pub fn cluster(n: usize, dir: &Path, seed: u64) -> Cluster<NonceExecutor> {
+    cluster_with(n, dir, seed, PbftConfig::for_tests())
+}
+
+/// A cluster of `n` with `config`.
+pub fn cluster_with(n: usize, dir: &Path, seed: u64, config: PbftConfig) -> Cluster<NonceExecutor> {
+    Cluster::start(n, dir, config, Arc::new(NonceExecutor), seed).unwrap()
+}
+
+/// Submits nonces `range` of `key` at replica `at(nonce)`, concurrently, and
+/// waits (up to `timeout`) for every receipt.
+pub async fn submit_all(
+    c: &Cluster<NonceExecutor>,
+    key: &SigningKey,
+    range: std::ops::Range<u64>,
+    at: impl Fn(u64) -> usize,
+    timeout: Duration,
+) -> Vec<Receipt> {
+    let futs = range.map(|n| {
+        let engine = c.engine(at(n));
+        let t = tx(key, n);
+        async move { engine.submit(t).await }
+    });
+    let all = tokio::time::timeout(timeout, futures::future::join_all(futs))
+        .await
+        .expect("every submitted call commits in time");
+    all.into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("no submission fails")
+}
+
+/// Asserts every receipt took effect (none was a replay).
+pub fn assert_all_ok(receipts: &[Receipt]) {
+    for r in receipts {
+        assert!(matches!(r.outcome, Outcome::Ok(_)), "{r:?}");
+    }
+}
+
+/// Waits for convergence, checks safety, and returns the common height.
+pub async fn converge_and_check(c: &Cluster<NonceExecutor>) -> u64 {
+    let h = c.wait_converged(Duration::from_secs(10)).await.unwrap();
+    c.check_safety().unwrap();
+    h
+}
+
+/// Counts the transactions committed on replica `i`'s ledger, checking no
+/// transaction appears twice.
+pub fn committed_txs(c: &Cluster<NonceExecutor>, i: usize) -> usize {
+    let ledger = c.ledger(i);
+    let head = ledger.head().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for h in 1..=head.height {
+        let b = ledger.block(h).unwrap().unwrap();
+        for t in &b.txs {
+            assert!(
+                seen.insert(t.id()),
+                "transaction committed twice at height {h}"
+            );
+        }
+    }
+    seen.len()
+}
