@@ -200,6 +200,45 @@ pub struct Retrieval {
     pub capsule_fragments: Vec<CapsuleFragment>,
 }
 
+/// Decoded capsules and key fragments of recently used grants. Decoding them
+/// (point decompression, the capsule's own check) costs more than the
+/// re-encryption itself, and a grant is typically used more than once. Bounded;
+/// an entry is dropped when its grant is revoked or its fragment replaced.
+struct DecodedCache<P: PreScheme> {
+    entries: std::sync::Mutex<std::collections::HashMap<GrantId, Decoded<P>>>,
+}
+
+type Decoded<P> = Arc<(<P as PreScheme>::Capsule, <P as PreScheme>::VerifiedKeyFrag)>;
+
+impl<P: PreScheme> Default for DecodedCache<P> {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<P: PreScheme> DecodedCache<P> {
+    /// Most grants kept decoded (a few hundred bytes each).
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, grant: &GrantId) -> Option<Decoded<P>> {
+        self.entries.lock().expect("cache lock").get(grant).cloned()
+    }
+
+    fn insert(&self, grant: GrantId, value: Decoded<P>) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(grant, value);
+    }
+
+    fn forget(&self, grant: &GrantId) {
+        self.entries.lock().expect("cache lock").remove(grant);
+    }
+}
+
 /// The parts a node is assembled from.
 pub struct NodeParts<T: NodeTypes> {
     /// The engine (already started on `ledger`).
@@ -225,6 +264,7 @@ pub struct Node<T: NodeTypes> {
     blobs: Arc<T::Blobs>,
     ledger: Arc<Ledger>,
     fragments: Arc<FragmentStore>,
+    decoded: Arc<DecodedCache<T::Pre>>,
     replica: ReplicaId,
     contracts: ContractsConfig,
 }
@@ -317,6 +357,7 @@ impl<T: NodeTypes> Node<T> {
             blobs: Arc::new(parts.blobs),
             ledger: parts.ledger,
             fragments: Arc::new(parts.fragments),
+            decoded: Arc::new(DecodedCache::default()),
             replica: parts.replica,
             contracts: parts.contracts,
         };
@@ -386,10 +427,15 @@ impl<T: NodeTypes> Node<T> {
         // Ordering and the post-commit erasure run in their own task, so a
         // caller that stops waiting (a dropped connection, a timeout) cannot
         // leave a revoked grant's fragment behind.
-        let (engine, fragments) = (self.engine.clone(), self.fragments.clone());
+        let (engine, fragments, decoded) = (
+            self.engine.clone(),
+            self.fragments.clone(),
+            self.decoded.clone(),
+        );
         let receipt = tokio::spawn(async move {
             let receipt = engine.submit(verified).await?;
             if let Outcome::Ok(CallOutput::Revoked { grant }) = &receipt.outcome {
+                decoded.forget(grant);
                 if fragments.erase(grant)? {
                     info!(target: TARGET, grant = %grant.short(), "revoked: key fragment erased");
                 }
@@ -453,6 +499,7 @@ impl<T: NodeTypes> Node<T> {
         .await
         .map_err(|e| NodeError::Setup(format!("verification task failed: {e}")))??;
         self.fragments.put(&grant, &verified)?;
+        self.decoded.forget(&grant);
         // A revocation may have committed while we verified: never keep a
         // fragment of a revoked grant.
         if let Some(g) = self.ledger.grant(&grant)? {
@@ -501,19 +548,41 @@ impl<T: NodeTypes> Node<T> {
                 served: T::Pre::ID,
             });
         }
-        let Some(kfrag) = self.fragments.get(&grant_id)? else {
-            warn!(target: TARGET, grant = %grant_id.short(), "allowed retrieve but no key fragment held");
-            return Err(NodeError::FragmentMissing {
-                grant: grant_id,
-                replica: self.replica,
-            });
-        };
         let pre = self.pre.clone();
-        let capsule_bytes = record.capsule.clone();
+        let ready = match self.decoded.get(&grant_id) {
+            Some(ready) => ready,
+            None => {
+                let Some(kfrag) = self.fragments.get(&grant_id)? else {
+                    warn!(target: TARGET, grant = %grant_id.short(), "allowed retrieve but no key fragment held");
+                    return Err(NodeError::FragmentMissing {
+                        grant: grant_id,
+                        replica: self.replica,
+                    });
+                };
+                let (p, capsule_bytes) = (pre.clone(), record.capsule.clone());
+                let ready = tokio::task::spawn_blocking(move || {
+                    let capsule = <T::Pre as PreScheme>::Capsule::from_bytes(&capsule_bytes)?;
+                    let kfrag = p.verified_key_frag_from_trusted_bytes(&kfrag)?;
+                    Ok::<_, PreError>(Arc::new((capsule, kfrag)))
+                })
+                .await
+                .map_err(|e| NodeError::Setup(format!("decoding task failed: {e}")))??;
+                self.decoded.insert(grant_id, ready.clone());
+                // A revocation that committed meanwhile must not leave the
+                // fragment cached: its own clean-up may have run before the
+                // insert.
+                if !matches!(
+                    self.ledger.grant(&grant_id)?.map(|g| g.status),
+                    Some(rr_core::GrantStatus::Active)
+                ) {
+                    self.decoded.forget(&grant_id);
+                }
+                ready
+            }
+        };
         let cfrag = tokio::task::spawn_blocking(move || {
-            let capsule = <T::Pre as PreScheme>::Capsule::from_bytes(&capsule_bytes)?;
-            let kfrag = pre.verified_key_frag_from_trusted_bytes(&kfrag)?;
-            let cfrag = pre.reencrypt(&mut rand_core::OsRng, &capsule, &kfrag)?;
+            let (capsule, kfrag) = &*ready;
+            let cfrag = pre.reencrypt(&mut rand_core::OsRng, capsule, kfrag)?;
             Ok::<_, PreError>(cfrag.to_bytes())
         })
         .await
