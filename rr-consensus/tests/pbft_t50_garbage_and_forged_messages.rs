@@ -16,7 +16,13 @@ use rr_storage::Head;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_forgeries_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cluster(4, dir.path(), 50);
+    // Long timers: the point is that the garbage triggers no view change, so
+    // a slow machine must not trigger one either.
+    let config = rr_consensus::PbftConfig {
+        view_change_timeout: Duration::from_secs(3),
+        ..rr_consensus::PbftConfig::for_tests()
+    };
+    let mut c = cluster_with(4, dir.path(), 50, config);
     let byz = ReplicaId(3);
     let byz_key = c.key(3).clone();
     let impostor = ReplicaKey::new(ReplicaId(1), SigningKey::from_bytes(&[66; 32]));
@@ -112,6 +118,7 @@ async fn garbage_and_forgeries_are_ignored() {
     .await;
     assert_all_ok(&receipts);
     spam.await.unwrap();
+    converge_and_check(&c).await;
     for i in 0..3 {
         assert_eq!(c.engine(i).view(), 0, "replica {i} changed view");
         assert_eq!(committed_txs(&c, i), 100);

@@ -135,7 +135,13 @@ impl<E: ContractExecutor> Pbft<E> {
             )));
         }
         let head = ledger.head().map_err(storage)?;
-        let recovered = wal.recover().map_err(storage)?;
+        let mut recovered = wal.recover().map_err(storage)?;
+        // Transactions of the last blocks, so a late duplicate is not proposed again.
+        for h in head.height.saturating_sub(4 * config.window).max(1)..=head.height {
+            if let Some(b) = ledger.block(h).map_err(storage)? {
+                recovered.executed.extend(b.txs.iter().map(|t| (h, t.id())));
+            }
+        }
         let started = tokio::time::Instant::now();
         let now = {
             let clock = clock.clone();
@@ -199,7 +205,11 @@ impl<E: ContractExecutor> Pbft<E> {
                 let mut verified = std::pin::pin!(verified);
                 while let Some(r) = verified.next().await {
                     match r {
-                        Ok((from, Ok(m))) if m.from() == from => {
+                        // A new view is self-authenticating (the primary's
+                        // signature and quorum certificates): anyone may relay it.
+                        Ok((from, Ok(m)))
+                            if m.from() == from || matches!(m.payload(), Payload::NewView(_)) =>
+                        {
                             if msg_tx.send(m).await.is_err() {
                                 break;
                             }

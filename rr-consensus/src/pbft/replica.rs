@@ -79,6 +79,9 @@ pub struct Recovered {
     pub prepared: Vec<PreparedCert>,
     /// Its last stable checkpoint.
     pub stable: Option<CheckpointCert>,
+    /// Ids of the transactions in the last blocks of its ledger, with their
+    /// heights, so that a late duplicate is not proposed again.
+    pub executed: Vec<(Seq, TxId)>,
 }
 
 /// What the core asks its surroundings to do, in order.
@@ -262,6 +265,11 @@ impl Replica {
                 r.stable = Some(cert);
             }
         }
+        for (seq, id) in recovered.executed {
+            if r.recent.insert(id, seq).is_none() {
+                r.recent_order.push_back((seq, id));
+            }
+        }
         let mut view = 0;
         let mut target = 0;
         for m in recovered.sent {
@@ -269,7 +277,12 @@ impl Replica {
             match from_log.payload().clone() {
                 Payload::PrePrepare(pp) => {
                     view = view.max(pp.view);
-                    if pp.seq > r.low {
+                    if pp.seq > r.low && pp.seq > r.exec_sent {
+                        // Proposed before the restart: never propose again.
+                        if let Checked::Batch { txs, .. } = from_log.checked() {
+                            let txs = txs.clone();
+                            r.mark_proposed(now, &txs);
+                        }
                         r.slot(pp.seq).pre_prepares.insert(pp.view, from_log);
                     }
                 }
@@ -411,12 +424,15 @@ impl Replica {
         self.maybe_propose(now, out);
         if !self.to_forward.is_empty() {
             let txs = std::mem::take(&mut self.to_forward);
-            if self.changing.is_none() && !self.is_primary() {
-                let primary = self.set.primary(self.view);
-                for chunk in txs.chunks(self.cfg.max_batch) {
-                    let m = self.sign(Payload::Forward(chunk.to_vec()), Checked::Nothing);
+            for chunk in txs.chunks(self.cfg.max_batch) {
+                let m = self.sign(Payload::Forward(chunk.to_vec()), Checked::Nothing);
+                if self.changing.is_some() {
+                    // Whoever turns out to be primary orders them; this
+                    // replica learns the blocks by state transfer meanwhile.
+                    out.push(Action::Broadcast(m));
+                } else {
                     out.push(Action::Send {
-                        to: primary,
+                        to: self.set.primary(self.view),
                         message: m,
                     });
                 }
@@ -464,7 +480,7 @@ impl Replica {
             debug!(target: TARGET, "pending requests full; dropping a request");
             return;
         }
-        if local && !self.is_primary() {
+        if local && (!self.is_primary() || self.changing.is_some()) {
             self.to_forward.push(tx.tx().clone());
         }
         self.counter += 1;
@@ -1203,6 +1219,11 @@ impl Replica {
                 )
             })
             .collect();
+        // Their transactions are ordered already, even where a pre-prepare
+        // must wait for state transfer before it can be accepted.
+        for (_, txs) in parts {
+            self.mark_proposed(now, txs);
+        }
         for pp in pps {
             self.try_accept(now, pp, out);
         }

@@ -83,6 +83,11 @@ pub fn cluster(n: usize, dir: &Path, seed: u64) -> Cluster<NonceExecutor> {
 
 /// A cluster of `n` with `config`.
 pub fn cluster_with(n: usize, dir: &Path, seed: u64, config: PbftConfig) -> Cluster<NonceExecutor> {
+    // `RUST_LOG=rr_consensus=info` shows what the replicas did in a failing run.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     Cluster::start(n, dir, config, Arc::new(NonceExecutor), seed).unwrap()
 }
 
