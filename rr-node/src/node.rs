@@ -172,8 +172,23 @@ pub struct NodeInfo {
     pub faults_tolerated: u16,
     /// Scheme of new records.
     pub scheme: SchemeId,
+    /// Every scheme this node serves records of.
+    pub schemes: Vec<SchemeInfo>,
     /// Ledger status.
     pub status: EngineStatus,
+}
+
+/// A scheme a node serves, and what its threshold means.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemeInfo {
+    /// Id.
+    pub id: SchemeId,
+    /// Name.
+    pub name: String,
+    /// Whether any one replica can re-encrypt on its own (threshold 1).
+    pub single_proxy: bool,
+    /// What that means, for people.
+    pub note: String,
 }
 
 /// One replica's capsule fragment.
@@ -255,6 +270,9 @@ pub struct NodeParts<T: NodeTypes> {
     pub replica: ReplicaId,
     /// Contract configuration (the same the executor runs with).
     pub contracts: ContractsConfig,
+    /// Schemes this replica re-encrypts for, besides `pre` (records carry
+    /// their scheme id; `rr_pre::Schemes::all()` serves every compiled-in one).
+    pub schemes: rr_pre::Schemes,
 }
 
 /// A replica: engine, scheme, blob store, ledger and key fragments.
@@ -265,6 +283,7 @@ pub struct Node<T: NodeTypes> {
     ledger: Arc<Ledger>,
     fragments: Arc<FragmentStore>,
     decoded: Arc<DecodedCache<T::Pre>>,
+    schemes: Arc<rr_pre::Schemes>,
     replica: ReplicaId,
     contracts: ContractsConfig,
 }
@@ -326,7 +345,11 @@ impl Node<DevNode> {
             max_blob_size: Some(config.max_blob_size),
             ..FsBlobStoreConfig::new(dir.join("blobs"))
         })?;
-        let contracts = ContractsConfig::default();
+        let schemes = rr_pre::Schemes::all();
+        let contracts = ContractsConfig {
+            schemes: schemes.ids(),
+            ..ContractsConfig::default()
+        };
         let engine = Solo::start(
             ledger.clone(),
             Arc::new(NativeContracts::new(contracts.clone())),
@@ -341,6 +364,7 @@ impl Node<DevNode> {
             fragments,
             replica: ReplicaId(0),
             contracts,
+            schemes,
         })?;
         info!(target: TARGET, dir = %dir.display(), height = node.status().height, "dev node open");
         Ok(Arc::new(node))
@@ -358,6 +382,7 @@ impl<T: NodeTypes> Node<T> {
             ledger: parts.ledger,
             fragments: Arc::new(parts.fragments),
             decoded: Arc::new(DecodedCache::default()),
+            schemes: Arc::new(parts.schemes),
             replica: parts.replica,
             contracts: parts.contracts,
         };
@@ -407,6 +432,22 @@ impl<T: NodeTypes> Node<T> {
             replicas: status.replicas,
             faults_tolerated: status.faults_tolerated,
             scheme: T::Pre::ID,
+            schemes: self
+                .contracts
+                .schemes
+                .iter()
+                .filter_map(|id| self.schemes.get(*id))
+                .map(|s| SchemeInfo {
+                    id: s.id(),
+                    name: s.name().to_string(),
+                    single_proxy: s.single_proxy(),
+                    note: if s.single_proxy() {
+                        "single proxy: threshold is 1, any one replica can re-encrypt a grant on its own".into()
+                    } else {
+                        "threshold m of n: fewer than m replicas cannot re-encrypt".into()
+                    },
+                })
+                .collect(),
             status,
         }
     }
@@ -489,7 +530,16 @@ impl<T: NodeTypes> Node<T> {
         }
         let record = self.record(&info.record)?;
         let pre = self.pre.clone();
+        let schemes = self.schemes.clone();
+        let served = self.scheme_check(&record)?;
         let verified = tokio::task::spawn_blocking(move || {
+            if !served {
+                // A record of another scheme: the byte-level registry.
+                return schemes
+                    .get(record.scheme)
+                    .ok_or(PreError::OpenFailed)?
+                    .verify_key_frag(&fragment, &record.record_key, &info.grantee_key);
+            }
             let record_pk = <T::Pre as PreScheme>::PublicKey::from_bytes(&record.record_key)?;
             let grantee_pk = <T::Pre as PreScheme>::PublicKey::from_bytes(&info.grantee_key)?;
             let kfrag = <T::Pre as PreScheme>::KeyFrag::from_bytes(&fragment)?;
@@ -541,11 +591,33 @@ impl<T: NodeTypes> Node<T> {
             .ledger
             .grant(&grant_id)?
             .ok_or(NodeError::UnknownGrant(grant_id))?;
-        if record.scheme != T::Pre::ID {
-            return Err(NodeError::SchemeMismatch {
-                record: record.id,
-                found: record.scheme,
-                served: T::Pre::ID,
+        if !self.scheme_check(&record)? {
+            // A record of another scheme: the byte-level registry, no cache.
+            let Some(kfrag) = self.fragments.get(&grant_id)? else {
+                return Err(NodeError::FragmentMissing {
+                    grant: grant_id,
+                    replica: self.replica,
+                });
+            };
+            let (schemes, scheme, capsule) =
+                (self.schemes.clone(), record.scheme, record.capsule.clone());
+            let cfrag = tokio::task::spawn_blocking(move || {
+                schemes.get(scheme).ok_or(PreError::OpenFailed)?.reencrypt(
+                    &mut rand_core::OsRng,
+                    &capsule,
+                    &kfrag,
+                )
+            })
+            .await
+            .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??;
+            return Ok(Retrieval {
+                receipt,
+                record,
+                grant,
+                capsule_fragments: vec![CapsuleFragment {
+                    replica: self.replica,
+                    fragment: cfrag,
+                }],
             });
         }
         let pre = self.pre.clone();
@@ -730,6 +802,22 @@ fn now() -> rr_core::Timestamp {
 }
 
 impl<T: NodeTypes> Node<T> {
+    /// `true` if the record uses this node's own scheme (the typed, cached
+    /// path), `false` if another scheme this node serves; an error if none.
+    fn scheme_check(&self, record: &RecordInfo) -> Result<bool, NodeError> {
+        if record.scheme == T::Pre::ID {
+            return Ok(true);
+        }
+        if self.schemes.get(record.scheme).is_some() {
+            return Ok(false);
+        }
+        Err(NodeError::SchemeMismatch {
+            record: record.id,
+            found: record.scheme,
+            served: T::Pre::ID,
+        })
+    }
+
     fn check_owner(
         &self,
         id: &RecordId,

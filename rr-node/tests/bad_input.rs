@@ -1090,7 +1090,7 @@ async fn registering_twice_or_under_an_unknown_scheme_is_refused() {
 
     // A scheme this ledger does not serve: refused, nothing registered.
     let salt2 = [10; 16];
-    let r = submit(&w.node, w.alice.sign(register(salt2, SchemeId::RECRYPT))).await;
+    let r = submit(&w.node, w.alice.sign(register(salt2, SchemeId(999)))).await;
     let (code, msg) = refusal(&r);
     assert_eq!(code, ErrorCode::SchemeMismatch);
     assert!(msg.contains("is not served by this ledger"), "{msg}");

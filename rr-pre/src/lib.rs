@@ -1,6 +1,6 @@
 //! # rr-pre: proxy re-encryption and the ciphertext envelope
 //!
-//! Two pieces of Resilient Records' cryptography:
+//! Resilient Records' cryptography:
 //!
 //! - [`Umbral`]: the [`PreScheme`](rr_core::PreScheme) backed by
 //!   [umbral-pre](https://docs.rs/umbral-pre) 0.11, threshold proxy
@@ -8,15 +8,30 @@
 //!   data key under the record's own key; a grant splits the record key into
 //!   key fragments for the replicas, any m of which re-encrypt the capsule
 //!   into capsule fragments the grantee opens. No replica learns the data key.
+//! - [`Recrypt`] (feature `recrypt`, on by default): the `PreScheme` backed by
+//!   [recrypt](https://docs.rs/recrypt) 0.16, IronCore Labs' transform
+//!   encryption over a pairing-friendly curve. **Single proxy: threshold is
+//!   always 1 of n, every replica gets the same transform key and any one
+//!   replica can transform a capsule for the grantee on its own.** See
+//!   [`recrypt`](mod@recrypt) for what is checked where.
+//! - [`dyn_scheme`]: [`ReplicaScheme`], the object-safe, byte-level part of a
+//!   scheme a replica needs, and [`Schemes`], the registry of every scheme
+//!   compiled in, so a node serves records of any of them.
+//! - `conformance` (feature `testing`): the suite every `PreScheme` backend
+//!   passes, and `Flow`, one whole owner-to-grantee flow
+//!   written once for any scheme.
 //! - [`envelope`]: the record's bytes encrypted under that data key, in
 //!   authenticated chunks (STREAM over XChaCha20-Poly1305) so they can be
 //!   encrypted, stored and decrypted as a stream in constant memory.
 //!
-//! ## License
+//! ## License and patents
 //!
-//! umbral-pre is licensed GPL-3.0-only. This crate links it, so it is
-//! licensed AGPL-3.0-only (compatible with GPL-3.0 by its section 13), unlike
-//! the MIT/Apache-2.0 crates of the workspace that do not depend on it.
+//! umbral-pre is licensed GPL-3.0-only and recrypt AGPL-3.0-only. This crate
+//! links them, so it is licensed AGPL-3.0-only (compatible with GPL-3.0 by
+//! its section 13), unlike the MIT/Apache-2.0 crates of the workspace that do
+//! not depend on it. IronCore Labs holds patents on transform encryption,
+//! which recrypt implements: `--no-default-features` builds this crate
+//! without recrypt (and recrypt's minimum Rust version, 1.88).
 //!
 //! ## Alice, the proxies and Bob
 //!
@@ -75,10 +90,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "testing")]
+pub mod conformance;
+pub mod dyn_scheme;
 pub mod envelope;
+#[cfg(feature = "recrypt")]
+pub mod recrypt;
 pub mod umbral;
 
+pub use dyn_scheme::{scheme_by_name, ReplicaScheme, Schemes, UnknownScheme};
 pub use envelope::EnvelopeError;
+#[cfg(feature = "recrypt")]
+pub use recrypt::{
+    Recrypt, RecryptCapsule, RecryptCapsuleFrag, RecryptKeyFrag, RecryptMasterSecret,
+    RecryptPublicKey, RecryptSecretKey, RecryptVerifiedCapsuleFrag, RecryptVerifiedKeyFrag,
+};
 pub use umbral::{
     Umbral, UmbralCapsule, UmbralCapsuleFrag, UmbralKeyFrag, UmbralMasterSecret, UmbralPublicKey,
     UmbralSecretKey, UmbralVerifiedCapsuleFrag, UmbralVerifiedKeyFrag,
