@@ -4,8 +4,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rr_core::{
-    Block, BlockContext, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus, Receipt,
-    VerifiedTransaction,
+    Block, BlockContext, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus,
+    Execution, Overlay, Receipt, VerifiedTransaction, WriteSet,
 };
 use rr_storage::{Head, Ledger};
 use tokio::sync::{mpsc, oneshot};
@@ -66,7 +66,9 @@ struct Submission {
 }
 
 /// The one-replica engine: orders submitted transactions into blocks, executes
-/// them in order, commits each block durably, then answers.
+/// them in order, commits each block durably, then answers. When more calls
+/// wait than one block holds, several blocks are committed in one durable
+/// transaction.
 ///
 /// Restart-safe: [`Solo::start`] resumes at the ledger's head.
 pub struct Solo<E> {
@@ -139,13 +141,17 @@ async fn run<E: ContractExecutor>(
     mut head: Head,
     status: Arc<RwLock<EngineStatus>>,
 ) {
+    // Group commit: when more calls wait than one block holds, they are cut
+    // into several blocks that are executed one after another and committed
+    // in one durable transaction (one fsync for all).
+    let max_calls = config.max_batch.saturating_mul(MAX_GROUP_BLOCKS);
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + config.max_delay;
-        while batch.len() < config.max_batch {
+        while batch.len() < max_calls {
             match receiver.try_recv() {
                 Ok(s) => batch.push(s),
-                Err(_) if config.max_delay.is_zero() => break,
+                Err(_) if batch.len() >= config.max_batch || config.max_delay.is_zero() => break,
                 Err(_) => match tokio::time::timeout_at(deadline, receiver.recv()).await {
                     Ok(Some(s)) => batch.push(s),
                     _ => break,
@@ -153,32 +159,15 @@ async fn run<E: ContractExecutor>(
             }
         }
 
-        let ctx = BlockContext {
-            height: head.height + 1,
-            // Block time never goes backwards, whatever the wall clock does.
-            time: clock.now().max(head.time),
-        };
+        // Block time never goes backwards, whatever the wall clock does.
+        let time = clock.now().max(head.time);
         let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|s| (s.tx, s.reply)).unzip();
         let ledger2 = ledger.clone();
         let executor2 = executor.clone();
-        let parent = head.block_hash;
+        let max_batch = config.max_batch;
+        let start = head;
         let result = tokio::task::spawn_blocking(move || {
-            let snapshot = ledger2
-                .snapshot()
-                .map_err(|e| ConsensusError::Storage(e.to_string()))?;
-            let execution = executor2.execute(&snapshot, &ctx, &txs)?;
-            drop(snapshot);
-            let block = Block::new(
-                ctx,
-                parent,
-                txs.into_iter()
-                    .map(VerifiedTransaction::into_inner)
-                    .collect(),
-            );
-            let head = ledger2
-                .commit_block(&block, &execution)
-                .map_err(|e| ConsensusError::Storage(e.to_string()))?;
-            Ok::<_, ConsensusError>((head, execution.receipts))
+            execute_group(&ledger2, &*executor2, start, time, txs, max_batch)
         })
         .await
         .unwrap_or_else(|join| {
@@ -189,7 +178,7 @@ async fn run<E: ContractExecutor>(
 
         match result {
             Ok((new_head, receipts)) => {
-                debug!(target: TARGET, height = new_head.height, txs = receipts.len(), "block committed");
+                debug!(target: TARGET, height = new_head.height, txs = receipts.len(), "blocks committed");
                 head = new_head;
                 *status.write().expect("status lock") = status_of(&head);
                 for (reply, receipt) in replies.into_iter().zip(receipts) {
@@ -198,10 +187,10 @@ async fn run<E: ContractExecutor>(
                 }
             }
             Err(e) => {
-                // The block did not commit. Its effects are unknown to nobody:
+                // The blocks did not commit. Their effects are unknown to nobody:
                 // the ledger is unchanged. But a failing disk or executor will
                 // fail again, so stop rather than spin; a restart resumes at the head.
-                error!(target: TARGET, height = ctx.height, error = %e, "block failed; engine stopping");
+                error!(target: TARGET, height = head.height + 1, error = %e, "block failed; engine stopping");
                 let msg = e.to_string();
                 for reply in replies {
                     let _ = reply.send(Err(ConsensusError::Storage(msg.clone())));
@@ -215,6 +204,59 @@ async fn run<E: ContractExecutor>(
         }
     }
     info!(target: TARGET, height = head.height, "solo engine stopped");
+}
+
+/// Most blocks committed in one durable transaction.
+const MAX_GROUP_BLOCKS: usize = 8;
+
+/// Cuts `txs` into blocks of at most `max_batch` after `head`, all at `time`,
+/// executes them in order (each reading the state the ones before it left,
+/// their writes layered over one ledger snapshot) and commits them in one
+/// durable transaction. Returns the new head and the receipts, in `txs` order.
+fn execute_group<E: ContractExecutor>(
+    ledger: &Ledger,
+    executor: &E,
+    head: Head,
+    time: rr_core::Timestamp,
+    txs: Vec<VerifiedTransaction>,
+    max_batch: usize,
+) -> Result<(Head, Vec<Receipt>), ConsensusError> {
+    let storage = |e: rr_storage::LedgerError| ConsensusError::Storage(e.to_string());
+    let snapshot = ledger.snapshot().map_err(storage)?;
+    let mut pending = WriteSet::new();
+    let mut next = head;
+    let mut blocks: Vec<(Block, Execution)> = Vec::new();
+    let mut rest = txs.into_iter().peekable();
+    while rest.peek().is_some() {
+        let chunk: Vec<VerifiedTransaction> = rest.by_ref().take(max_batch).collect();
+        let ctx = BlockContext {
+            height: next.height + 1,
+            time,
+        };
+        let mut state = Overlay::new(&snapshot);
+        state.writes = std::mem::take(&mut pending);
+        let execution = executor.execute(&state, &ctx, &chunk);
+        pending = state.writes;
+        let execution = execution?;
+        let block = Block::new(
+            ctx,
+            next.block_hash,
+            chunk
+                .into_iter()
+                .map(VerifiedTransaction::into_inner)
+                .collect(),
+        );
+        next = next.next(&block, &execution).map_err(storage)?;
+        if rest.peek().is_some() {
+            pending.extend(execution.writes.clone());
+        }
+        blocks.push((block, execution));
+    }
+    drop(snapshot);
+    let committed = ledger.commit_blocks(&blocks).map_err(storage)?;
+    debug_assert_eq!(committed, next);
+    let receipts = blocks.into_iter().flat_map(|(_, e)| e.receipts).collect();
+    Ok((committed, receipts))
 }
 
 impl<E: ContractExecutor> ConsensusEngine for Solo<E> {

@@ -195,3 +195,94 @@ async fn an_executor_failure_stops_the_engine_and_changes_nothing() {
     assert_eq!(ledger.head().unwrap().height, 0);
     assert!(ledger.block(1).unwrap().is_none());
 }
+
+/// Slow enough that the queue fills while a block executes, so the engine
+/// cuts what waits into several blocks committed together.
+struct SlowNonceExecutor;
+
+impl ContractExecutor for SlowNonceExecutor {
+    fn execute(
+        &self,
+        state: &dyn StateRead,
+        ctx: &BlockContext,
+        txs: &[VerifiedTransaction],
+    ) -> Result<Execution, ExecutionError> {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        NonceExecutor.execute(state, ctx, txs)
+    }
+}
+
+fn tx_for(key: &SigningKey, nonce: u64, grant: u8) -> VerifiedTransaction {
+    TxBody {
+        signer: AccountId::from_verifying_key(&key.verifying_key()),
+        nonce,
+        call: rr_core::Call::Revoke(Revoke {
+            grant: GrantId([grant; 32]),
+        }),
+    }
+    .sign(key)
+    .verify()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_executes_each_block_on_the_state_the_ones_before_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(7)));
+    let ledger = Arc::new(Ledger::open(dir.path().join("l.redb")).unwrap());
+    let solo = Solo::start(
+        ledger.clone(),
+        Arc::new(SlowNonceExecutor),
+        clock.clone(),
+        SoloConfig {
+            max_batch: 3,
+            ..SoloConfig::default()
+        },
+    )
+    .unwrap();
+    let key = SigningKey::from_bytes(&[6; 32]);
+    // 39 nonces, each used by two different calls three submissions apart:
+    // never in the same block, mostly in the same group commit. Exactly one
+    // of each pair may succeed, which needs each block to see the writes of
+    // the blocks before it in its group.
+    let nonce_of = |n: u64| (n / 6) * 3 + n % 3;
+    let calls: Vec<VerifiedTransaction> = (0..78u64)
+        .map(|n| tx_for(&key, nonce_of(n), ((n % 6) / 3) as u8))
+        .collect();
+    let receipts: Vec<Receipt> =
+        futures::future::join_all(calls.iter().map(|t| solo.submit(t.clone())))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let mut ok_per_nonce = [0u32; 39];
+    for (n, (t, r)) in calls.iter().zip(&receipts).enumerate() {
+        assert_eq!(r.tx, t.id());
+        if matches!(r.outcome, Outcome::Ok(_)) {
+            ok_per_nonce[nonce_of(n as u64) as usize] += 1;
+        }
+    }
+    assert_eq!(ok_per_nonce, [1; 39], "one call per nonce succeeds");
+    // Blocks of at most 3 calls, chained, each with its receipts.
+    let head = ledger.head().unwrap();
+    assert_eq!(solo.status().height, head.height);
+    assert!(head.height >= 26, "height {}", head.height);
+    let mut parent = rr_core::BlockHash::default();
+    let mut seen = 0;
+    for h in 1..=head.height {
+        let block = ledger.block(h).unwrap().unwrap();
+        assert!(!block.txs.is_empty() && block.txs.len() <= 3);
+        assert_eq!(block.header.parent, parent);
+        parent = block.header.hash();
+        let stored = ledger.block_receipts(h).unwrap().unwrap();
+        assert_eq!(stored.len(), block.txs.len());
+        for r in stored {
+            assert_eq!(r.context.height, h);
+            assert_eq!(ledger.receipt(&r.tx).unwrap().unwrap(), r);
+        }
+        seen += block.txs.len();
+    }
+    assert_eq!(parent, head.block_hash);
+    assert_eq!(seen, 78);
+    solo.shutdown().await.unwrap();
+}

@@ -97,6 +97,29 @@ pub struct Head {
     pub state_digest: Digest,
 }
 
+impl Head {
+    /// The head after committing `block`, with the effects `execution` of
+    /// executing it, on top of this one: what [`Ledger::commit_block`] would
+    /// return. Refuses a block that does not extend this head.
+    pub fn next(&self, block: &Block, execution: &Execution) -> Result<Head, LedgerError> {
+        let ctx = block.header.context;
+        if ctx.height != self.height + 1 || block.header.parent != self.block_hash {
+            return Err(LedgerError::NotNext {
+                height: ctx.height,
+                parent: block.header.parent,
+                head_height: self.height,
+                head_hash: self.block_hash,
+            });
+        }
+        Ok(Head {
+            height: ctx.height,
+            block_hash: block.header.hash(),
+            time: ctx.time,
+            state_digest: execution.writes.chain_digest(&self.state_digest, &ctx),
+        })
+    }
+}
+
 /// The redb-backed ledger. Cheap to share behind an `Arc`; reads run
 /// concurrently with the one writer.
 pub struct Ledger {
@@ -197,88 +220,93 @@ impl Ledger {
     /// durably, and returns the new head. Refuses a block that does not extend
     /// the head (and then changes nothing).
     pub fn commit_block(&self, block: &Block, execution: &Execution) -> Result<Head, LedgerError> {
-        let ctx = block.header.context;
+        self.commit_blocks(std::slice::from_ref(&(block, execution)))
+    }
+
+    /// Commits several consecutive blocks, each with the effects of executing
+    /// it, in one atomic and durable write transaction (one fsync for all), and
+    /// returns the head after the last. Each block must extend the one before
+    /// it (the first, the current head), exactly as [`Ledger::commit_block`]
+    /// checks; on any error nothing at all is written. The heads and state
+    /// digests chain as if the blocks were committed one by one. An empty
+    /// slice writes nothing and returns the head.
+    pub fn commit_blocks<B, X>(&self, blocks: &[(B, X)]) -> Result<Head, LedgerError>
+    where
+        B: std::borrow::Borrow<Block>,
+        X: std::borrow::Borrow<Execution>,
+    {
+        if blocks.is_empty() {
+            return self.head();
+        }
         let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| self.err(e))?;
+        // Any early return drops `txn`, which aborts it: nothing is written.
         let head = {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let head: Head = match meta.get(HEAD_KEY).map_err(|e| self.err(e))? {
+            let mut head: Head = match meta.get(HEAD_KEY).map_err(|e| self.err(e))? {
                 None => Head::default(),
                 Some(v) => rr_core::codec::decode("ledger head", v.value(), 1024)?,
             };
-            if ctx.height != head.height + 1 || block.header.parent != head.block_hash {
-                // Dropping `txn` aborts it: nothing is written.
-                return Err(LedgerError::NotNext {
-                    height: ctx.height,
-                    parent: block.header.parent,
-                    head_height: head.height,
-                    head_hash: head.block_hash,
-                });
-            }
-            let new_head = Head {
-                height: ctx.height,
-                block_hash: block.header.hash(),
-                time: ctx.time,
-                state_digest: execution.writes.chain_digest(&head.state_digest, &ctx),
-            };
-            meta.insert(HEAD_KEY, rr_core::codec::encode(&new_head).as_slice())
-                .map_err(|e| self.err(e))?;
-            new_head
-        };
-        {
-            let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
-            blocks
-                .insert(ctx.height, block.to_bytes().as_slice())
-                .map_err(|e| self.err(e))?;
+            let mut block_table = txn.open_table(BLOCKS).map_err(|e| self.err(e))?;
             let mut receipts = txn.open_table(BLOCK_RECEIPTS).map_err(|e| self.err(e))?;
-            receipts
-                .insert(
-                    ctx.height,
-                    rr_core::codec::encode(&execution.receipts).as_slice(),
-                )
-                .map_err(|e| self.err(e))?;
             let mut index = txn.open_table(TX_INDEX).map_err(|e| self.err(e))?;
-            for r in &execution.receipts {
-                // First receipt wins: a replayed copy of a transaction gets its
-                // own refusal receipt in its block, but the id keeps pointing at
-                // the original.
-                if index
-                    .get(r.tx.0.as_slice())
-                    .map_err(|e| self.err(e))?
-                    .is_none()
-                {
-                    index
-                        .insert(r.tx.0.as_slice(), (ctx.height, r.index))
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-        }
-        {
             let mut open: Vec<(Table, StateTable<'_>)> = Vec::new();
-            for (table, key, value) in execution.writes.iter() {
-                let pos = match open.iter().position(|(t, _)| *t == table) {
-                    Some(p) => p,
-                    None => {
-                        open.push((
-                            table,
-                            txn.open_table(state_table(table))
-                                .map_err(|e| self.err(e))?,
-                        ));
-                        open.len() - 1
+            for (block, execution) in blocks {
+                let (block, execution) = (block.borrow(), execution.borrow());
+                head = head.next(block, execution)?;
+                let height = head.height;
+                block_table
+                    .insert(height, block.to_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+                receipts
+                    .insert(
+                        height,
+                        rr_core::codec::encode(&execution.receipts).as_slice(),
+                    )
+                    .map_err(|e| self.err(e))?;
+                for r in &execution.receipts {
+                    // First receipt wins: a replayed copy of a transaction gets
+                    // its own refusal receipt in its block, but the id keeps
+                    // pointing at the original (also within one batch: the
+                    // earlier block's insert is visible here).
+                    if index
+                        .get(r.tx.0.as_slice())
+                        .map_err(|e| self.err(e))?
+                        .is_none()
+                    {
+                        index
+                            .insert(r.tx.0.as_slice(), (height, r.index))
+                            .map_err(|e| self.err(e))?;
                     }
-                };
-                let t = &mut open[pos].1;
-                match value {
-                    Some(v) => {
-                        t.insert(key, v).map_err(|e| self.err(e))?;
-                    }
-                    None => {
-                        t.remove(key).map_err(|e| self.err(e))?;
+                }
+                for (table, key, value) in execution.writes.iter() {
+                    let pos = match open.iter().position(|(t, _)| *t == table) {
+                        Some(p) => p,
+                        None => {
+                            open.push((
+                                table,
+                                txn.open_table(state_table(table))
+                                    .map_err(|e| self.err(e))?,
+                            ));
+                            open.len() - 1
+                        }
+                    };
+                    let t = &mut open[pos].1;
+                    match value {
+                        Some(v) => {
+                            t.insert(key, v).map_err(|e| self.err(e))?;
+                        }
+                        None => {
+                            t.remove(key).map_err(|e| self.err(e))?;
+                        }
                     }
                 }
             }
-        }
+            meta.insert(HEAD_KEY, rr_core::codec::encode(&head).as_slice())
+                .map_err(|e| self.err(e))?;
+            head
+        };
         txn.commit().map_err(|e| self.err(e))?;
         Ok(head)
     }
@@ -557,6 +585,148 @@ mod tests {
         let snap = ledger.snapshot().unwrap();
         assert_eq!(snap.get(Table::Records, b"b").unwrap(), None);
         assert_eq!(snap.get(Table::Records, b"c").unwrap(), None);
+    }
+
+    /// A block after `head` with the execution of two calls, one of them the
+    /// transaction `dup` (so tx-index first-wins is exercised across blocks).
+    fn step(head: &Head, n: u8, dup: TxId) -> (Block, Execution) {
+        let block = block_after(head, 100 + n as u64);
+        let ctx = block.header.context;
+        let receipt = |tx: TxId, index: u32| Receipt {
+            tx,
+            context: ctx,
+            index,
+            outcome: rr_core::Outcome::Ok(rr_core::CallOutput::Registered {
+                record: RecordId([n; 32]),
+            }),
+        };
+        let mut execution = exec(&[n], &[n, n]);
+        if n > 1 {
+            // Overwrite and delete what the block before wrote.
+            execution.writes.delete(Table::Records, vec![n - 1]);
+            execution
+                .writes
+                .put(Table::Nonces, b"last".to_vec(), vec![n]);
+        }
+        execution.receipts = vec![receipt(TxId([n; 32]), 0), receipt(dup, 1)];
+        (block, execution)
+    }
+
+    fn batch_of_three(start: &Head) -> Vec<(Block, Execution)> {
+        let dup = TxId([0xdd; 32]);
+        let mut head = *start;
+        let mut out = Vec::new();
+        for n in 1..=3u8 {
+            let (b, e) = step(&head, n, dup);
+            head = head.next(&b, &e).unwrap();
+            out.push((b, e));
+        }
+        out
+    }
+
+    fn dump(ledger: &Ledger) -> (Head, Vec<Block>, Vec<Vec<Receipt>>, Entries, Entries) {
+        let head = ledger.head().unwrap();
+        let blocks = (1..=head.height)
+            .map(|h| ledger.block(h).unwrap().unwrap())
+            .collect();
+        let receipts = (1..=head.height)
+            .map(|h| ledger.block_receipts(h).unwrap().unwrap())
+            .collect();
+        let snap = ledger.snapshot().unwrap();
+        (
+            head,
+            blocks,
+            receipts,
+            snap.scan_prefix(Table::Records, b"").unwrap(),
+            snap.scan_prefix(Table::Nonces, b"").unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_batch_commit_equals_the_single_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let single = Ledger::open(dir.path().join("single.redb")).unwrap();
+        let batched = Ledger::open(dir.path().join("batched.redb")).unwrap();
+        let blocks = batch_of_three(&Head::default());
+        let mut h = Head::default();
+        for (b, e) in &blocks {
+            h = single.commit_block(b, e).unwrap();
+        }
+        let hb = batched.commit_blocks(&blocks).unwrap();
+        assert_eq!(hb, h);
+        assert_eq!(hb.height, 3);
+        assert_eq!(dump(&batched), dump(&single));
+        // The state digest chains as a memory state computes it.
+        let mut mem = rr_core::MemoryState::new();
+        for (b, e) in &blocks {
+            mem.apply(&b.header.context, &e.writes);
+        }
+        assert_eq!(mem.digest(), hb.state_digest);
+        // The later blocks' writes win, and the duplicate tx id keeps pointing
+        // at its first receipt (block 1), within the batch as across commits.
+        let snap = batched.snapshot().unwrap();
+        assert_eq!(snap.get(Table::Records, &[1]).unwrap(), None);
+        assert_eq!(snap.get(Table::Records, &[3]).unwrap(), Some(vec![3, 3]));
+        let dup = batched.receipt(&TxId([0xdd; 32])).unwrap().unwrap();
+        assert_eq!(dup.context.height, 1);
+        assert_eq!(dup, single.receipt(&TxId([0xdd; 32])).unwrap().unwrap());
+        assert_eq!(
+            batched
+                .receipt(&TxId([2; 32]))
+                .unwrap()
+                .unwrap()
+                .context
+                .height,
+            2
+        );
+        // A second batch goes on from there; an empty batch changes nothing.
+        assert_eq!(batched.commit_blocks::<Block, Execution>(&[]).unwrap(), hb);
+        let (b4, e4) = step(&hb, 4, TxId([0xdd; 32]));
+        let h4 = batched.commit_blocks(&[(&b4, &e4)]).unwrap();
+        assert_eq!(h4, hb.next(&b4, &e4).unwrap());
+        assert_eq!(batched.head().unwrap(), h4);
+    }
+
+    #[test]
+    fn a_batch_with_a_block_that_does_not_chain_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path().join("l.redb")).unwrap();
+        let h0 = ledger
+            .commit_block(&block_after(&Head::default(), 1), &exec(b"a", b"1"))
+            .unwrap();
+        let mut blocks = batch_of_three(&h0);
+        // The second block has the right height but the wrong parent.
+        blocks[1].0.header.parent = BlockHash([9; 32]);
+        let err = ledger.commit_blocks(&blocks).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LedgerError::NotNext {
+                    height: 3,
+                    head_height: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Nothing of the batch is there, not even its valid first block.
+        assert_eq!(ledger.head().unwrap(), h0);
+        assert_eq!(ledger.block(2).unwrap(), None);
+        assert_eq!(ledger.block_receipts(2).unwrap(), None);
+        assert_eq!(ledger.receipt(&TxId([1; 32])).unwrap(), None);
+        assert_eq!(ledger.receipt(&TxId([0xdd; 32])).unwrap(), None);
+        let snap = ledger.snapshot().unwrap();
+        assert_eq!(snap.get(Table::Records, &[1]).unwrap(), None);
+        assert_eq!(snap.get(Table::Nonces, b"last").unwrap(), None);
+        assert_eq!(snap.get(Table::Records, b"a").unwrap(), Some(b"1".to_vec()));
+        // A batch whose second block repeats the first's height is refused too.
+        let mut blocks = batch_of_three(&h0);
+        blocks[1] = blocks[0].clone();
+        assert!(ledger.commit_blocks(&blocks).is_err());
+        assert_eq!(ledger.head().unwrap(), h0);
+        // The untouched batch then commits.
+        let blocks = batch_of_three(&h0);
+        assert_eq!(ledger.commit_blocks(&blocks).unwrap().height, 4);
     }
 
     #[test]

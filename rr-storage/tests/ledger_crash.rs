@@ -25,22 +25,39 @@ fn writes_for(height: u64) -> WriteSet {
     w
 }
 
-/// Child mode: commit blocks forever, reporting each committed height.
-fn run_child(path: &str) -> ! {
+/// Child mode: commit blocks forever, reporting each committed height. With
+/// `batched`, commits them in batches of 1 to 4 blocks with `commit_blocks`
+/// and reports the head after each batch.
+fn run_child(path: &str, batched: bool) -> ! {
     let ledger = Ledger::open(path).expect("child opens the ledger");
     let mut head = ledger.head().unwrap();
     let stdout = std::io::stdout();
+    let mut round = 0u64;
     loop {
-        let ctx = BlockContext {
-            height: head.height + 1,
-            time: Timestamp(1_000 + head.height),
+        let size = if batched { 1 + round % 4 } else { 1 };
+        round += 1;
+        let mut batch = Vec::new();
+        let mut next = head;
+        for _ in 0..size {
+            let ctx = BlockContext {
+                height: next.height + 1,
+                time: Timestamp(1_000 + next.height),
+            };
+            let block = Block::new(ctx, next.block_hash, vec![]);
+            let exec = Execution {
+                receipts: vec![],
+                writes: writes_for(ctx.height),
+            };
+            next = next.next(&block, &exec).unwrap();
+            batch.push((block, exec));
+        }
+        head = if batched {
+            ledger.commit_blocks(&batch).unwrap()
+        } else {
+            let (block, exec) = &batch[0];
+            ledger.commit_block(block, exec).unwrap()
         };
-        let block = Block::new(ctx, head.block_hash, vec![]);
-        let exec = Execution {
-            receipts: vec![],
-            writes: writes_for(ctx.height),
-        };
-        head = ledger.commit_block(&block, &exec).unwrap();
+        assert_eq!(head, next);
         let mut out = stdout.lock();
         writeln!(out, "committed {}", head.height).unwrap();
         out.flush().unwrap();
@@ -49,19 +66,27 @@ fn run_child(path: &str) -> ! {
 
 #[test]
 fn sigkill_mid_commit_loses_nothing_committed() {
+    crash_rounds("sigkill_mid_commit_loses_nothing_committed", false);
+}
+
+#[test]
+fn sigkill_mid_batch_commit_loses_nothing_committed() {
+    crash_rounds("sigkill_mid_batch_commit_loses_nothing_committed", true);
+}
+
+/// Runs the child `test` (re-executing this binary), kills it with SIGKILL
+/// three times mid-load, and checks after each that every reported commit
+/// survived and the ledger is consistent.
+fn crash_rounds(test: &str, batched: bool) {
     if let Ok(path) = std::env::var(CHILD_ENV) {
-        run_child(&path);
+        run_child(&path, batched);
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.redb");
     let mut reported = 0u64;
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "sigkill_mid_commit_loses_nothing_committed",
-                "--exact",
-                "--nocapture",
-            ])
+            .args([test, "--exact", "--nocapture"])
             .env(CHILD_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

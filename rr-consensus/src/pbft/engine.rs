@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use futures::StreamExt;
 use rr_core::{
-    BlockHeader, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus, Receipt,
-    ReplicaId, TxId, VerifiedTransaction,
+    Block, BlockHeader, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus, Execution,
+    Overlay, Receipt, ReplicaId, TxId, VerifiedTransaction, WriteSet,
 };
 use rr_storage::{Head, Ledger};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -479,6 +479,86 @@ async fn core_loop(mut c: CoreLoop) {
     }
 }
 
+/// What executing and committing a group of consecutive blocks came to.
+struct GroupOutcome {
+    /// The head after each committed block, in order.
+    heads: Vec<Head>,
+    /// The receipts of all the committed blocks.
+    receipts: Vec<Receipt>,
+    /// Why the blocks after the committed ones were not (the replica stops).
+    error: Option<ConsensusError>,
+}
+
+/// Executes `group` (consecutive blocks, in order) one after another, each
+/// reading the state its predecessors in the group left (their write sets
+/// layered over one ledger snapshot, exactly the state committing them one by
+/// one would give), and commits them together in one durable transaction.
+/// If a block fails to execute, the blocks before it are still committed.
+fn execute_group<E: ContractExecutor>(
+    ledger: &Ledger,
+    executor: &E,
+    group: Vec<ExecuteBlock>,
+) -> GroupOutcome {
+    let mut outcome = GroupOutcome {
+        heads: Vec::with_capacity(group.len()),
+        receipts: Vec::new(),
+        error: None,
+    };
+    let (head, snapshot) = match ledger.head().and_then(|h| Ok((h, ledger.snapshot()?))) {
+        Ok(x) => x,
+        Err(e) => {
+            outcome.error = Some(storage(e));
+            return outcome;
+        }
+    };
+    let last = group.len().saturating_sub(1);
+    let mut done: Vec<(Block, Execution)> = Vec::with_capacity(group.len());
+    let mut heads = Vec::with_capacity(group.len());
+    let mut pending = WriteSet::new();
+    let mut next = head;
+    for (i, ExecuteBlock { block, txs }) in group.into_iter().enumerate() {
+        let mut state = Overlay::new(&snapshot);
+        state.writes = std::mem::take(&mut pending);
+        let result = executor.execute(&state, &block.header.context, &txs);
+        pending = state.writes;
+        let execution = match result {
+            Ok(x) => x,
+            Err(e) => {
+                outcome.error = Some(e.into());
+                break;
+            }
+        };
+        next = match next.next(&block, &execution) {
+            Ok(h) => h,
+            Err(e) => {
+                outcome.error = Some(storage(e));
+                break;
+            }
+        };
+        if i < last {
+            pending.extend(execution.writes.clone());
+        }
+        heads.push(next);
+        done.push((block, execution));
+    }
+    drop(snapshot);
+    if done.is_empty() {
+        return outcome;
+    }
+    match ledger.commit_blocks(&done) {
+        Ok(committed) => {
+            debug_assert_eq!(Some(&committed), heads.last());
+            outcome.heads = heads;
+            outcome.receipts = done.into_iter().flat_map(|(_, e)| e.receipts).collect();
+        }
+        Err(e) => outcome.error = Some(storage(e)),
+    }
+    outcome
+}
+
+/// Most consecutive blocks executed and committed in one durable transaction.
+const MAX_GROUP_BLOCKS: usize = 64;
+
 #[allow(clippy::too_many_arguments)]
 async fn execute_loop<E: ContractExecutor>(
     mut exec_rx: mpsc::Receiver<ExecuteBlock>,
@@ -490,47 +570,57 @@ async fn execute_loop<E: ContractExecutor>(
     requests: Arc<RwLock<Option<mpsc::Sender<VerifiedTransaction>>>>,
     set: ReplicaSet,
 ) {
-    while let Some(ExecuteBlock { block, txs }) = exec_rx.recv().await {
+    while let Some(first) = exec_rx.recv().await {
+        // Group commit: take every block already waiting (they arrive in
+        // order), so one fsync commits them all.
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_BLOCKS {
+            match exec_rx.try_recv() {
+                Ok(b) => group.push(b),
+                Err(_) => break,
+            }
+        }
+        let height = group[0].block.header.context.height;
         let ledger2 = ledger.clone();
         let executor2 = executor.clone();
-        let height = block.header.context.height;
-        let result = tokio::task::spawn_blocking(move || {
-            let snapshot = ledger2.snapshot().map_err(storage)?;
-            let execution = executor2.execute(&snapshot, &block.header.context, &txs)?;
-            drop(snapshot);
-            let head = ledger2.commit_block(&block, &execution).map_err(storage)?;
-            Ok::<_, ConsensusError>((head, execution.receipts))
-        })
-        .await
-        .unwrap_or_else(|e| Err(storage(format!("block task failed: {e}"))));
-        match result {
-            Ok((head, receipts)) => {
-                *status.write().expect("status lock") = status_of(&head, &set);
-                {
-                    let mut w = waiters.lock().expect("waiters lock");
-                    for r in receipts {
-                        if let Some(replies) = w.remove(&r.tx) {
-                            for reply in replies {
-                                let _ = reply.send(Ok(r.clone()));
-                            }
+        let outcome =
+            tokio::task::spawn_blocking(move || execute_group(&ledger2, &*executor2, group))
+                .await
+                .unwrap_or_else(|e| GroupOutcome {
+                    heads: Vec::new(),
+                    receipts: Vec::new(),
+                    error: Some(storage(format!("block task failed: {e}"))),
+                });
+        if let Some(head) = outcome.heads.last() {
+            *status.write().expect("status lock") = status_of(head, &set);
+            {
+                let mut w = waiters.lock().expect("waiters lock");
+                for r in outcome.receipts {
+                    if let Some(replies) = w.remove(&r.tx) {
+                        for reply in replies {
+                            let _ = reply.send(Ok(r.clone()));
                         }
                     }
                 }
+            }
+            // Every head, in order: checkpoints are taken at some of them.
+            for head in outcome.heads.iter().copied() {
                 let _ = done_tx.send(head).await;
             }
-            Err(e) => {
-                // A failing disk or executor fails again: stop rather than
-                // skip a block. A restart resumes at the ledger head.
-                error!(target: TARGET, height, error = %e, "block failed; replica stopping");
-                requests.write().expect("requests lock").take();
-                let msg = e.to_string();
-                for (_, replies) in waiters.lock().expect("waiters lock").drain() {
-                    for reply in replies {
-                        let _ = reply.send(Err(ConsensusError::Storage(msg.clone())));
-                    }
+        }
+        if let Some(e) = outcome.error {
+            // A failing disk or executor fails again: stop rather than
+            // skip a block. A restart resumes at the ledger head.
+            let height = height + outcome.heads.len() as u64;
+            error!(target: TARGET, height, error = %e, "block failed; replica stopping");
+            requests.write().expect("requests lock").take();
+            let msg = e.to_string();
+            for (_, replies) in waiters.lock().expect("waiters lock").drain() {
+                for reply in replies {
+                    let _ = reply.send(Err(ConsensusError::Storage(msg.clone())));
                 }
-                return;
             }
+            return;
         }
     }
 }
@@ -599,5 +689,147 @@ impl<E> Drop for Pbft<E> {
                 h.abort();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use rr_core::state::keys;
+    use rr_core::{
+        AccountId, BlockContext, BlockHash, CallOutput, ErrorCode, ExecutionError, GrantId,
+        Outcome, Refusal, Revoke, StateError, StateRead, Table, Timestamp, TxBody,
+    };
+
+    /// Records each signer's nonce and refuses a second call with it; fails
+    /// on the block at `fail_at`.
+    struct NonceExecutor {
+        fail_at: u64,
+    }
+
+    impl ContractExecutor for NonceExecutor {
+        fn execute(
+            &self,
+            state: &dyn StateRead,
+            ctx: &BlockContext,
+            txs: &[VerifiedTransaction],
+        ) -> Result<Execution, ExecutionError> {
+            if ctx.height == self.fail_at {
+                return Err(ExecutionError::State(StateError::Storage("boom".into())));
+            }
+            let mut overlay = Overlay::new(state);
+            let mut receipts = Vec::new();
+            for (i, tx) in txs.iter().enumerate() {
+                let key = keys::nonce(&tx.signer(), tx.body().nonce);
+                let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
+                    Outcome::Refused(Refusal {
+                        code: ErrorCode::ReplayedNonce,
+                        message: "replayed".into(),
+                    })
+                } else {
+                    overlay.writes.put(Table::Nonces, key, vec![1]);
+                    Outcome::Ok(CallOutput::Revoked {
+                        grant: GrantId([0; 32]),
+                    })
+                };
+                receipts.push(Receipt {
+                    tx: tx.id(),
+                    context: *ctx,
+                    index: i as u32,
+                    outcome,
+                });
+            }
+            Ok(Execution {
+                receipts,
+                writes: overlay.writes,
+            })
+        }
+    }
+
+    fn call(nonce: u64, grant: u8) -> VerifiedTransaction {
+        let key = SigningKey::from_bytes(&[8; 32]);
+        TxBody {
+            signer: AccountId::from_verifying_key(&key.verifying_key()),
+            nonce,
+            call: rr_core::Call::Revoke(Revoke {
+                grant: GrantId([grant; 32]),
+            }),
+        }
+        .sign(&key)
+        .verify()
+        .unwrap()
+    }
+
+    /// Three chained blocks; the second and third replay nonces of the blocks
+    /// before them with different calls.
+    fn chain() -> Vec<ExecuteBlock> {
+        let calls = [
+            vec![call(0, 1)],
+            vec![call(0, 2), call(1, 1)],
+            vec![call(1, 2), call(2, 1)],
+        ];
+        let mut parent = BlockHash::default();
+        calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, txs)| {
+                let ctx = BlockContext {
+                    height: i as u64 + 1,
+                    time: Timestamp(100),
+                };
+                let block = Block::new(
+                    ctx,
+                    parent,
+                    txs.iter()
+                        .cloned()
+                        .map(VerifiedTransaction::into_inner)
+                        .collect(),
+                );
+                parent = block.header.hash();
+                ExecuteBlock { block, txs }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_executes_and_commits_as_the_blocks_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let grouped = Ledger::open(dir.path().join("g.redb")).unwrap();
+        let single = Ledger::open(dir.path().join("s.redb")).unwrap();
+        let exec = NonceExecutor { fail_at: 0 };
+
+        let outcome = execute_group(&grouped, &exec, chain());
+        assert!(outcome.error.is_none());
+        let mut heads = Vec::new();
+        let mut receipts = Vec::new();
+        for b in chain() {
+            let one = execute_group(&single, &exec, vec![b]);
+            assert!(one.error.is_none());
+            heads.extend(one.heads);
+            receipts.extend(one.receipts);
+        }
+        assert_eq!(outcome.heads, heads);
+        assert_eq!(outcome.receipts, receipts);
+        assert_eq!(grouped.head().unwrap(), single.head().unwrap());
+        // Each block saw the writes of the ones before it in the group.
+        let ok: Vec<bool> = outcome
+            .receipts
+            .iter()
+            .map(|r| matches!(r.outcome, Outcome::Ok(_)))
+            .collect();
+        assert_eq!(ok, [true, false, true, false, true]);
+    }
+
+    #[test]
+    fn a_failing_block_stops_the_group_after_committing_the_ones_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path().join("l.redb")).unwrap();
+        let outcome = execute_group(&ledger, &NonceExecutor { fail_at: 2 }, chain());
+        assert!(outcome.error.unwrap().to_string().contains("boom"));
+        assert_eq!(outcome.heads.len(), 1);
+        assert_eq!(outcome.receipts.len(), 1);
+        assert_eq!(ledger.head().unwrap(), outcome.heads[0]);
+        assert!(ledger.block(2).unwrap().is_none());
     }
 }
