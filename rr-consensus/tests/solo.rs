@@ -5,54 +5,14 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use rr_consensus::{ManualClock, Solo, SoloConfig};
-use rr_core::state::keys;
 use rr_core::{
-    AccountId, BlockContext, CallOutput, ConsensusEngine, ConsensusError, ContractExecutor,
-    ErrorCode, Execution, ExecutionError, GrantId, Outcome, Receipt, Refusal, Revoke, StateError,
-    StateRead, Table, Timestamp, TxBody, VerifiedTransaction,
+    AccountId, BlockContext, ConsensusEngine, ConsensusError, ContractExecutor, ErrorCode,
+    Execution, ExecutionError, GrantId, Outcome, Receipt, Refusal, Revoke, StateError, StateRead,
+    Timestamp, TxBody, VerifiedTransaction,
 };
 use rr_storage::Ledger;
 
-/// A small real executor: records each signer's nonce and refuses replays.
-struct NonceExecutor;
-
-impl ContractExecutor for NonceExecutor {
-    fn execute(
-        &self,
-        state: &dyn StateRead,
-        ctx: &BlockContext,
-        txs: &[VerifiedTransaction],
-    ) -> Result<Execution, ExecutionError> {
-        let mut overlay = rr_core::Overlay::new(state);
-        let mut receipts = Vec::new();
-        for (i, tx) in txs.iter().enumerate() {
-            let key = keys::nonce(&tx.signer(), tx.body().nonce);
-            let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
-                Outcome::Refused(Refusal {
-                    code: ErrorCode::ReplayedNonce,
-                    message: "replayed".into(),
-                })
-            } else {
-                overlay
-                    .writes
-                    .put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
-                Outcome::Ok(CallOutput::Revoked {
-                    grant: GrantId([0; 32]),
-                })
-            };
-            receipts.push(Receipt {
-                tx: tx.id(),
-                context: *ctx,
-                index: i as u32,
-                outcome,
-            });
-        }
-        Ok(Execution {
-            receipts,
-            writes: overlay.writes,
-        })
-    }
-}
+use rr_consensus::harness::NonceExecutor;
 
 fn tx(key: &SigningKey, nonce: u64) -> VerifiedTransaction {
     TxBody {

@@ -6,7 +6,9 @@
 //! For tests and simulations only; a node uses [`crate::transport`].
 
 mod cluster;
+mod nonce;
 mod router;
 
 pub use cluster::{harness_key, Cluster, ClusterNode};
+pub use nonce::NonceExecutor;
 pub use router::{Faults, Interceptor, Router, RouterEndpoint};

@@ -9,53 +9,11 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use rr_consensus::harness::Cluster;
 use rr_consensus::PbftConfig;
-use rr_core::state::keys;
 use rr_core::{
-    AccountId, BlockContext, CallOutput, ConsensusEngine, ContractExecutor, ErrorCode, Execution,
-    ExecutionError, GrantId, Outcome, Receipt, Refusal, Revoke, StateRead, Table, TxBody,
-    VerifiedTransaction,
+    AccountId, ConsensusEngine, GrantId, Outcome, Receipt, Revoke, TxBody, VerifiedTransaction,
 };
 
-/// A small real executor: records each signer's nonce and refuses replays.
-pub struct NonceExecutor;
-
-impl ContractExecutor for NonceExecutor {
-    fn execute(
-        &self,
-        state: &dyn StateRead,
-        ctx: &BlockContext,
-        txs: &[VerifiedTransaction],
-    ) -> Result<Execution, ExecutionError> {
-        let mut overlay = rr_core::Overlay::new(state);
-        let mut receipts = Vec::new();
-        for (i, tx) in txs.iter().enumerate() {
-            let key = keys::nonce(&tx.signer(), tx.body().nonce);
-            let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
-                Outcome::Refused(Refusal {
-                    code: ErrorCode::ReplayedNonce,
-                    message: "replayed".into(),
-                })
-            } else {
-                overlay
-                    .writes
-                    .put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
-                Outcome::Ok(CallOutput::Revoked {
-                    grant: GrantId([0; 32]),
-                })
-            };
-            receipts.push(Receipt {
-                tx: tx.id(),
-                context: *ctx,
-                index: i as u32,
-                outcome,
-            });
-        }
-        Ok(Execution {
-            receipts,
-            writes: overlay.writes,
-        })
-    }
-}
+pub use rr_consensus::harness::NonceExecutor;
 
 /// Client `i`'s key.
 pub fn client(i: u8) -> SigningKey {
