@@ -100,7 +100,9 @@ impl std::fmt::Debug for UmbralMasterSecret {
 #[derive(Clone)]
 pub struct UmbralSecretKey {
     key: umbral_pre::SecretKey,
-    signer: Option<umbral_pre::SecretKey>,
+    // The signer, not its secret key: making a signer computes its public
+    // key, which would cost every delegation a scalar multiplication.
+    signer: Option<Signer>,
 }
 
 impl UmbralSecretKey {
@@ -108,7 +110,7 @@ impl UmbralSecretKey {
     pub fn public_key(&self) -> UmbralPublicKey {
         UmbralPublicKey {
             key: self.key.public_key(),
-            verifying: self.signer.as_ref().map(|s| s.public_key()),
+            verifying: self.signer.as_ref().map(|s| s.verifying_key()),
         }
     }
 
@@ -434,7 +436,9 @@ impl PreScheme for Umbral {
     ) -> (UmbralSecretKey, UmbralPublicKey) {
         let sk = UmbralSecretKey {
             key: master.factory.make_key(&label(LABEL_RECORD, record)),
-            signer: Some(master.factory.make_key(&label(LABEL_RECORD_SIGNER, record))),
+            signer: Some(Signer::new(
+                master.factory.make_key(&label(LABEL_RECORD_SIGNER, record)),
+            )),
         };
         let pk = sk.public_key();
         (sk, pk)
@@ -474,13 +478,13 @@ impl PreScheme for Umbral {
         self.check_threshold(t)?;
         let signer = record_sk
             .signer
-            .clone()
+            .as_ref()
             .ok_or_else(|| malformed("record secret key (an account key was given)"))?;
         let kfrags = umbral_pre::generate_kfrags_with_rng(
             &mut rng,
             &record_sk.key,
             &grantee_pk.key,
-            &Signer::new(signer),
+            signer,
             t.m.into(),
             t.n.into(),
             true,

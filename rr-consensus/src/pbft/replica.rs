@@ -838,7 +838,7 @@ impl Replica {
             return;
         }
         self.exec_done = head;
-        if head.height % self.cfg.checkpoint_interval == 0 && head.height > self.low {
+        if head.height.is_multiple_of(self.cfg.checkpoint_interval) && head.height > self.low {
             let m = self.sign(Payload::Checkpoint(head), Checked::Nothing);
             out.push(Action::Broadcast(m.clone()));
             self.checkpoints
