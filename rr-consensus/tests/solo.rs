@@ -12,20 +12,8 @@ use rr_core::{
 };
 use rr_storage::Ledger;
 
-use rr_consensus::harness::NonceExecutor;
-
-fn tx(key: &SigningKey, nonce: u64) -> VerifiedTransaction {
-    TxBody {
-        signer: AccountId::from_verifying_key(&key.verifying_key()),
-        nonce,
-        call: rr_core::Call::Revoke(Revoke {
-            grant: GrantId([1; 32]),
-        }),
-    }
-    .sign(key)
-    .verify()
-    .unwrap()
-}
+mod common;
+use common::{tx, NonceExecutor};
 
 fn start<E: ContractExecutor>(ledger: &Arc<Ledger>, exec: E, clock: &Arc<ManualClock>) -> Solo<E> {
     Solo::start(

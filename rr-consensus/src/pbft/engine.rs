@@ -696,14 +696,12 @@ impl<E> Drop for Pbft<E> {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
-    use rr_core::state::keys;
     use rr_core::{
-        AccountId, BlockContext, BlockHash, CallOutput, ErrorCode, ExecutionError, GrantId,
-        Outcome, Refusal, Revoke, StateError, StateRead, Table, Timestamp, TxBody,
+        AccountId, BlockContext, BlockHash, ExecutionError, GrantId, Outcome, Revoke, StateError,
+        StateRead, Timestamp, TxBody,
     };
 
-    /// Records each signer's nonce and refuses a second call with it; fails
-    /// on the block at `fail_at`.
+    /// The harness's nonce executor, failing on the block at `fail_at`.
     struct NonceExecutor {
         fail_at: u64,
     }
@@ -718,32 +716,7 @@ mod tests {
             if ctx.height == self.fail_at {
                 return Err(ExecutionError::State(StateError::Storage("boom".into())));
             }
-            let mut overlay = Overlay::new(state);
-            let mut receipts = Vec::new();
-            for (i, tx) in txs.iter().enumerate() {
-                let key = keys::nonce(&tx.signer(), tx.body().nonce);
-                let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
-                    Outcome::Refused(Refusal {
-                        code: ErrorCode::ReplayedNonce,
-                        message: "replayed".into(),
-                    })
-                } else {
-                    overlay.writes.put(Table::Nonces, key, vec![1]);
-                    Outcome::Ok(CallOutput::Revoked {
-                        grant: GrantId([0; 32]),
-                    })
-                };
-                receipts.push(Receipt {
-                    tx: tx.id(),
-                    context: *ctx,
-                    index: i as u32,
-                    outcome,
-                });
-            }
-            Ok(Execution {
-                receipts,
-                writes: overlay.writes,
-            })
+            crate::harness::NonceExecutor.execute(state, ctx, txs)
         }
     }
 
