@@ -7,11 +7,11 @@ use std::time::Duration;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use rr_core::{
     AccountId, AuditEntry, ByteStream, ContentId, GrantId, GrantInfo, Receipt, RecordId,
-    RecordInfo, SignedTransaction, Timestamp, TxId,
+    RecordInfo, ReplicaId, SignedTransaction, Timestamp, TxId,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::node::{NodeError, NodeInfo, Retrieval};
+use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
 
 /// How far a query's timestamp may be from the node's clock.
 pub const AUTH_WINDOW: Duration = Duration::from_secs(300);
@@ -101,6 +101,15 @@ impl Authorization {
     }
 }
 
+/// Which replicas took their key fragment of a grant.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentDelivery {
+    /// Replicas that checked and stored their fragment.
+    pub delivered: Vec<ReplicaId>,
+    /// Replicas that did not, and why (the client can deliver again later).
+    pub skipped: Vec<SkippedReplica>,
+}
+
 /// A node as a client sees it. Implemented by [`crate::Node`] (in process)
 /// and by the HTTP client, so the same [`crate::Client`] flows run on either.
 ///
@@ -115,6 +124,28 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError>;
     /// Delivers this replica's key fragment of a committed grant.
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
+    /// Delivers each replica its own key fragment of a committed grant
+    /// (`fragments[i]` to replica `i`), and reports who took theirs.
+    ///
+    /// The default, for one replica, delivers the fragment of its own index
+    /// and fails if that fails; [`crate::Replicas`] delivers to every replica
+    /// of a cluster and names the ones it could not reach.
+    async fn deliver_fragments(
+        &self,
+        grant: GrantId,
+        fragments: Vec<Vec<u8>>,
+    ) -> Result<FragmentDelivery, NodeError> {
+        let me = self.info().await?.replica;
+        let mine = fragments
+            .into_iter()
+            .nth(usize::from(me.0))
+            .ok_or_else(|| NodeError::Setup(format!("no key fragment for replica {me}")))?;
+        self.deliver_fragment(grant, mine).await?;
+        Ok(FragmentDelivery {
+            delivered: vec![me],
+            skipped: Vec::new(),
+        })
+    }
     /// Submits a signed `Retrieve`; the replica's capsule fragment if allowed.
     async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError>;
     /// A record's public metadata (keys, capsule, content id, sizes).

@@ -4,7 +4,32 @@
 //! Plaintext and secret keys stay in the client's process: the node sees
 //! ciphertext, capsules, key fragments for its own replica, and signed calls.
 //! Proxy re-encryption runs on tokio's blocking pool, off the async runtime.
+//!
+//! A person holds one [`RootIdentity`]: an ed25519 signing key and a root
+//! seed from which a PRE master secret per scheme is derived. Its
+//! [`RootIdentity::card`] carries one PRE public key per scheme, so an owner
+//! can grant records of any scheme to it; [`RootIdentity::for_scheme`] gives
+//! the typed [`Identity`] a [`Client`] of that scheme runs with.
+//!
+//! ```
+//! use rr_core::SchemeId;
+//! use rr_node::RootIdentity;
+//! use rr_pre::{Recrypt, Umbral};
+//!
+//! let bob = RootIdentity::generate();
+//! let card = bob.card();
+//! assert_eq!(card.schemes(), [SchemeId::UMBRAL, SchemeId::RECRYPT]);
+//! // The same account signs whatever the scheme...
+//! assert_eq!(bob.for_scheme(&Recrypt)?.account(), bob.for_scheme(&Umbral)?.account());
+//! // ... and the card's key for each scheme is that scheme's identity's.
+//! assert_eq!(
+//!     card.key_for(SchemeId::RECRYPT),
+//!     bob.for_scheme(&Recrypt)?.card(&Recrypt).key_for(SchemeId::RECRYPT),
+//! );
+//! # Ok::<(), rr_node::ClientError>(())
+//! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,6 +43,7 @@ use rr_core::{
     Retrieve, Revoke, SchemeId, SignedTransaction, Threshold, Timestamp, TxBody, WireEncoding,
 };
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE};
+use rr_pre::{Recrypt, Umbral};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
@@ -60,15 +86,39 @@ pub enum ClientError {
         /// What they tried.
         action: &'static str,
     },
-    /// The grantee's card is for another scheme than the record.
-    #[error("the grantee's public card is for scheme {card}, but record {record} uses scheme {record_scheme}")]
+    /// The grantee's card has no PRE public key for the record's scheme.
+    #[error("the grantee's public card (account {grantee}) has no {} key, which record {record} needs (it has keys for {})", record_scheme.name(), scheme_names(card))]
     SchemeMismatch {
-        /// The card's scheme.
-        card: SchemeId,
+        /// The grantee.
+        grantee: AccountId,
+        /// The schemes the card has keys for.
+        card: Vec<SchemeId>,
         /// The record.
         record: RecordId,
         /// The record's scheme.
         record_scheme: SchemeId,
+    },
+    /// The record uses another scheme than this client's: make a client of
+    /// the record's scheme ([`RootIdentity::for_scheme`]).
+    #[error("record {record} uses scheme {}, but this client uses scheme {}", record_scheme.name(), client.name())]
+    ClientScheme {
+        /// The record.
+        record: RecordId,
+        /// The record's scheme.
+        record_scheme: SchemeId,
+        /// The client's scheme.
+        client: SchemeId,
+    },
+    /// The identity holds no master secret for the scheme (it was made by an
+    /// older rr, which kept one scheme's master secret only).
+    #[error("account {account} holds no {} key (its key was made by an older rr and has keys for {} only); create a new key for {} records", scheme.name(), scheme_names(available), scheme.name())]
+    NoSchemeKey {
+        /// The account.
+        account: AccountId,
+        /// The scheme asked for.
+        scheme: SchemeId,
+        /// The schemes the identity has keys for.
+        available: Vec<SchemeId>,
     },
     /// Too few capsule fragments verified.
     #[error("only {verified} of the {needed} capsule fragments needed for grant {grant} verified; refused replicas: {bad:?}")]
@@ -82,9 +132,28 @@ pub enum ClientError {
         /// Replicas whose fragments failed to verify.
         bad: Vec<String>,
     },
+    /// The grant committed, but fewer than its threshold of replicas took
+    /// their key fragment, so it cannot be used yet.
+    #[error("grant {grant} is on the ledger, but only {delivered} of the {needed} replicas it needs took their key fragment ({}); revoke it and grant again once the replicas are up", skipped.join("; "))]
+    Undelivered {
+        /// The grant.
+        grant: GrantId,
+        /// Replicas that took their fragment.
+        delivered: usize,
+        /// The threshold.
+        needed: usize,
+        /// Replicas that did not, and why.
+        skipped: Vec<String>,
+    },
     /// The node answered something other than what the call asks for.
     #[error("unexpected answer from the node: {0}")]
     Unexpected(String),
+}
+
+/// `umbral, recrypt`.
+fn scheme_names(schemes: &[SchemeId]) -> String {
+    let names: Vec<&str> = schemes.iter().map(|s| s.name()).collect();
+    names.join(", ")
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClientError {
@@ -157,14 +226,16 @@ impl<P: PreScheme> Identity<P> {
         AccountId::from_verifying_key(&self.signing.verifying_key())
     }
 
-    /// The public card others grant to.
+    /// The public card others grant to, with this scheme's key only (a
+    /// [`RootIdentity::card`] has one key per scheme).
     pub fn card(&self, pre: &P) -> PublicCard {
+        PublicCard::new(self.account(), P::ID, self.public_key_hex(pre))
+    }
+
+    /// The PRE account public key, hex.
+    fn public_key_hex(&self, pre: &P) -> String {
         let (_, pk) = pre.account_key(&self.master);
-        PublicCard {
-            account: self.account(),
-            scheme: P::ID,
-            pre_public_key: hex::encode(pk.to_bytes()),
-        }
+        hex::encode(pk.to_bytes())
     }
 
     /// Signs a call with a fresh random nonce.
@@ -178,25 +249,333 @@ impl<P: PreScheme> Identity<P> {
     }
 }
 
+/// The schemes a client of this build can use. A [`RootIdentity`] has a
+/// master secret, and its [`PublicCard`] a public key, for each.
+pub const CLIENT_SCHEMES: [SchemeId; 2] = [SchemeId::UMBRAL, SchemeId::RECRYPT];
+
+/// An identity's secrets, for every scheme at once: the ed25519 signing key
+/// and a 32-byte root seed. Each scheme's PRE master secret is derived from
+/// the root seed with its own context,
+/// `blake3::derive_key("resilient-records keystore v2 <scheme name> master", root)`,
+/// so no two schemes ever share secret bytes. [`RootIdentity::for_scheme`]
+/// makes the [`Identity`] of one scheme. The secrets zeroize on drop.
+///
+/// An identity read from a key file of an older rr (format version 1) holds
+/// one scheme's master secret as it was stored, and serves that scheme only.
+pub struct RootIdentity {
+    signing: SigningKey,
+    seeds: Seeds,
+}
+
+/// Where a [`RootIdentity`]'s master secrets come from.
+pub(crate) enum Seeds {
+    /// The root seed every scheme's master secret is derived from.
+    Root(Zeroizing<[u8; 32]>),
+    /// One scheme's master secret bytes (a version 1 key file).
+    Single {
+        /// The scheme.
+        scheme: SchemeId,
+        /// Its master secret, as the scheme encodes it.
+        master: Zeroizing<Vec<u8>>,
+    },
+}
+
+impl std::fmt::Debug for RootIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootIdentity")
+            .field("account", &self.account())
+            .field("schemes", &self.schemes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RootIdentity {
+    /// Fresh secrets from the OS RNG.
+    pub fn generate() -> Self {
+        let mut root = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut root[..]);
+        Self {
+            signing: SigningKey::generate(&mut OsRng),
+            seeds: Seeds::Root(root),
+        }
+    }
+
+    /// An identity from its signing key and root seed (as a keystore holds them).
+    pub fn from_root_bytes(signing: &[u8; 32], root: &[u8; 32]) -> Self {
+        Self {
+            signing: SigningKey::from_bytes(signing),
+            seeds: Seeds::Root(Zeroizing::new(*root)),
+        }
+    }
+
+    /// An identity with one scheme's master secret (a version 1 key file).
+    /// Refuses a scheme this build's clients cannot use and bytes that are
+    /// not a master secret of the scheme.
+    pub(crate) fn from_single_scheme(
+        signing: &[u8; 32],
+        scheme: SchemeId,
+        master: &[u8],
+    ) -> Result<Self, String> {
+        let decodes = match scheme {
+            SchemeId::UMBRAL => Umbral.master_from_bytes(master).map(drop),
+            SchemeId::RECRYPT => Recrypt.master_from_bytes(master).map(drop),
+            other => {
+                return Err(format!(
+                    "it holds a key for scheme {other}, which this build cannot use (it uses {})",
+                    scheme_names(&CLIENT_SCHEMES)
+                ))
+            }
+        };
+        decodes.map_err(|e| format!("the sealed PRE master secret does not decode: {e}"))?;
+        Ok(Self {
+            signing: SigningKey::from_bytes(signing),
+            seeds: Seeds::Single {
+                scheme,
+                master: Zeroizing::new(master.to_vec()),
+            },
+        })
+    }
+
+    /// The signing key's bytes and the seeds, for the keystore.
+    pub(crate) fn secrets(&self) -> (Zeroizing<[u8; 32]>, &Seeds) {
+        (Zeroizing::new(self.signing.to_bytes()), &self.seeds)
+    }
+
+    /// The account id (the same for every scheme).
+    pub fn account(&self) -> AccountId {
+        AccountId::from_verifying_key(&self.signing.verifying_key())
+    }
+
+    /// The ed25519 signing key. A cluster replica's identity is one of these
+    /// in its own keystore, and this key signs its protocol messages.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// The schemes this identity has a master secret for: every one in
+    /// [`CLIENT_SCHEMES`], or the one of a version 1 key file.
+    pub fn schemes(&self) -> Vec<SchemeId> {
+        match &self.seeds {
+            Seeds::Root(_) => CLIENT_SCHEMES.to_vec(),
+            Seeds::Single { scheme, .. } => vec![*scheme],
+        }
+    }
+
+    /// The identity of scheme `P`: the same signing key, and `P`'s master
+    /// secret derived from the root seed. Fails with
+    /// [`ClientError::NoSchemeKey`] for an identity of a version 1 key file
+    /// and another scheme than its own.
+    pub fn for_scheme<P: PreScheme>(&self, pre: &P) -> Result<Identity<P>, ClientError> {
+        let master = match &self.seeds {
+            Seeds::Root(root) => {
+                let name = match P::ID.name() {
+                    // A scheme rr-core has no name for still gets its own context.
+                    "unknown" => format!("scheme-{}", P::ID.0),
+                    name => name.to_string(),
+                };
+                let context = format!("resilient-records keystore v2 {name} master");
+                let seed = Zeroizing::new(blake3::derive_key(&context, &root[..]));
+                pre.master_from_bytes(&seed[..])?
+            }
+            Seeds::Single { scheme, master } if *scheme == P::ID => {
+                pre.master_from_bytes(master)?
+            }
+            Seeds::Single { scheme, .. } => {
+                return Err(ClientError::NoSchemeKey {
+                    account: self.account(),
+                    scheme: P::ID,
+                    available: vec![*scheme],
+                })
+            }
+        };
+        Ok(Identity {
+            signing: self.signing.clone(),
+            master,
+        })
+    }
+
+    /// The public card others grant to: the account and one PRE public key
+    /// per scheme this identity has.
+    pub fn card(&self) -> PublicCard {
+        let mut card: Option<PublicCard> = None;
+        let mut add = |scheme: SchemeId, key: Option<String>| {
+            if let Some(key) = key {
+                card = Some(match card.take() {
+                    Some(c) => c.with_key(scheme, key),
+                    None => PublicCard::new(self.account(), scheme, key),
+                });
+            }
+        };
+        add(Umbral::ID, self.public_key_hex(&Umbral));
+        add(Recrypt::ID, self.public_key_hex(&Recrypt));
+        card.expect("an identity has a key for at least one scheme")
+    }
+
+    fn public_key_hex<P: PreScheme>(&self, pre: &P) -> Option<String> {
+        self.for_scheme(pre).ok().map(|id| id.public_key_hex(pre))
+    }
+}
+
 /// What a grantee shares so an owner can grant to them: their account and
-/// their PRE account public key. Public; safe to publish.
+/// their PRE account public key for each scheme they have one for. Public;
+/// safe to publish.
+///
+/// As JSON (what `rr keys show NAME --json` prints):
+///
+/// ```json
+/// {
+///   "account": "…",
+///   "scheme": "umbral",
+///   "pre_public_key": "<the umbral key, hex>",
+///   "pre_public_keys": { "umbral": "<hex>", "recrypt": "<hex>" }
+/// }
+/// ```
+///
+/// `scheme` and `pre_public_key` name one key (umbral's, if the card has
+/// one) so readers of the first card format keep working; cards of that
+/// format (`"scheme": 1`, no `pre_public_keys`) are read as umbral-only
+/// cards. Keys of schemes this build has no name for are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CardJson", into = "CardJson")]
 pub struct PublicCard {
     /// The account.
     pub account: AccountId,
-    /// The scheme of `pre_public_key`.
-    pub scheme: SchemeId,
-    /// The PRE account public key, hex.
-    pub pre_public_key: String,
+    /// Scheme → PRE account public key, hex. Never empty.
+    keys: BTreeMap<SchemeId, String>,
 }
 
 impl PublicCard {
-    fn key_bytes(&self) -> Result<Vec<u8>, ClientError> {
-        hex::decode(&self.pre_public_key).map_err(|_| {
+    /// A card with one key: `pre_public_key` (hex) for `scheme`.
+    pub fn new(account: AccountId, scheme: SchemeId, pre_public_key: String) -> Self {
+        Self {
+            account,
+            keys: BTreeMap::from([(scheme, pre_public_key)]),
+        }
+    }
+
+    /// The card with `pre_public_key` (hex) as its key for `scheme`.
+    pub fn with_key(mut self, scheme: SchemeId, pre_public_key: String) -> Self {
+        self.keys.insert(scheme, pre_public_key);
+        self
+    }
+
+    /// The card's key (hex) for `scheme`, if it has one.
+    pub fn key_for(&self, scheme: SchemeId) -> Option<&str> {
+        self.keys.get(&scheme).map(String::as_str)
+    }
+
+    /// The schemes the card has keys for, in ascending id order.
+    pub fn schemes(&self) -> Vec<SchemeId> {
+        self.keys.keys().copied().collect()
+    }
+
+    /// The scheme of [`PublicCard::pre_public_key`]: umbral if the card has
+    /// an umbral key, else its first scheme.
+    pub fn scheme(&self) -> SchemeId {
+        if self.keys.contains_key(&SchemeId::UMBRAL) {
+            SchemeId::UMBRAL
+        } else {
+            *self.keys.keys().next().expect("a card has a key")
+        }
+    }
+
+    /// The key of [`PublicCard::scheme`], hex (the `pre_public_key` field).
+    pub fn pre_public_key(&self) -> &str {
+        &self.keys[&self.scheme()]
+    }
+
+    /// The key for `record_scheme`, decoded; [`ClientError::SchemeMismatch`]
+    /// if the card has none.
+    fn key_bytes(&self, record: RecordId, record_scheme: SchemeId) -> Result<Vec<u8>, ClientError> {
+        let hex_key = self
+            .key_for(record_scheme)
+            .ok_or_else(|| ClientError::SchemeMismatch {
+                grantee: self.account,
+                card: self.schemes(),
+                record,
+                record_scheme,
+            })?;
+        hex::decode(hex_key).map_err(|_| {
             ClientError::Pre(PreError::Malformed {
-                scheme: self.scheme.name(),
+                scheme: record_scheme.name(),
                 what: "public card key (not hex)",
             })
+        })
+    }
+}
+
+/// The JSON form of a [`PublicCard`].
+#[derive(Serialize, Deserialize)]
+struct CardJson {
+    account: AccountId,
+    scheme: CardScheme,
+    pre_public_key: String,
+    #[serde(default)]
+    pre_public_keys: BTreeMap<String, String>,
+}
+
+/// A card's `scheme`: a name (`"umbral"`), or the number the first card
+/// format wrote (`1`).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum CardScheme {
+    Name(String),
+    Id(u16),
+}
+
+impl From<PublicCard> for CardJson {
+    fn from(card: PublicCard) -> Self {
+        CardJson {
+            account: card.account,
+            scheme: CardScheme::Name(card.scheme().name().to_string()),
+            pre_public_key: card.pre_public_key().to_string(),
+            pre_public_keys: card
+                .keys
+                .iter()
+                .map(|(s, k)| (s.name().to_string(), k.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<CardJson> for PublicCard {
+    type Error = String;
+
+    fn try_from(json: CardJson) -> Result<Self, String> {
+        let known = |id: SchemeId| (id.name() != "unknown").then_some(id);
+        // Keys of schemes without a name here come from a newer rr: skipped.
+        let mut keys: BTreeMap<SchemeId, String> = json
+            .pre_public_keys
+            .into_iter()
+            .filter_map(|(name, key)| rr_pre::scheme_by_name(&name).map(|id| (id, key)))
+            .collect();
+        let scheme = match &json.scheme {
+            CardScheme::Name(name) => rr_pre::scheme_by_name(name),
+            CardScheme::Id(id) => known(SchemeId(*id)),
+        };
+        if let Some(scheme) = scheme {
+            match keys.get(&scheme) {
+                Some(key) if *key != json.pre_public_key => {
+                    return Err(format!(
+                        "its pre_public_key differs from its pre_public_keys.{}",
+                        scheme.name()
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    keys.insert(scheme, json.pre_public_key);
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err(format!(
+                "it has no key of a scheme this build knows ({})",
+                scheme_names(&CLIENT_SCHEMES)
+            ));
+        }
+        Ok(PublicCard {
+            account: json.account,
+            keys,
         })
     }
 }
@@ -210,6 +589,16 @@ pub struct GrantOptions {
     pub expires_at: Option<Timestamp>,
     /// Fragments needed, m (default: f + 1 of the node's replica set).
     pub threshold: Option<u16>,
+}
+
+/// Which replicas a retrieval used and which it went on without.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrieveReport {
+    /// Replicas whose verified capsule fragments opened the record.
+    pub used: Vec<rr_core::ReplicaId>,
+    /// Replicas skipped (down, refused, or a fragment that failed
+    /// verification), and why.
+    pub skipped: Vec<crate::node::SkippedReplica>,
 }
 
 /// A registered record, as the owner's client saw it go in.
@@ -374,19 +763,13 @@ impl<P: PreScheme> Client<P> {
                 action: "grant access to it",
             });
         }
-        if grantee.scheme != info.scheme {
-            return Err(ClientError::SchemeMismatch {
-                card: grantee.scheme,
-                record,
-                record_scheme: info.scheme,
-            });
-        }
+        self.check_scheme(&info)?;
+        let grantee_key = grantee.key_bytes(record, info.scheme)?;
         let node_info = self.api.info().await?;
         let n = node_info.replicas;
         let m = options.threshold.unwrap_or(node_info.faults_tolerated + 1);
         let threshold = Threshold::new(m, n)
             .map_err(|e| ClientError::Unexpected(format!("threshold for {n} replicas: {e}")))?;
-        let grantee_key = grantee.key_bytes()?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let gk = grantee_key.clone();
         let fragments: Vec<Vec<u8>> = blocking(move || {
@@ -413,12 +796,24 @@ impl<P: PreScheme> Client<P> {
             CallOutput::Granted { grant } => grant,
             other => return Err(ClientError::Unexpected(format!("grant answered {other:?}"))),
         };
-        // One replica: it takes the fragment for its own index.
-        let mine = fragments
-            .into_iter()
-            .nth(usize::from(node_info.replica.0))
-            .ok_or_else(|| ClientError::Unexpected("no fragment for this replica".into()))?;
-        self.api.deliver_fragment(grant, mine).await?;
+        // Fragment i to replica i (one replica takes the fragment of its own
+        // index). Each checks its fragment against the committed grant.
+        let delivery = self.api.deliver_fragments(grant, fragments).await?;
+        if delivery.delivered.len() < usize::from(m) {
+            return Err(ClientError::Undelivered {
+                grant,
+                delivered: delivery.delivered.len(),
+                needed: usize::from(m),
+                skipped: delivery
+                    .skipped
+                    .iter()
+                    .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
+                    .collect(),
+            });
+        }
+        for s in &delivery.skipped {
+            tracing::warn!(target: "rr_node::client", grant = %grant.short(), replica = %s.replica, reason = %s.reason, "a replica did not take its key fragment");
+        }
         Ok(grant)
     }
 
@@ -432,10 +827,22 @@ impl<P: PreScheme> Client<P> {
         grant: GrantId,
         purpose: Purpose,
     ) -> Result<ByteStream, ClientError> {
+        Ok(self.retrieve_with_report(grant, purpose).await?.0)
+    }
+
+    /// [`Client::retrieve`], also saying which replicas' capsule fragments
+    /// opened the record and which replicas were skipped (down, refused, or
+    /// a fragment that failed verification), and why.
+    pub async fn retrieve_with_report(
+        &self,
+        grant: GrantId,
+        purpose: Purpose,
+    ) -> Result<(ByteStream, RetrieveReport), ClientError> {
         let tx = self
             .identity
             .sign(Call::Retrieve(Retrieve { grant, purpose }));
         let retrieval = self.api.retrieve(tx).await?;
+        self.check_scheme(&retrieval.record)?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let record = retrieval.record.clone();
         let needed = usize::from(retrieval.grant.threshold.m);
@@ -444,13 +851,26 @@ impl<P: PreScheme> Client<P> {
             let capsule = <P as PreScheme>::Capsule::from_bytes(&record.capsule)?;
             let (my_sk, my_pk) = pre.account_key(&identity.master);
             let mut verified = Vec::new();
-            let mut bad = Vec::new();
+            let mut report = RetrieveReport {
+                used: Vec::new(),
+                skipped: retrieval.skipped,
+            };
             for crate::node::CapsuleFragment { replica, fragment } in retrieval.capsule_fragments {
+                if report.used.contains(&replica) {
+                    // One fragment per replica: a second one adds nothing.
+                    continue;
+                }
                 let checked = <P as PreScheme>::CapsuleFrag::from_bytes(&fragment)
                     .and_then(|c| pre.verify_capsule_frag(c, &capsule, &record_pk, &my_pk));
                 match checked {
-                    Ok(v) => verified.push(v),
-                    Err(e) => bad.push(format!("{replica}: {e}")),
+                    Ok(v) => {
+                        verified.push(v);
+                        report.used.push(replica);
+                    }
+                    Err(e) => report.skipped.push(crate::node::SkippedReplica {
+                        replica,
+                        reason: format!("its capsule fragment failed verification: {e}"),
+                    }),
                 }
                 if verified.len() == needed {
                     break;
@@ -461,13 +881,22 @@ impl<P: PreScheme> Client<P> {
                     grant,
                     verified: verified.len(),
                     needed,
-                    bad,
+                    bad: report
+                        .skipped
+                        .iter()
+                        .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
+                        .collect(),
                 });
             }
-            Ok(pre.open_reencrypted(&my_sk, &record_pk, &capsule, &verified)?)
+            report.skipped.sort_by_key(|s| s.replica);
+            Ok((
+                pre.open_reencrypted(&my_sk, &record_pk, &capsule, &verified)?,
+                report,
+            ))
         })
         .await?;
-        self.decrypt_blob(&retrieval.record, key).await
+        let (key, report) = key;
+        Ok((self.decrypt_blob(&retrieval.record, key).await?, report))
     }
 
     /// Reads one of this client's own records (no grant, no node-side crypto).
@@ -480,6 +909,7 @@ impl<P: PreScheme> Client<P> {
                 action: "read it without a grant",
             });
         }
+        self.check_scheme(&info)?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let capsule_bytes = info.capsule.clone();
         let key = blocking(move || {
@@ -489,6 +919,18 @@ impl<P: PreScheme> Client<P> {
         })
         .await?;
         self.decrypt_blob(&info, key).await
+    }
+
+    /// [`ClientError::ClientScheme`] unless the record uses this client's scheme.
+    fn check_scheme(&self, record: &RecordInfo) -> Result<(), ClientError> {
+        if record.scheme == P::ID {
+            return Ok(());
+        }
+        Err(ClientError::ClientScheme {
+            record: record.id,
+            record_scheme: record.scheme,
+            client: P::ID,
+        })
     }
 
     async fn decrypt_blob(
@@ -568,4 +1010,83 @@ pub async fn collect(mut stream: ByteStream) -> Result<Vec<u8>, ClientError> {
         out.extend_from_slice(&chunk.map_err(io_err("reading the record"))?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_card_has_a_key_per_scheme_and_the_documented_json() {
+        let bob = RootIdentity::generate();
+        let card = bob.card();
+        let v = serde_json::to_value(&card).unwrap();
+        let umbral = card.key_for(SchemeId::UMBRAL).unwrap();
+        let recrypt = card.key_for(SchemeId::RECRYPT).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "account": bob.account().to_string(),
+                "scheme": "umbral",
+                "pre_public_key": umbral,
+                "pre_public_keys": {"umbral": umbral, "recrypt": recrypt},
+            })
+        );
+        assert_eq!(serde_json::from_value::<PublicCard>(v).unwrap(), card);
+    }
+
+    #[test]
+    fn cards_of_the_first_format_read_as_umbral_only() {
+        let old = Identity::generate(&Umbral);
+        let key = old.card(&Umbral).pre_public_key().to_string();
+        let v = json!({"account": old.account().to_string(), "scheme": 1, "pre_public_key": key});
+        let card: PublicCard = serde_json::from_value(v).unwrap();
+        assert_eq!(card, old.card(&Umbral));
+        assert_eq!(card.schemes(), [SchemeId::UMBRAL]);
+        assert!(card.key_for(SchemeId::RECRYPT).is_none());
+        let err = card
+            .key_bytes(RecordId([1; 32]), SchemeId::RECRYPT)
+            .unwrap_err();
+        assert!(matches!(err, ClientError::SchemeMismatch { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("has no recrypt key"), "{msg}");
+        assert!(msg.contains("it has keys for umbral"), "{msg}");
+    }
+
+    #[test]
+    fn inconsistent_or_empty_cards_are_refused_and_unknown_schemes_skipped() {
+        let account = AccountId([3; 32]).to_string();
+        let differs = json!({
+            "account": account, "scheme": "umbral", "pre_public_key": "aa",
+            "pre_public_keys": {"umbral": "bb"},
+        });
+        let err = serde_json::from_value::<PublicCard>(differs).unwrap_err();
+        assert!(err.to_string().contains("differs"), "{err}");
+        let unknown = json!({"account": account, "scheme": "nope", "pre_public_key": "aa"});
+        let err = serde_json::from_value::<PublicCard>(unknown).unwrap_err();
+        assert!(err.to_string().contains("umbral, recrypt"), "{err}");
+        // A newer rr's extra scheme is skipped; the rest of the card works.
+        let newer = json!({
+            "account": account, "scheme": "recrypt", "pre_public_key": "cc",
+            "pre_public_keys": {"recrypt": "cc", "future": "dd"},
+        });
+        let card: PublicCard = serde_json::from_value(newer).unwrap();
+        assert_eq!(card.schemes(), [SchemeId::RECRYPT]);
+        assert_eq!(card.scheme(), SchemeId::RECRYPT);
+        assert_eq!(card.pre_public_key(), "cc");
+    }
+
+    #[test]
+    fn derived_identities_share_the_account_and_differ_in_keys() {
+        let root = RootIdentity::from_root_bytes(&[1; 32], &[2; 32]);
+        let u = root.for_scheme(&Umbral).unwrap();
+        let r = root.for_scheme(&Recrypt).unwrap();
+        assert_eq!(u.account(), root.account());
+        assert_eq!(r.account(), root.account());
+        let again = RootIdentity::from_root_bytes(&[1; 32], &[2; 32]);
+        assert_eq!(again.card(), root.card());
+        assert_eq!(root.schemes(), CLIENT_SCHEMES);
+        assert!(!format!("{root:?}").contains("0202"), "{root:?}");
+    }
 }

@@ -2,46 +2,60 @@
 //!
 //! A keystore is a directory. Each identity `NAME` has two files in it:
 //!
-//! - `NAME.key`: the identity's secrets (the ed25519 signing key and the PRE
-//!   master secret), encrypted with XChaCha20-Poly1305 under a key that
+//! - `NAME.key`: the identity's secrets (the ed25519 signing key and the
+//!   root seed every scheme's PRE master secret is derived from, see
+//!   [`RootIdentity`]), encrypted with XChaCha20-Poly1305 under a key that
 //!   Argon2id derives from the passphrase. Mode 0600.
-//! - `NAME.card.json`: the identity's [`PublicCard`], unencrypted, so showing
-//!   or sharing it needs no passphrase.
+//! - `NAME.card.json`: the identity's [`PublicCard`] (one PRE public key per
+//!   scheme), unencrypted, so showing or sharing it needs no passphrase.
 //!
 //! Files are written atomically (a temporary file, then a rename that refuses
 //! to replace an existing key), so a crash never leaves half a key, and a key
 //! is never overwritten.
 //!
-//! ## The `NAME.key` format (version 1)
+//! ## The `NAME.key` format (version 2)
 //!
 //! | bytes | field |
 //! | --- | --- |
 //! | 8 | magic `RRKEYS\0\0` |
-//! | 2 | format version, little endian (1) |
-//! | 2 | PRE scheme id, little endian |
+//! | 2 | format version, little endian (2) |
+//! | 2 | PRE scheme id, little endian: 0, every scheme |
 //! | 1 | KDF: 1 = Argon2id, version 0x13 |
 //! | 4 + 4 + 4 | Argon2 memory (KiB), iterations, parallelism, little endian |
 //! | 16 | salt |
 //! | 24 | XChaCha20-Poly1305 nonce |
-//! | rest | ciphertext of `signing key (32) ‖ master secret`, with its 16-byte tag |
+//! | 64 + 16 | ciphertext of `signing key (32) ‖ root seed (32)`, with its 16-byte tag |
 //!
-//! The whole header is the AEAD's associated data, so changing the scheme or
-//! the KDF parameters makes the file fail to open rather than open wrongly.
+//! The whole header is the AEAD's associated data, so changing the version,
+//! the scheme or the KDF parameters makes the file fail to open rather than
+//! open wrongly. Each scheme's master secret is
+//! `blake3::derive_key("resilient-records keystore v2 <scheme name> master", root seed)`.
+//!
+//! Version 1 files (rr before per-record schemes) have the same header with
+//! version 1 and the one scheme they hold a key for, and seal `signing key
+//! (32) ‖ that scheme's master secret`. They are still read: such a key
+//! serves that scheme only (umbral, for every file `rr` made), and its card
+//! has that scheme's key only. A new key (`rr keys new`) serves every scheme.
 //!
 //! ```
+//! use rr_core::SchemeId;
 //! use rr_node::keystore::{KdfParams, Keystore};
-//! use rr_node::Identity;
-//! use rr_pre::Umbral;
+//! use rr_node::RootIdentity;
+//! use rr_pre::Recrypt;
 //!
 //! let dir = tempfile::tempdir()?;
 //! // Tests use cheap KDF parameters; `Keystore::open` uses the real ones.
 //! let store = Keystore::open_with_kdf(dir.path(), KdfParams::insecure_for_tests())?;
-//! let alice = Identity::generate(&Umbral);
-//! let card = store.create("alice", "correct horse", &alice, &Umbral)?;
+//! let alice = RootIdentity::generate();
+//! let card = store.create("alice", "correct horse", &alice)?;
 //! assert_eq!(store.public_card("alice")?, card);
-//! let again = store.load("alice", "correct horse", &Umbral)?;
+//! assert_eq!(card.schemes(), [SchemeId::UMBRAL, SchemeId::RECRYPT]);
+//! let again = store.load("alice", "correct horse")?;
 //! assert_eq!(again.account(), alice.account());
-//! let err = store.load("alice", "wrong", &Umbral).unwrap_err();
+//! // The identity of one scheme, for a `Client` of that scheme.
+//! let recrypt = again.for_scheme(&Recrypt)?;
+//! assert_eq!(recrypt.account(), alice.account());
+//! let err = store.load("alice", "wrong").unwrap_err();
 //! assert_eq!(err.to_string(), "wrong passphrase for key alice");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -52,13 +66,18 @@ use std::path::{Path, PathBuf};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
-use rr_core::{PreScheme, SchemeId};
+use rr_core::SchemeId;
 use zeroize::Zeroizing;
 
-use crate::client::{Identity, PublicCard};
+use crate::client::{PublicCard, RootIdentity, Seeds, CLIENT_SCHEMES};
 
 const MAGIC: [u8; 8] = *b"RRKEYS\0\0";
-const VERSION: u16 = 1;
+/// Signing key and root seed: a key for every scheme.
+const VERSION: u16 = 2;
+/// Signing key and one scheme's master secret (rr before per-record schemes).
+const VERSION_SINGLE_SCHEME: u16 = 1;
+/// The header's scheme field in a version 2 file.
+const EVERY_SCHEME: SchemeId = SchemeId(0);
 const KDF_ARGON2ID_13: u8 = 1;
 const SALT_LEN: usize = 16;
 const NONCE_LEN: usize = 24;
@@ -117,15 +136,14 @@ pub enum KeystoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The key is for another PRE scheme than the one asked for.
-    #[error("key {name} is for scheme {stored}, not {expected}")]
-    SchemeMismatch {
+    /// The key file is of version 1 and holds a key for a scheme this build
+    /// cannot use.
+    #[error("key {name} was made for scheme {stored}, which this build cannot use; create a new key with `rr keys new`")]
+    UnusableScheme {
         /// The name.
         name: String,
         /// The scheme in the file.
         stored: SchemeId,
-        /// The scheme asked for.
-        expected: SchemeId,
     },
     /// KDF parameters out of range.
     #[error("invalid key derivation parameters: {0}")]
@@ -242,6 +260,8 @@ impl KdfParams {
 
 /// The parsed, still encrypted, contents of a key file.
 struct KeyFile {
+    version: u16,
+    /// [`EVERY_SCHEME`] in version 2; the key's scheme in version 1.
     scheme: SchemeId,
     kdf: KdfParams,
     salt: [u8; SALT_LEN],
@@ -258,7 +278,7 @@ impl KeyFile {
             at += bytes.len();
         };
         put(&MAGIC);
-        put(&VERSION.to_le_bytes());
+        put(&self.version.to_le_bytes());
         put(&self.scheme.0.to_le_bytes());
         put(&[KDF_ARGON2ID_13]);
         put(&self.kdf.memory_kib.to_le_bytes());
@@ -285,12 +305,18 @@ impl KeyFile {
         let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
         let version = u16_at(8);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_SINGLE_SCHEME {
             return Err(format!(
-                "format version {version} is not one this program reads (it reads {VERSION}); use a newer rr"
+                "format version {version} is not one this program reads (it reads {VERSION_SINGLE_SCHEME} and {VERSION}); use a newer rr"
             ));
         }
         let scheme = SchemeId(u16_at(10));
+        if version == VERSION && scheme != EVERY_SCHEME {
+            return Err(format!(
+                "its scheme field is {}, not 0 as format version {VERSION} writes",
+                scheme.0
+            ));
+        }
         if bytes[12] != KDF_ARGON2ID_13 {
             return Err(format!("unknown key derivation function {}", bytes[12]));
         }
@@ -305,6 +331,7 @@ impl KeyFile {
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&bytes[25 + SALT_LEN..HEADER_LEN]);
         Ok(Self {
+            version,
             scheme,
             kdf,
             salt,
@@ -430,13 +457,14 @@ impl Keystore {
     }
 
     /// Seals `identity` under `passphrase` as `name`, and writes its public
-    /// card beside it. Refuses a name that exists.
-    pub fn create<P: PreScheme>(
+    /// card ([`RootIdentity::card`]) beside it. Refuses a name that exists.
+    /// An identity read from a version 1 file is written in version 1 again,
+    /// so nothing is lost.
+    pub fn create(
         &self,
         name: &str,
         passphrase: &str,
-        identity: &Identity<P>,
-        pre: &P,
+        identity: &RootIdentity,
     ) -> Result<PublicCard, KeystoreError> {
         Self::validate_name(name)?;
         if passphrase.is_empty() {
@@ -450,17 +478,22 @@ impl Keystore {
         }
         create_private_dir(&self.dir)?;
 
-        let (signing, master) = identity.to_secret_bytes(pre);
-        let mut plaintext = Zeroizing::new(Vec::with_capacity(32 + master.len()));
+        let (signing, seeds) = identity.secrets();
+        let (version, scheme, secret): (u16, SchemeId, &[u8]) = match seeds {
+            Seeds::Root(root) => (VERSION, EVERY_SCHEME, &root[..]),
+            Seeds::Single { scheme, master } => (VERSION_SINGLE_SCHEME, *scheme, &master[..]),
+        };
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(32 + secret.len()));
         plaintext.extend_from_slice(&signing[..]);
-        plaintext.extend_from_slice(&master);
+        plaintext.extend_from_slice(secret);
 
         let mut salt = [0u8; SALT_LEN];
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut salt);
         OsRng.fill_bytes(&mut nonce);
         let mut file = KeyFile {
-            scheme: P::ID,
+            version,
+            scheme,
             kdf: self.kdf,
             salt,
             nonce,
@@ -485,7 +518,7 @@ impl Keystore {
                 source: std::io::Error::other("encryption failed"),
             })?;
 
-        let card = identity.card(pre);
+        let card = identity.card();
         let card_json = serde_json::to_vec_pretty(&card).expect("a public card serializes");
         let key_path = self.key_path(name);
         write_atomically(&self.dir, &key_path, &file.to_bytes(), 0o600, false).map_err(
@@ -509,12 +542,8 @@ impl Keystore {
     }
 
     /// Opens `name` with `passphrase`. Reads only; changes nothing on disk.
-    pub fn load<P: PreScheme>(
-        &self,
-        name: &str,
-        passphrase: &str,
-        pre: &P,
-    ) -> Result<Identity<P>, KeystoreError> {
+    /// [`RootIdentity::for_scheme`] then gives the identity of each scheme.
+    pub fn load(&self, name: &str, passphrase: &str) -> Result<RootIdentity, KeystoreError> {
         Self::validate_name(name)?;
         let path = self.key_path(name);
         let bytes = match read_bounded(&path) {
@@ -527,11 +556,10 @@ impl Keystore {
             reason,
         };
         let file = KeyFile::parse(&bytes).map_err(corrupt)?;
-        if file.scheme != P::ID {
-            return Err(KeystoreError::SchemeMismatch {
+        if file.version == VERSION_SINGLE_SCHEME && !CLIENT_SCHEMES.contains(&file.scheme) {
+            return Err(KeystoreError::UnusableScheme {
                 name: name.to_string(),
                 stored: file.scheme,
-                expected: P::ID,
             });
         }
         let key = file.kdf.derive(passphrase, &file.salt).map_err(corrupt)?;
@@ -553,8 +581,18 @@ impl Keystore {
         }
         let mut signing = Zeroizing::new([0u8; 32]);
         signing.copy_from_slice(&plaintext[..32]);
-        Identity::from_secret_bytes(pre, &signing, &plaintext[32..])
-            .map_err(|e| corrupt(format!("the sealed PRE master secret does not decode: {e}")))
+        let secret = &plaintext[32..];
+        if file.version == VERSION_SINGLE_SCHEME {
+            return RootIdentity::from_single_scheme(&signing, file.scheme, secret)
+                .map_err(corrupt);
+        }
+        let root: &[u8; 32] = secret.try_into().map_err(|_| {
+            corrupt(format!(
+                "the sealed root seed is {} bytes, not 32",
+                secret.len()
+            ))
+        })?;
+        Ok(RootIdentity::from_root_bytes(&signing, root))
     }
 
     /// `name`'s public card (no passphrase needed).
@@ -642,7 +680,9 @@ fn write_atomically(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rr_pre::Umbral;
+    use crate::Identity;
+    use rr_core::PreScheme;
+    use rr_pre::{Recrypt, Umbral};
 
     fn store() -> (tempfile::TempDir, Keystore) {
         let tmp = tempfile::tempdir().unwrap();
@@ -654,17 +694,23 @@ mod tests {
     #[test]
     fn round_trip_keeps_the_identity_and_writes_the_card() {
         let (_tmp, ks) = store();
-        let alice = Identity::generate(&Umbral);
-        let card = ks.create("alice", "pass", &alice, &Umbral).unwrap();
-        assert_eq!(card, alice.card(&Umbral));
+        let alice = RootIdentity::generate();
+        let card = ks.create("alice", "pass", &alice).unwrap();
+        assert_eq!(card, alice.card());
         assert_eq!(ks.public_card("alice").unwrap(), card);
-        let loaded = ks.load("alice", "pass", &Umbral).unwrap();
+        let loaded = ks.load("alice", "pass").unwrap();
         assert_eq!(loaded.account(), alice.account());
-        assert_eq!(loaded.card(&Umbral), card);
-        assert_eq!(
-            *loaded.to_secret_bytes(&Umbral).1,
-            *alice.to_secret_bytes(&Umbral).1
-        );
+        assert_eq!(loaded.card(), card);
+        for (a, b) in [
+            (master(&loaded, &Umbral), master(&alice, &Umbral)),
+            (master(&loaded, &Recrypt), master(&alice, &Recrypt)),
+        ] {
+            assert_eq!(*a, *b);
+        }
+        // Version 2, every scheme, and exactly the two 32-byte secrets.
+        let bytes = std::fs::read(ks.key_path("alice")).unwrap();
+        assert_eq!(bytes[8..12], [2, 0, 0, 0]);
+        assert_eq!(bytes.len(), HEADER_LEN + 64 + TAG_LEN);
         assert_eq!(ks.list().unwrap(), vec!["alice".to_string()]);
         assert!(ks.contains("alice"));
         assert!(!ks.contains("bob"));
@@ -682,7 +728,7 @@ mod tests {
     fn key_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let (_tmp, ks) = store();
-        ks.create("alice", "pass", &Identity::generate(&Umbral), &Umbral)
+        ks.create("alice", "pass", &RootIdentity::generate())
             .unwrap();
         let mode = std::fs::metadata(ks.key_path("alice"))
             .unwrap()
@@ -696,18 +742,18 @@ mod tests {
     #[test]
     fn wrong_passphrase_is_refused_and_changes_nothing() {
         let (_tmp, ks) = store();
-        let alice = Identity::generate(&Umbral);
-        ks.create("alice", "right", &alice, &Umbral).unwrap();
+        let alice = RootIdentity::generate();
+        ks.create("alice", "right", &alice).unwrap();
         let before = std::fs::read(ks.key_path("alice")).unwrap();
         let card_before = std::fs::read(ks.card_path("alice")).unwrap();
-        let err = ks.load("alice", "wrong", &Umbral).unwrap_err();
+        let err = ks.load("alice", "wrong").unwrap_err();
         assert!(matches!(err, KeystoreError::WrongPassphrase { .. }));
         assert_eq!(err.to_string(), "wrong passphrase for key alice");
         assert_eq!(std::fs::read(ks.key_path("alice")).unwrap(), before);
         assert_eq!(std::fs::read(ks.card_path("alice")).unwrap(), card_before);
         // The right passphrase still works afterwards.
         assert_eq!(
-            ks.load("alice", "right", &Umbral).unwrap().account(),
+            ks.load("alice", "right").unwrap().account(),
             alice.account()
         );
     }
@@ -715,13 +761,11 @@ mod tests {
     #[test]
     fn unknown_name_lists_the_known_names() {
         let (_tmp, ks) = store();
-        let err = ks.load("alice", "pass", &Umbral).unwrap_err();
+        let err = ks.load("alice", "pass").unwrap_err();
         assert!(err.to_string().contains("holds no keys"), "{err}");
-        ks.create("bob", "p", &Identity::generate(&Umbral), &Umbral)
-            .unwrap();
-        ks.create("carol", "p", &Identity::generate(&Umbral), &Umbral)
-            .unwrap();
-        let err = ks.load("alice", "pass", &Umbral).unwrap_err();
+        ks.create("bob", "p", &RootIdentity::generate()).unwrap();
+        ks.create("carol", "p", &RootIdentity::generate()).unwrap();
+        let err = ks.load("alice", "pass").unwrap_err();
         assert!(matches!(err, KeystoreError::UnknownName { .. }));
         assert!(err.to_string().contains("known keys: bob, carol"), "{err}");
         let err = ks.public_card("alice").unwrap_err();
@@ -731,17 +775,17 @@ mod tests {
     #[test]
     fn bad_names_are_refused() {
         let (_tmp, ks) = store();
-        let id = Identity::generate(&Umbral);
+        let id = RootIdentity::generate();
         let long = "a".repeat(MAX_NAME_LEN + 1);
         for name in ["", "Alice", "a b", "../x", "a.key", "é", long.as_str()] {
-            let err = ks.create(name, "p", &id, &Umbral).unwrap_err();
+            let err = ks.create(name, "p", &id).unwrap_err();
             assert!(
                 matches!(err, KeystoreError::BadName { .. }),
                 "{name}: {err}"
             );
             assert!(err.to_string().contains("invalid key name"), "{err}");
             assert!(matches!(
-                ks.load(name, "p", &Umbral),
+                ks.load(name, "p"),
                 Err(KeystoreError::BadName { .. })
             ));
         }
@@ -754,22 +798,22 @@ mod tests {
     #[test]
     fn existing_names_are_never_overwritten() {
         let (_tmp, ks) = store();
-        let first = Identity::generate(&Umbral);
-        ks.create("alice", "p", &first, &Umbral).unwrap();
+        let first = RootIdentity::generate();
+        ks.create("alice", "p", &first).unwrap();
         let before = std::fs::read(ks.key_path("alice")).unwrap();
         let err = ks
-            .create("alice", "q", &Identity::generate(&Umbral), &Umbral)
+            .create("alice", "q", &RootIdentity::generate())
             .unwrap_err();
         assert!(matches!(err, KeystoreError::Exists { .. }), "{err}");
         assert_eq!(std::fs::read(ks.key_path("alice")).unwrap(), before);
-        assert_eq!(ks.public_card("alice").unwrap(), first.card(&Umbral));
+        assert_eq!(ks.public_card("alice").unwrap(), first.card());
     }
 
     #[test]
     fn empty_passphrase_is_refused() {
         let (_tmp, ks) = store();
         let err = ks
-            .create("alice", "", &Identity::generate(&Umbral), &Umbral)
+            .create("alice", "", &RootIdentity::generate())
             .unwrap_err();
         assert!(matches!(err, KeystoreError::EmptyPassphrase));
         assert!(!ks.contains("alice"));
@@ -778,8 +822,7 @@ mod tests {
     #[test]
     fn corrupt_files_are_reported_as_corrupt() {
         let (_tmp, ks) = store();
-        ks.create("alice", "p", &Identity::generate(&Umbral), &Umbral)
-            .unwrap();
+        ks.create("alice", "p", &RootIdentity::generate()).unwrap();
         let path = ks.key_path("alice");
         let good = std::fs::read(&path).unwrap();
 
@@ -813,7 +856,7 @@ mod tests {
         ];
         for (bytes, expect) in cases {
             std::fs::write(&path, &bytes).unwrap();
-            let err = ks.load("alice", "p", &Umbral).unwrap_err();
+            let err = ks.load("alice", "p").unwrap_err();
             assert!(matches!(err, KeystoreError::Corrupt { .. }), "{err}");
             assert!(err.to_string().contains(expect), "{expect}: {err}");
         }
@@ -824,27 +867,37 @@ mod tests {
         flipped[last] ^= 1;
         std::fs::write(&path, &flipped).unwrap();
         assert!(matches!(
-            ks.load("alice", "p", &Umbral),
+            ks.load("alice", "p"),
             Err(KeystoreError::WrongPassphrase { .. })
         ));
 
-        // A changed scheme id is caught before decrypting...
+        // A scheme in a version 2 header is caught before decrypting...
         let mut other_scheme = good.clone();
         other_scheme[10] = 2;
         std::fs::write(&path, &other_scheme).unwrap();
-        let err = ks.load("alice", "p", &Umbral).unwrap_err();
-        assert!(matches!(err, KeystoreError::SchemeMismatch { .. }), "{err}");
+        let err = ks.load("alice", "p").unwrap_err();
+        assert!(matches!(err, KeystoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("scheme field is 2"), "{err}");
+        // ... a version 2 file relabelled version 1 fails authentication...
+        let mut relabelled = good.clone();
+        relabelled[8] = 1;
+        relabelled[10] = 1;
+        std::fs::write(&path, &relabelled).unwrap();
+        assert!(matches!(
+            ks.load("alice", "p"),
+            Err(KeystoreError::WrongPassphrase { .. })
+        ));
         // ... and a changed KDF parameter fails authentication.
         let mut weaker = good.clone();
         weaker[17..21].copy_from_slice(&2u32.to_le_bytes());
         std::fs::write(&path, &weaker).unwrap();
         assert!(matches!(
-            ks.load("alice", "p", &Umbral),
+            ks.load("alice", "p"),
             Err(KeystoreError::WrongPassphrase { .. })
         ));
 
         std::fs::write(&path, &good).unwrap();
-        ks.load("alice", "p", &Umbral).unwrap();
+        ks.load("alice", "p").unwrap();
 
         std::fs::write(ks.card_path("alice"), b"{").unwrap();
         let err = ks.public_card("alice").unwrap_err();
@@ -852,6 +905,104 @@ mod tests {
         std::fs::remove_file(ks.card_path("alice")).unwrap();
         let err = ks.public_card("alice").unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    /// The master secret `identity` derives for `pre`.
+    fn master<P: PreScheme>(identity: &RootIdentity, pre: &P) -> Zeroizing<Vec<u8>> {
+        let id = identity.for_scheme(pre).unwrap();
+        pre.master_to_bytes(id.master())
+    }
+
+    #[test]
+    fn each_scheme_gets_its_own_master_derived_from_the_root_seed() {
+        let (_tmp, ks) = store();
+        let signing = [7u8; 32];
+        let root = [9u8; 32];
+        let alice = RootIdentity::from_root_bytes(&signing, &root);
+        let (umbral, recrypt) = (master(&alice, &Umbral), master(&alice, &Recrypt));
+        // Never the same secret bytes for two schemes, nor the root seed itself.
+        assert_ne!(*umbral, *recrypt);
+        assert_ne!(umbral[..], root[..]);
+        assert_ne!(recrypt[..], root[..]);
+        // The documented derivation.
+        assert_eq!(
+            umbral[..],
+            blake3::derive_key("resilient-records keystore v2 umbral master", &root)[..]
+        );
+        assert_eq!(
+            recrypt[..],
+            blake3::derive_key("resilient-records keystore v2 recrypt master", &root)[..]
+        );
+        // The same key file gives the same keys every time it is opened.
+        let card = ks.create("alice", "p", &alice).unwrap();
+        let first = ks.load("alice", "p").unwrap();
+        let second = ks.load("alice", "p").unwrap();
+        for loaded in [&first, &second] {
+            assert_eq!(*master(loaded, &Umbral), *umbral);
+            assert_eq!(*master(loaded, &Recrypt), *recrypt);
+            assert_eq!(loaded.card(), card);
+        }
+        // One account, one key per scheme on the card, each the scheme identity's.
+        assert_eq!(card.account, alice.account());
+        assert_eq!(card.schemes(), CLIENT_SCHEMES);
+        assert_eq!(card.scheme(), SchemeId::UMBRAL);
+        let umbral_id = first.for_scheme(&Umbral).unwrap();
+        let recrypt_id = first.for_scheme(&Recrypt).unwrap();
+        assert_eq!(umbral_id.account(), recrypt_id.account());
+        assert_eq!(
+            card.key_for(SchemeId::UMBRAL),
+            umbral_id.card(&Umbral).key_for(SchemeId::UMBRAL)
+        );
+        assert_eq!(
+            card.pre_public_key(),
+            card.key_for(SchemeId::UMBRAL).unwrap()
+        );
+        assert_eq!(
+            card.key_for(SchemeId::RECRYPT),
+            recrypt_id.card(&Recrypt).key_for(SchemeId::RECRYPT)
+        );
+        assert_ne!(
+            card.key_for(SchemeId::UMBRAL),
+            card.key_for(SchemeId::RECRYPT)
+        );
+        // Another root seed, other keys.
+        let other = RootIdentity::from_root_bytes(&signing, &[8u8; 32]);
+        assert_ne!(*master(&other, &Umbral), *umbral);
+        assert_ne!(*master(&other, &Recrypt), *recrypt);
+    }
+
+    #[test]
+    fn version_1_files_still_open_for_their_one_scheme() {
+        let (_tmp, ks) = store();
+        // What rr wrote before per-record schemes: an umbral master as is.
+        let old = Identity::generate(&Umbral);
+        let (signing, umbral_master) = old.to_secret_bytes(&Umbral);
+        let legacy =
+            RootIdentity::from_single_scheme(&signing, Umbral::ID, &umbral_master).unwrap();
+        let card = ks.create("old", "p", &legacy).unwrap();
+        let bytes = std::fs::read(ks.key_path("old")).unwrap();
+        assert_eq!(bytes[8..12], [1, 0, 1, 0], "version 1, umbral");
+        assert_eq!(card, old.card(&Umbral), "an umbral-only card");
+
+        let loaded = ks.load("old", "p").unwrap();
+        assert_eq!(loaded.account(), old.account());
+        assert_eq!(loaded.schemes(), [SchemeId::UMBRAL]);
+        assert_eq!(*master(&loaded, &Umbral), *umbral_master);
+        let err = loaded.for_scheme(&Recrypt).unwrap_err();
+        assert!(
+            matches!(err, crate::ClientError::NoSchemeKey { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no recrypt key"), "{err}");
+        assert!(err.to_string().contains("create a new key"), "{err}");
+
+        // A version 1 file of a scheme this build has no client for.
+        let mut other = bytes.clone();
+        other[10] = 9;
+        std::fs::write(ks.key_path("old"), &other).unwrap();
+        let err = ks.load("old", "p").unwrap_err();
+        assert!(matches!(err, KeystoreError::UnusableScheme { .. }), "{err}");
+        assert!(err.to_string().contains("rr keys new"), "{err}");
     }
 
     #[test]

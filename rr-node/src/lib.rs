@@ -5,9 +5,11 @@
 //!   revoke, with purpose of use, expiry and an audit trail.
 //! - [`node`]: [`Node`], generic over [`NodeTypes`] (engine, PRE scheme,
 //!   executor, blob store), and [`DevNode`], the embedded default: one replica,
-//!   Umbral, a filesystem blob store and redb, in one data directory.
-//! - [`client`]: [`Identity`], [`PublicCard`] and [`Client`], which run the
-//!   flows with all plaintext and secret keys in the caller's process.
+//!   Umbral (or another scheme: `DevNode<Recrypt>`) as the scheme of new
+//!   records, a filesystem blob store and redb, in one data directory.
+//! - [`client`]: [`RootIdentity`] (one person's keys for every scheme),
+//!   [`Identity`], [`PublicCard`] and [`Client`], which run the flows with
+//!   all plaintext and secret keys in the caller's process.
 //! - [`fragments`]: the replica's own key fragment store, never replicated.
 //!
 //! Linking umbral-pre (GPL-3.0-only) makes this crate AGPL-3.0-only.
@@ -61,18 +63,23 @@
 
 pub mod api;
 pub mod client;
+pub mod cluster;
 pub mod contracts;
 pub mod fragments;
 pub mod http;
 pub mod keystore;
 pub mod node;
+pub mod replicas;
 
-pub use api::{Authorization, NodeApi};
+pub use api::{Authorization, FragmentDelivery, NodeApi};
 pub use client::{
     collect, write_stream_to_file, Client, ClientError, GrantOptions, Identity, PublicCard,
-    PutOutcome,
+    PutOutcome, RetrieveReport, RootIdentity, CLIENT_SCHEMES,
 };
+pub use cluster::{ClusterConfig, ClusterFile, ClusterNode};
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
 pub use node::{
-    CapsuleFragment, DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval,
+    CapsuleFragment, DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes,
+    Retrieval, SkippedReplica,
 };
+pub use replicas::Replicas;

@@ -1,5 +1,6 @@
 //! Node assembly: one place names every pluggable choice.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,14 +35,23 @@ pub trait NodeTypes: Send + Sync + Sized + 'static {
     type Blobs: BlobStore;
 }
 
-/// The embedded default: one replica ([`Solo`]), Umbral, the native
-/// contracts, and a filesystem blob store, all in one data directory.
-#[derive(Debug)]
-pub struct DevNode;
+/// The embedded default: one replica ([`Solo`]), the native contracts, and a
+/// filesystem blob store, all in one data directory. `P` is the node's own
+/// scheme, the default for new records (Umbral unless named, as in
+/// `DevNode<Recrypt>`); the node serves records of every compiled-in scheme
+/// whatever `P` is. Open one with [`Node::open_dev`] (Umbral) or
+/// [`Node::open_dev_with_scheme`].
+pub struct DevNode<P = Umbral>(PhantomData<fn() -> P>);
 
-impl NodeTypes for DevNode {
+impl<P> std::fmt::Debug for DevNode<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DevNode<{}>", std::any::type_name::<P>())
+    }
+}
+
+impl<P: PreScheme> NodeTypes for DevNode<P> {
     type Engine = Solo<NativeContracts>;
-    type Pre = Umbral;
+    type Pre = P;
     type Executor = NativeContracts;
     type Blobs = FsBlobStore;
 }
@@ -213,6 +223,19 @@ pub struct Retrieval {
     pub grant: GrantInfo,
     /// Capsule fragments (one per replica that answered).
     pub capsule_fragments: Vec<CapsuleFragment>,
+    /// Replicas that were asked and gave no fragment, with why (down, refused,
+    /// no fragment held). Empty from a single replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedReplica>,
+}
+
+/// A replica a multi-replica operation went on without, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedReplica {
+    /// The replica.
+    pub replica: ReplicaId,
+    /// What went wrong, for people.
+    pub reason: String,
 }
 
 /// Decoded capsules and key fragments of recently used grants. Decoding them
@@ -321,7 +344,8 @@ impl DevConfig {
 
 impl Node<DevNode> {
     /// Opens (or creates) a one-replica node in `config.data_dir` with the
-    /// system clock. Must be called inside a tokio runtime.
+    /// system clock, Umbral as the scheme of new records. Must be called
+    /// inside a tokio runtime.
     pub async fn open_dev(config: DevConfig) -> Result<Arc<Self>, NodeError> {
         Self::open_dev_with_clock(config, Arc::new(SystemClock)).await
     }
@@ -330,6 +354,37 @@ impl Node<DevNode> {
     /// `rr_consensus::ManualClock`).
     pub async fn open_dev_with_clock(
         config: DevConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, NodeError> {
+        Node::open_dev_with_scheme(config, Umbral, clock).await
+    }
+}
+
+impl<P: PreScheme> Node<DevNode<P>> {
+    /// Like [`Node::open_dev_with_clock`] with `pre` as the node's own
+    /// scheme: the one [`NodeInfo::scheme`] names as the default for new
+    /// records, served on the typed, cached path. Records of every other
+    /// compiled-in scheme are served too. The data directory may hold
+    /// records of any scheme, whichever `pre` it was opened with before.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rr_core::SchemeId;
+    /// use rr_node::{DevConfig, Node};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let clock = std::sync::Arc::new(rr_consensus::SystemClock);
+    /// let node = Node::open_dev_with_scheme(DevConfig::new(dir.path()), rr_pre::Recrypt, clock).await?;
+    /// assert_eq!(node.info().scheme, SchemeId::RECRYPT);
+    /// assert_eq!(node.info().schemes.len(), 2);
+    /// node.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open_dev_with_scheme(
+        config: DevConfig,
+        pre: P,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, NodeError> {
         let dir = &config.data_dir;
@@ -358,7 +413,7 @@ impl Node<DevNode> {
         )?;
         let node = Node::assemble(NodeParts {
             engine,
-            pre: Umbral,
+            pre,
             blobs,
             ledger,
             fragments,
@@ -366,7 +421,7 @@ impl Node<DevNode> {
             contracts,
             schemes,
         })?;
-        info!(target: TARGET, dir = %dir.display(), height = node.status().height, "dev node open");
+        info!(target: TARGET, dir = %dir.display(), height = node.status().height, scheme = P::ID.name(), "dev node open");
         Ok(Arc::new(node))
     }
 }
@@ -504,10 +559,7 @@ impl<T: NodeTypes> Node<T> {
         grant: GrantId,
         fragment: Vec<u8>,
     ) -> Result<(), NodeError> {
-        let info = self
-            .ledger
-            .grant(&grant)?
-            .ok_or(NodeError::UnknownGrant(grant))?;
+        let info = self.committed_grant(grant).await?;
         let status = self.engine.status();
         if let Some(r) = usability(
             &info,
@@ -567,6 +619,23 @@ impl<T: NodeTypes> Node<T> {
         Ok(())
     }
 
+    /// A grant from this replica's ledger. In a cluster the client delivers
+    /// fragments as soon as one replica has committed the grant, so a replica
+    /// that has not executed that block yet waits for it (a little) first.
+    async fn committed_grant(&self, grant: GrantId) -> Result<GrantInfo, NodeError> {
+        const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        loop {
+            if let Some(info) = self.ledger.grant(&grant)? {
+                return Ok(info);
+            }
+            if self.status().replicas <= 1 || tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::UnknownGrant(grant));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Orders a `Retrieve` call; if the contracts allow it, answers with this
     /// replica's capsule fragment (re-encrypted off the async runtime).
     pub async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
@@ -618,6 +687,7 @@ impl<T: NodeTypes> Node<T> {
                     replica: self.replica,
                     fragment: cfrag,
                 }],
+                skipped: Vec::new(),
             });
         }
         let pre = self.pre.clone();
@@ -667,6 +737,7 @@ impl<T: NodeTypes> Node<T> {
                 replica: self.replica,
                 fragment: cfrag,
             }],
+            skipped: Vec::new(),
         })
     }
 
@@ -799,6 +870,50 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
 
 fn now() -> rr_core::Timestamp {
     rr_core::Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+impl<T: NodeTypes> Node<T> {
+    /// Follows the committed ledger and erases this replica's key fragment of
+    /// every grant a committed `Revoke` names, whichever replica the owner
+    /// sent it to. Checks every `poll`; starts at the current head (fragments
+    /// of grants revoked before it were erased by [`Node::assemble`]). The
+    /// follower ends when the node is dropped.
+    pub fn follow_revocations(
+        self: &Arc<Self>,
+        poll: std::time::Duration,
+    ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+        let mut done = self.ledger.head()?.height;
+        let weak = Arc::downgrade(self);
+        Ok(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(node) = weak.upgrade() else { return };
+                match node.erase_revoked_after(done) {
+                    Ok(height) => done = height,
+                    Err(e) => warn!(target: TARGET, error = %e, "revocation follower: will retry"),
+                }
+            }
+        }))
+    }
+
+    /// Erases fragments of grants revoked in blocks above `done`, up to the
+    /// head; returns the height it got to.
+    fn erase_revoked_after(&self, done: u64) -> Result<u64, NodeError> {
+        let head = self.ledger.head()?.height;
+        for height in done + 1..=head {
+            for receipt in self.ledger.block_receipts(height)?.unwrap_or_default() {
+                if let Outcome::Ok(CallOutput::Revoked { grant }) = &receipt.outcome {
+                    self.decoded.forget(grant);
+                    if self.fragments.erase(grant)? {
+                        info!(target: TARGET, grant = %grant.short(), height, "revoked on the ledger: key fragment erased");
+                    }
+                }
+            }
+        }
+        Ok(head)
+    }
 }
 
 impl<T: NodeTypes> Node<T> {

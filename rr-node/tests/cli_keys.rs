@@ -25,8 +25,12 @@ fn keys_new_show_and_list() {
     let shown = rr.run(&["keys", "show", "alice", "--json"]).json();
     let card: PublicCard = serde_json::from_value(shown.clone()).expect("a public card");
     assert_eq!(card.account.to_string(), created["account"]);
-    assert_eq!(shown["scheme"], 1, "umbral");
+    // The fields the issue documents, and one PRE key per scheme.
+    assert_eq!(shown["scheme"], "umbral");
     assert!(shown["pre_public_key"].as_str().unwrap().len() > 60);
+    assert_eq!(shown["pre_public_keys"]["umbral"], shown["pre_public_key"]);
+    assert!(shown["pre_public_keys"]["recrypt"].as_str().unwrap().len() > 60);
+    assert_eq!(created["pre_public_keys"], shown["pre_public_keys"]);
     assert_eq!(
         card,
         Keystore::open(tmp.path().join("keys"))

@@ -1,12 +1,17 @@
 //! `rr-node`: the reference Resilient Records node.
 //!
 //! ```text
-//! rr-node dev --data-dir ./rr-data --listen 127.0.0.1:7700
+//! rr-node dev --data-dir ./rr-data --listen 127.0.0.1:7700 [--scheme umbral|recrypt]
 //! ```
 //!
 //! Settings come from a TOML file (`--config`), then environment variables
 //! (`RR_NODE_DATA_DIR`, `RR_NODE_LISTEN`, `RR_NODE_MAX_BLOB_SIZE`,
-//! `RR_NODE_LOG`), then flags, each overriding the one before.
+//! `RR_NODE_LOG`, `RR_NODE_SCHEME`), then flags, each overriding the one
+//! before.
+//!
+//! `scheme` is the default scheme of new records (`umbral` unless set), the
+//! one `GET /v1/info` names and `rr put` uses unless told otherwise. The node
+//! serves records of every scheme it was built with, whatever the default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +20,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rr_core::{PreScheme, SchemeId};
 use rr_node::http::{self, ServerConfig};
-use rr_node::{DevConfig, Node};
+use rr_node::{DevConfig, Node, NodeTypes};
+
+#[path = "../node_cmd/cluster.rs"]
+mod cluster;
+use rr_pre::{Recrypt, Umbral};
 use serde::Deserialize;
 
 #[derive(Parser)]
@@ -30,11 +40,19 @@ struct Cli {
 enum Command {
     /// Run one replica (Solo engine, filesystem blobs, redb) in a data directory.
     Dev(DevArgs),
+    /// Make a replica key (sealed under a passphrase) for a cluster replica;
+    /// prints its public key.
+    Keygen(cluster::KeygenArgs),
+    /// Run one replica of a PBFT cluster from its TOML configuration.
+    Run(cluster::RunArgs),
+    /// Start an n-replica PBFT cluster on 127.0.0.1 as separate processes and
+    /// write DIR/cluster.json for `rr --node DIR/cluster.json`.
+    Localnet(cluster::LocalnetArgs),
 }
 
 #[derive(clap::Args)]
 struct DevArgs {
-    /// TOML file with settings (data_dir, listen, max_blob_size, log).
+    /// TOML file with settings (data_dir, listen, max_blob_size, log, scheme).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Directory holding the ledger, key fragments and blobs (created if missing).
@@ -49,6 +67,10 @@ struct DevArgs {
     /// Log filter, such as `info` or `rr_node=debug` [default: info].
     #[arg(long)]
     log: Option<String>,
+    /// Default scheme of new records: umbral or recrypt [default: umbral].
+    /// Records of every scheme are served either way.
+    #[arg(long, value_name = "NAME")]
+    scheme: Option<String>,
 }
 
 /// The settings of `rr-node dev`, after merging file, environment and flags.
@@ -59,6 +81,7 @@ struct DevSettings {
     listen: String,
     max_blob_size: u64,
     log: String,
+    scheme: String,
 }
 
 impl DevSettings {
@@ -66,7 +89,8 @@ impl DevSettings {
         let mut b = config::Config::builder()
             .set_default("listen", "127.0.0.1:7700")?
             .set_default("max_blob_size", 16u64 << 30)?
-            .set_default("log", "info")?;
+            .set_default("log", "info")?
+            .set_default("scheme", Umbral::ID.name())?;
         if let Some(path) = &args.config {
             anyhow::ensure!(
                 path.is_file(),
@@ -91,6 +115,9 @@ impl DevSettings {
         }
         if let Some(v) = &args.log {
             b = b.set_override("log", v.as_str())?;
+        }
+        if let Some(v) = &args.scheme {
+            b = b.set_override("scheme", v.as_str())?;
         }
         let settings: DevSettings = b
             .build()
@@ -122,7 +149,24 @@ impl DevSettings {
         })?;
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| anyhow::anyhow!("log filter {:?} is invalid: {e}", self.log))?;
+        self.scheme_id()?;
         Ok(())
+    }
+
+    /// The default scheme of new records; an error naming the schemes this
+    /// build has if `scheme` is none of them.
+    fn scheme_id(&self) -> anyhow::Result<SchemeId> {
+        let compiled = rr_pre::Schemes::all();
+        rr_pre::scheme_by_name(&self.scheme)
+            .filter(|id| compiled.get(*id).is_some())
+            .ok_or_else(|| {
+                let names: Vec<_> = compiled.ids().iter().map(|id| id.name()).collect();
+                anyhow::anyhow!(
+                    "unknown scheme {:?}: this rr-node has {}; set --scheme, RR_NODE_SCHEME or scheme in the config file to one of them",
+                    self.scheme,
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -150,40 +194,75 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let settings = DevSettings::load(&args)?;
+/// Starts logging (to stderr) and the Prometheus recorder `/metrics` reads.
+fn init_observability(log: &str) -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(log)
+                .map_err(|e| anyhow::anyhow!("log filter {log:?} is invalid: {e}"))?,
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+    metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
-        .context("installing the metrics recorder")?;
+        .context("installing the metrics recorder")
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let settings = DevSettings::load(&args)?;
+    let metrics = init_observability(&settings.log)?;
+    // The node's own scheme is a type parameter: one arm per scheme, the
+    // rest is generic.
+    match settings.scheme_id()? {
+        SchemeId::UMBRAL => open_dev(settings, Umbral, metrics).await,
+        SchemeId::RECRYPT => open_dev(settings, Recrypt, metrics).await,
+        other => anyhow::bail!("scheme {other} cannot be a dev node's default scheme"),
+    }
+}
+
+/// Opens the dev node with `pre` as its default scheme and serves it until a
+/// shutdown signal.
+async fn open_dev<P: PreScheme>(
+    settings: DevSettings,
+    pre: P,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
     let mut config = DevConfig::new(&settings.data_dir);
     config.max_blob_size = settings.max_blob_size;
-    let node = Node::open_dev(config)
+    let node = Node::open_dev_with_scheme(config, pre, Arc::new(rr_consensus::SystemClock))
         .await
         .with_context(|| format!("opening the node in {}", settings.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    serve(node, listener, settings.max_blob_size, metrics).await
+}
+
+/// Serves `node`'s HTTP API on `listener` until Ctrl-C or SIGTERM, then
+/// finishes the requests in flight and stops the node cleanly.
+async fn serve<T: NodeTypes>(
+    node: Arc<Node<T>>,
+    listener: tokio::net::TcpListener,
+    max_blob_size: u64,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal().context("installing the signal handlers")?;
     let router = http::router(
         node.clone(),
         ServerConfig {
-            max_blob_bytes: settings.max_blob_size,
+            max_blob_bytes: max_blob_size,
             metrics: Some(metrics),
             ..ServerConfig::default()
         },
     );
-    tracing::info!(target: "rr_node", %addr, data_dir = %settings.data_dir.display(), height = node.status().height, "serving");
+    let info = node.info();
+    tracing::info!(target: "rr_node", %addr, replica = %info.replica, replicas = info.replicas, height = info.status.height, scheme = T::Pre::ID.name(), "serving");
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
     http::serve(listener, router, shutdown).await?;
-    let node: Arc<_> = node;
     node.shutdown().await?;
     tracing::info!(target: "rr_node", "stopped cleanly");
     Ok(())
@@ -204,6 +283,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Dev(args) => dev(args).await,
+            Command::Keygen(args) => cluster::keygen(args),
+            Command::Run(args) => cluster::run(args).await,
+            Command::Localnet(args) => cluster::localnet(args).await,
         }
     });
     match result {

@@ -3,7 +3,7 @@
 //! ```text
 //! rr keys new NAME
 //! rr keys show NAME --json
-//! rr --as NAME put FILE --json
+//! rr --as NAME put FILE [--scheme umbral|recrypt] --json
 //! rr --as NAME grant RECORD --to GRANTEE [--expires 30d] [--purpose treatment] --json
 //! rr --as NAME get RECORD -o FILE
 //! rr --as NAME revoke GRANT

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rr_core::Purpose;
+use rr_core::{Purpose, SchemeId};
+use rr_node::CLIENT_SCHEMES;
 
 /// The node `rr` talks to unless told otherwise.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:7700";
@@ -14,8 +15,9 @@ pub const DEFAULT_NODE: &str = "http://127.0.0.1:7700";
 #[derive(Debug, Parser)]
 #[command(name = "rr", version, propagate_version = true)]
 pub struct Cli {
-    /// The node's URL.
-    #[arg(long, global = true, env = "RR_NODE", default_value = DEFAULT_NODE, value_name = "URL")]
+    /// The node's URL, or the cluster.json `rr-node localnet` wrote (then
+    /// rr talks to every replica of the cluster).
+    #[arg(long, global = true, env = "RR_NODE", default_value = DEFAULT_NODE, value_name = "URL|FILE")]
     pub node: String,
     /// The keystore directory [default: ~/.config/resilient-records/keys].
     #[arg(long, global = true, env = "RR_KEYSTORE", value_name = "DIR")]
@@ -45,6 +47,10 @@ pub enum Command {
         /// Media type of the file.
         #[arg(long, default_value = "application/octet-stream", value_name = "TYPE")]
         media_type: String,
+        /// Proxy re-encryption scheme of the record: umbral or recrypt
+        /// [default: the node's default scheme].
+        #[arg(long, value_parser = parse_scheme, value_name = "NAME")]
+        scheme: Option<SchemeId>,
     },
     /// Grant someone access to one of your records.
     Grant {
@@ -136,6 +142,16 @@ pub fn parse_expiry(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses a scheme name this `rr` can use (`umbral`, `recrypt`).
+pub fn parse_scheme(s: &str) -> Result<SchemeId, String> {
+    rr_pre::scheme_by_name(s.trim())
+        .filter(|id| CLIENT_SCHEMES.contains(id))
+        .ok_or_else(|| {
+            let names: Vec<&str> = CLIENT_SCHEMES.iter().map(|id| id.name()).collect();
+            format!("unknown scheme; this rr knows {}", names.join(", "))
+        })
+}
+
 /// Parses a purpose of use.
 pub fn parse_purpose(s: &str) -> Result<Purpose, String> {
     Purpose::new(s).map_err(|e| e.to_string())
@@ -208,5 +224,10 @@ mod tests {
         assert!(parse_id(&"ab".repeat(31)).is_err());
         assert_eq!(parse_id(&"AB".repeat(32)).unwrap(), [0xab; 32]);
         assert!(parse_purpose("Treatment!").unwrap_err().contains("purpose"));
+        assert_eq!(parse_scheme("recrypt").unwrap(), SchemeId::RECRYPT);
+        assert_eq!(parse_scheme("Umbral").unwrap(), SchemeId::UMBRAL);
+        assert!(parse_scheme("nope")
+            .unwrap_err()
+            .contains("this rr knows umbral, recrypt"));
     }
 }

@@ -1,14 +1,24 @@
 //! The commands: keys, put, grant, get, revoke, ls, audit.
+//!
+//! A key serves every scheme ([`RootIdentity`]); each command picks the
+//! typed [`Client`] of the scheme it needs: `put` the one asked for (or the
+//! node's default), `grant` and `get` the record's. Revoking, auditing and
+//! listing sign with the account key only, so any scheme's client does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rr_core::{AccountId, ErrorCode, GrantId, GrantInfo, Purpose, RecordId, Timestamp};
+use rr_core::{
+    AccountId, ErrorCode, GrantId, GrantInfo, PreScheme, Purpose, RecordId, RecordInfo, SchemeId,
+    Timestamp,
+};
 use rr_node::keystore::{Keystore, KeystoreError};
-use rr_node::{Client, ClientError, GrantOptions, Identity, NodeApi, NodeError, PublicCard};
-use rr_pre::Umbral;
+use rr_node::{
+    Client, ClientError, GrantOptions, NodeApi, NodeError, PublicCard, RootIdentity, CLIENT_SCHEMES,
+};
+use rr_pre::{Recrypt, Umbral};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -16,6 +26,45 @@ use super::args::{Cli, Command, KeysCommand};
 use super::fail::Failure;
 use super::output::{self, print_json};
 use super::progress;
+
+/// A client of one of the schemes this `rr` can use.
+enum AnyClient {
+    Umbral(Client<Umbral>),
+    Recrypt(Client<Recrypt>),
+}
+
+/// Runs `$body` with `$c` bound to the typed client in `$any` (one copy of
+/// the code, compiled once per scheme).
+macro_rules! with_client {
+    ($any:expr, $c:ident => $body:expr) => {
+        match $any {
+            AnyClient::Umbral($c) => $body,
+            AnyClient::Recrypt($c) => $body,
+        }
+    };
+}
+
+/// The key acted as, and the node.
+struct Session {
+    api: Arc<dyn NodeApi>,
+    identity: RootIdentity,
+}
+
+impl Session {
+    fn typed<P: PreScheme>(&self, pre: P) -> Result<Client<P>, ClientError> {
+        let identity = self.identity.for_scheme(&pre)?;
+        Ok(Client::new(self.api.clone(), Arc::new(pre), identity))
+    }
+
+    fn account(&self) -> AccountId {
+        self.identity.account()
+    }
+}
+
+fn scheme_names(schemes: &[SchemeId]) -> String {
+    let names: Vec<&str> = schemes.iter().map(|s| s.name()).collect();
+    names.join(", ")
+}
 
 /// The settings every command shares.
 #[derive(Debug, Clone)]
@@ -123,22 +172,20 @@ impl Globals {
                     return Err(Failure::keystore(&what, &err));
                 }
                 let pass = passphrase(&format!("Passphrase for the new key {name}: "), true)?;
-                let identity = Identity::generate(&Umbral);
+                let identity = RootIdentity::generate();
                 let card = keystore
-                    .create(&name, &pass, &identity, &Umbral)
+                    .create(&name, &pass, &identity)
                     .map_err(|e| Failure::keystore(&what, &e))?;
                 let card_file = keystore.card_path(&name);
                 if self.json {
-                    print_json(&json!({
-                        "name": name,
-                        "account": card.account.to_string(),
-                        "scheme": card.scheme,
-                        "pre_public_key": card.pre_public_key,
-                        "card_file": card_file.display().to_string(),
-                    }));
+                    let mut out = serde_json::to_value(&card).expect("a card serializes");
+                    out["name"] = json!(name);
+                    out["card_file"] = json!(card_file.display().to_string());
+                    print_json(&out);
                 } else {
                     println!("created key {name}");
                     println!("account     {}", card.account);
+                    println!("schemes     {}", scheme_names(&card.schemes()));
                     println!("public card {}", card_file.display());
                     println!("share the card with `rr keys show {name} --json > {name}.card.json`; keep the passphrase safe: without it the key cannot be opened");
                 }
@@ -153,8 +200,10 @@ impl Globals {
                 } else {
                     println!("key            {name}");
                     println!("account        {}", card.account);
-                    println!("scheme         {}", card.scheme.name());
-                    println!("pre_public_key {}", card.pre_public_key);
+                    for scheme in card.schemes() {
+                        let key = card.key_for(scheme).unwrap_or_default();
+                        println!("{:<14} {key}", format!("{} key", scheme.name()));
+                    }
                     println!("card file      {}", keystore.card_path(&name).display());
                 }
                 Ok(())
@@ -174,7 +223,11 @@ impl Globals {
                     let keys: Vec<_> = cards
                         .iter()
                         .map(|(n, c)| {
-                            json!({"name": n, "account": c.as_ref().map(|c| c.account.to_string())})
+                            json!({
+                                "name": n,
+                                "account": c.as_ref().map(|c| c.account.to_string()),
+                                "schemes": c.as_ref().map(|c| c.schemes().iter().map(|s| s.name()).collect::<Vec<_>>()),
+                            })
                         })
                         .collect();
                     print_json(
@@ -197,7 +250,7 @@ impl Globals {
     }
 
     /// Opens the key named by `--as`.
-    fn identity(&self, keystore: &Keystore) -> Result<Identity<Umbral>, Failure> {
+    fn identity(&self, keystore: &Keystore) -> Result<RootIdentity, Failure> {
         let Some(name) = &self.as_name else {
             let known = keystore.list().unwrap_or_default();
             let keys = if known.is_empty() {
@@ -224,20 +277,61 @@ impl Globals {
         }
         let pass = passphrase(&format!("Passphrase for key {name}: "), false)?;
         keystore
-            .load(name, &pass, &Umbral)
+            .load(name, &pass)
             .map_err(|e| Failure::keystore(&what, &e))
     }
 
-    fn connect(&self, identity: Identity<Umbral>) -> Result<Client<Umbral>, Failure> {
-        let api = rr_node::http::HttpClient::new(&self.node).map_err(|e| {
+    fn connect(&self, identity: RootIdentity) -> Result<Session, Failure> {
+        // A URL is one node; a file (cluster.json from `rr-node localnet`)
+        // is a whole replica set.
+        let cluster_file = std::path::Path::new(&self.node);
+        let api: Result<Arc<dyn rr_node::NodeApi>, _> =
+            if self.node.contains("://") || !cluster_file.exists() {
+                rr_node::http::HttpClient::new(&self.node)
+                    .map(|c| Arc::new(c) as Arc<dyn rr_node::NodeApi>)
+            } else {
+                rr_node::Replicas::from_cluster_file(cluster_file)
+                    .map(|r| Arc::new(r) as Arc<dyn rr_node::NodeApi>)
+            };
+        let api = api.map_err(|e| {
             Failure::client(
                 format!("cannot use node {}", self.node),
                 &ClientError::Node(e),
                 &self.node,
             )
         })?;
-        let api: Arc<dyn NodeApi> = Arc::new(api);
-        Ok(Client::new(api, Arc::new(Umbral), identity))
+        Ok(Session { api, identity })
+    }
+
+    /// The client of `scheme` (a record's, or the one a new record uses).
+    fn client(
+        &self,
+        session: &Session,
+        scheme: SchemeId,
+        what: &str,
+    ) -> Result<AnyClient, Failure> {
+        let client = match scheme {
+            SchemeId::UMBRAL => session.typed(Umbral).map(AnyClient::Umbral),
+            SchemeId::RECRYPT => session.typed(Recrypt).map(AnyClient::Recrypt),
+            other => {
+                return Err(Failure::new(
+                    what,
+                    format!(
+                        "scheme {other} is not one this rr can use (it uses {})",
+                        scheme_names(&CLIENT_SCHEMES)
+                    ),
+                )
+                .hint("use an rr built with that scheme"))
+            }
+        };
+        client.map_err(self.fail(what))
+    }
+
+    /// A client for what only the account key signs (revocations, audit
+    /// trails, listings): no PRE key is involved, so any scheme's does.
+    fn signer(&self, session: &Session, what: &str) -> Result<AnyClient, Failure> {
+        let scheme = session.identity.schemes()[0];
+        self.client(session, scheme, what)
     }
 
     fn fail(&self, what: impl Into<String>) -> impl FnOnce(ClientError) -> Failure + '_ {
@@ -297,7 +391,11 @@ impl Globals {
         let client = self.connect(identity)?;
         match command {
             Command::Keys(_) => unreachable!("keys commands run locally"),
-            Command::Put { file, media_type } => self.put(&client, &file, &media_type).await,
+            Command::Put {
+                file,
+                media_type,
+                scheme,
+            } => self.put(&client, &file, &media_type, scheme).await,
             Command::Grant {
                 record,
                 expires,
@@ -377,9 +475,10 @@ impl Globals {
 
     async fn put(
         &self,
-        client: &Client<Umbral>,
+        session: &Session,
         file: &Path,
         media_type: &str,
+        scheme: Option<SchemeId>,
     ) -> Result<(), Failure> {
         let what = format!("cannot put {}", file.display());
         let f = tokio::fs::File::open(file)
@@ -390,6 +489,18 @@ impl Globals {
             .await
             .map_err(|e| Failure::new(&what, e))?
             .len();
+        let scheme = match scheme {
+            Some(scheme) => scheme,
+            None => {
+                session
+                    .api
+                    .info()
+                    .await
+                    .map_err(self.fail_node(&what))?
+                    .scheme
+            }
+        };
+        let client = self.client(session, scheme, &what)?;
         let stream: rr_core::ByteStream =
             Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
         let bar = progress::bar(
@@ -397,9 +508,8 @@ impl Globals {
             size,
             "encrypting and uploading",
         );
-        let out = client
-            .put(progress::track(stream, bar.clone()), media_type)
-            .await
+        let stream = progress::track(stream, bar.clone());
+        let out = with_client!(&client, c => c.put(stream, media_type).await)
             .map_err(self.fail(&what))?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -410,9 +520,10 @@ impl Globals {
                 "cid": out.cid.to_string(),
                 "size": out.size,
                 "plaintext_size": size,
+                "scheme": scheme.name(),
             }));
         } else {
-            println!("registered record {}", out.record_id);
+            println!("registered record {} ({})", out.record_id, scheme.name());
             println!(
                 "{size} bytes, encrypted to {} bytes, cid {}",
                 out.size, out.cid
@@ -423,7 +534,7 @@ impl Globals {
 
     async fn grant(
         &self,
-        client: &Client<Umbral>,
+        session: &Session,
         record: RecordId,
         card: &PublicCard,
         expires: Option<Duration>,
@@ -432,23 +543,25 @@ impl Globals {
     ) -> Result<(), Failure> {
         let what = format!("cannot grant access to record {}…", record.short());
         let expires_at = expires.map(|d| now().plus_millis(d.as_millis() as u64));
-        let grant = client
-            .grant(
-                record,
-                card,
-                GrantOptions {
-                    purpose: purpose.clone(),
-                    expires_at,
-                    threshold,
-                },
-            )
+        let info = session
+            .api
+            .record(record)
             .await
+            .map_err(self.fail_node(&what))?;
+        let client = self.client(session, info.scheme, &what)?;
+        let options = GrantOptions {
+            purpose: purpose.clone(),
+            expires_at,
+            threshold,
+        };
+        let grant = with_client!(&client, c => c.grant(record, card, options).await)
             .map_err(self.fail(&what))?;
         if self.json {
             print_json(&json!({
                 "grant_id": grant.to_string(),
                 "record_id": record.to_string(),
                 "grantee": card.account.to_string(),
+                "scheme": info.scheme.name(),
                 "purpose": purpose.as_str(),
                 "expires_at": expires_at.map(|t| t.to_string()),
             }));
@@ -465,28 +578,27 @@ impl Globals {
 
     async fn get(
         &self,
-        client: &Client<Umbral>,
+        session: &Session,
         id: [u8; 32],
         output: &Path,
         purpose: Option<Purpose>,
     ) -> Result<(), Failure> {
-        let me = client.account();
-        let api = client.api().clone();
-        let (what, record, grant, stream) = match api.record(RecordId(id)).await {
+        let me = session.account();
+        let api = session.api.clone();
+        // The record, and the grant to read it through (none for the owner).
+        let (what, record, grant): (String, RecordInfo, Option<(GrantId, Purpose)>) = match api
+            .record(RecordId(id))
+            .await
+        {
             Ok(info) if info.owner == me => {
                 let what = format!("cannot read record {}…", info.id.short());
-                let stream = client.read_own(info.id).await.map_err(self.fail(&what))?;
-                (what, info, None, stream)
+                (what, info, None)
             }
             Ok(info) => {
                 let what = format!("cannot read record {}…", info.id.short());
-                let grant = self.held_grant(client, &info, &what).await?;
+                let grant = self.held_grant(session, &info, &what).await?;
                 let purpose = purpose.unwrap_or_else(|| grant.purpose.clone());
-                let stream = client
-                    .retrieve(grant.id, purpose)
-                    .await
-                    .map_err(self.fail(&what))?;
-                (what, info, Some(grant.id), stream)
+                (what, info, Some((grant.id, purpose)))
             }
             Err(e) if is_unknown(&e, ErrorCode::UnknownRecord) => {
                 let what = format!("cannot read through grant {}…", GrantId(id).short());
@@ -507,15 +619,10 @@ impl Globals {
                     .map_err(self.fail_node(&what))?;
                 if grant.owner == me && grant.grantee != me {
                     // The owner needs no grant to read their own record.
-                    let stream = client.read_own(info.id).await.map_err(self.fail(&what))?;
-                    (what, info, None, stream)
+                    (what, info, None)
                 } else {
                     let purpose = purpose.unwrap_or_else(|| grant.purpose.clone());
-                    let stream = client
-                        .retrieve(grant.id, purpose)
-                        .await
-                        .map_err(self.fail(&what))?;
-                    (what, info, Some(grant.id), stream)
+                    (what, info, Some((grant.id, purpose)))
                 }
             }
             Err(e) => {
@@ -524,6 +631,19 @@ impl Globals {
                 ));
             }
         };
+        let grant_id = grant.as_ref().map(|(g, _)| *g);
+        let client = self.client(session, record.scheme, &what)?;
+        let (stream, report) = with_client!(&client, c => match grant {
+            None => c.read_own(record.id).await.map(|s| (s, rr_node::RetrieveReport::default())),
+            Some((grant, purpose)) => c.retrieve_with_report(grant, purpose).await,
+        })
+        .map_err(self.fail(&what))?;
+        // Replicas that were down or gave a bad fragment: named, not fatal.
+        if !self.json {
+            for s in &report.skipped {
+                eprintln!("note: skipped replica {}: {}", s.replica.0, s.reason);
+            }
+        }
         let bar = progress::bar(
             progress::wanted(self.json),
             record.size,
@@ -538,10 +658,16 @@ impl Globals {
         if self.json {
             print_json(&json!({
                 "record_id": record.id.to_string(),
-                "grant_id": grant.map(|g| g.to_string()),
+                "grant_id": grant_id.map(|g| g.to_string()),
+                "scheme": record.scheme.name(),
                 "output": output.display().to_string(),
                 "bytes": written,
                 "media_type": record.media_type,
+                "replicas_used": report.used.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "replicas_skipped": report.skipped.iter().map(|s| json!({
+                    "replica": s.replica.0,
+                    "reason": s.reason,
+                })).collect::<Vec<_>>(),
             }));
         } else {
             println!(
@@ -557,11 +683,12 @@ impl Globals {
     /// if any, else the latest (so the node says why it no longer works).
     async fn held_grant(
         &self,
-        client: &Client<Umbral>,
-        record: &rr_core::RecordInfo,
+        session: &Session,
+        record: &RecordInfo,
         what: &str,
     ) -> Result<GrantInfo, Failure> {
-        let (_, held) = client.listing().await.map_err(self.fail(what))?;
+        let signer = self.signer(session, what)?;
+        let (_, held) = with_client!(&signer, c => c.listing().await).map_err(self.fail(what))?;
         let mut mine: Vec<GrantInfo> = held.into_iter().filter(|g| g.record == record.id).collect();
         mine.sort_by_key(|g| g.granted.height);
         let now = now();
@@ -577,7 +704,7 @@ impl Globals {
                 what,
                 format!(
                     "account {} holds no grant to this record, which account {} owns",
-                    client.account(),
+                    session.account(),
                     record.owner
                 ),
             )
@@ -585,31 +712,35 @@ impl Globals {
         })
     }
 
-    async fn revoke(&self, client: &Client<Umbral>, grant: GrantId) -> Result<(), Failure> {
-        client
-            .revoke(grant)
-            .await
-            .map_err(self.fail(format!("cannot revoke grant {}…", grant.short())))?;
+    async fn revoke(&self, session: &Session, grant: GrantId) -> Result<(), Failure> {
+        let what = format!("cannot revoke grant {}…", grant.short());
+        let signer = self.signer(session, &what)?;
+        with_client!(&signer, c => c.revoke(grant).await).map_err(self.fail(&what))?;
         if self.json {
             print_json(&json!({ "grant_id": grant.to_string(), "revoked": true }));
         } else {
-            println!("revoked grant {grant}; the node erased its key fragment");
+            println!(
+                "revoked grant {grant}; every replica erases its key fragment as the revocation commits"
+            );
         }
         Ok(())
     }
 
-    async fn ls(&self, client: &Client<Umbral>, keystore: &Keystore) -> Result<(), Failure> {
+    async fn ls(&self, session: &Session, keystore: &Keystore) -> Result<(), Failure> {
         let what = "cannot list your records and grants";
-        let (records, held) = client.listing().await.map_err(self.fail(what))?;
+        let signer = self.signer(session, what)?;
+        let (records, held) =
+            with_client!(&signer, c => c.listing().await).map_err(self.fail(what))?;
         let mut owned = Vec::with_capacity(records.len());
         for record in records {
-            let grants = client.grants_of(record.id).await.map_err(self.fail(what))?;
+            let grants = with_client!(&signer, c => c.grants_of(record.id).await)
+                .map_err(self.fail(what))?;
             owned.push((record, grants));
         }
         let now = now();
         if self.json {
             print_json(&json!({
-                "account": client.account().to_string(),
+                "account": session.account().to_string(),
                 "records": owned.iter().map(|(r, g)| output::record_json(r, g, now)).collect::<Vec<_>>(),
                 "grants": held.iter().map(|g| output::grant_json(g, now)).collect::<Vec<_>>(),
             }));
@@ -617,12 +748,16 @@ impl Globals {
         }
         let names = self.names(keystore);
         let who = |a: &AccountId| names.get(a).cloned().unwrap_or_else(|| a.short());
-        println!("account {}", client.account());
+        println!("account {}", session.account());
         println!("records you own: {}", owned.len());
         for (r, grants) in &owned {
             println!(
-                "  {}  {} bytes  {}  registered {}",
-                r.id, r.size, r.media_type, r.registered.time
+                "  {}  {}  {} bytes  {}  registered {}",
+                r.id,
+                r.scheme.name(),
+                r.size,
+                r.media_type,
+                r.registered.time
             );
             for g in grants {
                 println!(
@@ -650,14 +785,14 @@ impl Globals {
 
     async fn audit(
         &self,
-        client: &Client<Umbral>,
+        session: &Session,
         record: RecordId,
         keystore: &Keystore,
     ) -> Result<(), Failure> {
-        let entries = client.audit(record).await.map_err(self.fail(format!(
-            "cannot read the audit trail of record {}…",
-            record.short()
-        )))?;
+        let what = format!("cannot read the audit trail of record {}…", record.short());
+        let signer = self.signer(session, &what)?;
+        let entries =
+            with_client!(&signer, c => c.audit(record).await).map_err(self.fail(&what))?;
         if self.json {
             print_json(&json!({
                 "record_id": record.to_string(),

@@ -123,7 +123,10 @@ fn client_hint(err: &ClientError, node: &str) -> Option<String> {
             "ask the record's owner to grant access again".to_string()
         }
         ClientError::SchemeMismatch { .. } => {
-            "the grantee needs a key for the record's scheme".to_string()
+            "ask the grantee for a current card (`rr keys show NAME --json`): keys made by this rr have a key for every scheme; nothing was granted".to_string()
+        }
+        ClientError::NoSchemeKey { .. } => {
+            "`rr keys new NAME` makes a key for every scheme; records of this key's scheme still work with it".to_string()
         }
         ClientError::Io { context, .. } if context.starts_with("reading the record") => {
             download_broke_off()

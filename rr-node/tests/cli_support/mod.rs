@@ -23,12 +23,26 @@ impl NodeProcess {
     /// Starts `rr-node dev --data-dir DATA --listen 127.0.0.1:0` and waits for
     /// its `listening on` line.
     pub fn start(data_dir: &Path, log: &Path) -> Self {
+        Self::start_with(data_dir, log, &[], &[])
+    }
+
+    /// Like [`NodeProcess::start`] with more flags and environment variables
+    /// (no other `RR_NODE_*` variable reaches the node).
+    pub fn start_with(data_dir: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let log_file = std::fs::File::create(log).expect("create the node's log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rr-node"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rr-node"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RR_NODE_") {
+                command.env_remove(k);
+            }
+        }
+        let mut child = command
+            .envs(envs.iter().copied())
             .arg("dev")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)

@@ -1,0 +1,518 @@
+//! `rr-node keygen`, `rr-node run` and `rr-node localnet`: running replicas of
+//! a PBFT cluster.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use ed25519_dalek::SigningKey;
+use rr_consensus::{PbftConfig, SystemClock};
+use rr_core::{PreScheme, ReplicaId};
+use rr_node::cluster::{ClusterConfig, ClusterFile, ClusterMember, ClusterNode, Peer};
+use rr_node::http::HttpClient;
+use rr_node::keystore::Keystore;
+use rr_node::{Node, NodeApi, RootIdentity};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// The keystore entry that holds a replica's secrets.
+const REPLICA_KEY: &str = "replica";
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Directory to keep the replica's sealed key in (created if missing).
+    #[arg(long)]
+    keystore: PathBuf,
+    /// Read the passphrase from this file instead of RR_NODE_PASSPHRASE or a prompt.
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The replica's TOML configuration (see `rr-node run --help`).
+    #[arg(long)]
+    config: PathBuf,
+    /// Log filter, overriding the file's `log`.
+    #[arg(long)]
+    log: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct LocalnetArgs {
+    /// Replicas to run (n = 3f + 1; at least 4).
+    #[arg(long, default_value_t = 4)]
+    replicas: usize,
+    /// Directory for the replicas' data, keys, logs and cluster.json. Running
+    /// localnet again on it restarts the same cluster.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// First HTTP port (replica i serves on BASE + i and talks to the other
+    /// replicas on BASE + 100 + i); 0 picks free ports.
+    #[arg(long, default_value_t = 7710)]
+    base_port: u16,
+    /// Scheme of new records: umbral or recrypt.
+    #[arg(long, default_value = "umbral")]
+    scheme: String,
+    /// Log filter of the replicas.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+/// `node.toml`: one cluster replica.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicaSettings {
+    /// This replica's number: its place in `peers`.
+    replica: u16,
+    /// Data directory.
+    data_dir: PathBuf,
+    /// Where the HTTP API listens.
+    listen: SocketAddr,
+    /// Where to accept replica connections; default `peers[replica].p2p`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p2p_listen: Option<SocketAddr>,
+    /// The keystore `rr-node keygen` wrote; default `DATA_DIR/keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keystore: Option<PathBuf>,
+    /// A file holding the keystore's passphrase; default: RR_NODE_PASSPHRASE,
+    /// then a prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passphrase_file: Option<PathBuf>,
+    /// Scheme of new records.
+    #[serde(default = "default_scheme")]
+    scheme: String,
+    /// Largest record upload, in bytes.
+    #[serde(default = "default_max_blob")]
+    max_blob_size: u64,
+    /// Log filter.
+    #[serde(default = "default_log")]
+    log: String,
+    /// Every replica, in order.
+    peers: Vec<Peer>,
+}
+
+fn default_scheme() -> String {
+    "umbral".into()
+}
+fn default_max_blob() -> u64 {
+    16 << 30
+}
+fn default_log() -> String {
+    "info".into()
+}
+
+impl ReplicaSettings {
+    fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        let settings: Self = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid configuration {}: {e}", path.display()))?;
+        Ok(settings)
+    }
+
+    fn cluster_config(&self) -> anyhow::Result<ClusterConfig> {
+        let me = usize::from(self.replica);
+        let p2p_listen = match (self.p2p_listen, self.peers.get(me)) {
+            (Some(a), _) => a,
+            (None, Some(p)) => p.p2p,
+            (None, None) => bail!(
+                "replica {} is not in peers (it lists {} replicas, numbered from 0)",
+                self.replica,
+                self.peers.len()
+            ),
+        };
+        let config = ClusterConfig {
+            replica: ReplicaId(self.replica),
+            data_dir: self.data_dir.clone(),
+            p2p_listen,
+            peers: self.peers.clone(),
+            pbft: PbftConfig::default(),
+            max_blob_size: self.max_blob_size,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The keystore passphrase: a file, RR_NODE_PASSPHRASE, or a prompt.
+fn passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(file) = file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the passphrase file {}", file.display()))?,
+        );
+        let pass = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+        ensure!(
+            !pass.is_empty(),
+            "the passphrase file {} is empty",
+            file.display()
+        );
+        return Ok(pass);
+    }
+    if let Ok(p) = std::env::var("RR_NODE_PASSPHRASE") {
+        return Ok(Zeroizing::new(p));
+    }
+    ensure!(
+        std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        "no passphrase: set RR_NODE_PASSPHRASE, set passphrase_file, or run in a terminal to be asked"
+    );
+    let pass = Zeroizing::new(rpassword::prompt_password("replica key passphrase: ")?);
+    if confirm {
+        let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
+        ensure!(
+            *pass == *again,
+            "the passphrases differ; nothing was written"
+        );
+    }
+    Ok(pass)
+}
+
+#[derive(Serialize)]
+struct PublicReplicaKey {
+    public_key: String,
+}
+
+/// Makes a replica key in `keystore` and returns its public half, hex.
+fn make_replica_key(keystore: &Keystore, pass: &str) -> anyhow::Result<String> {
+    let root = RootIdentity::generate();
+    keystore.create(REPLICA_KEY, pass, &root).with_context(|| {
+        format!(
+            "cannot create the replica key in {}",
+            keystore.dir().display()
+        )
+    })?;
+    Ok(hex::encode(root.signing_key().verifying_key().as_bytes()))
+}
+
+fn load_replica_key(keystore: &Path, pass: &str) -> anyhow::Result<SigningKey> {
+    let root = Keystore::open(keystore)?
+        .load(REPLICA_KEY, pass)
+        .with_context(|| format!("cannot open the replica key in {}", keystore.display()))?;
+    Ok(root.signing_key().clone())
+}
+
+/// `rr-node keygen`.
+pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    let keystore = Keystore::open(&args.keystore)?;
+    let pass = passphrase(args.passphrase_file.as_deref(), true)?;
+    let public_key = make_replica_key(&keystore, &pass)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&PublicReplicaKey { public_key })?
+    );
+    eprintln!(
+        "replica key sealed in {}; put public_key in every replica's peers list",
+        keystore.dir().display()
+    );
+    Ok(())
+}
+
+/// `rr-node run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut settings = ReplicaSettings::load(&args.config)?;
+    if let Some(log) = args.log {
+        settings.log = log;
+    }
+    let config = settings.cluster_config()?;
+    let metrics = crate::init_observability(&settings.log)?;
+    let keystore = settings
+        .keystore
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("keys"));
+    let pass = passphrase(settings.passphrase_file.as_deref(), false)?;
+    let key = load_replica_key(&keystore, &pass)?;
+    drop(pass);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let served = match rr_pre::scheme_by_name(&settings.scheme) {
+        Some(id) if id == rr_pre::Umbral::ID => {
+            let node = Node::<ClusterNode<rr_pre::Umbral>>::open_cluster(
+                config,
+                key,
+                rr_pre::Umbral,
+                Arc::new(SystemClock),
+            )
+            .await?;
+            crate::serve(node, listener, settings.max_blob_size, metrics).await
+        }
+        Some(id) if id == rr_pre::Recrypt::ID => {
+            let node = Node::<ClusterNode<rr_pre::Recrypt>>::open_cluster(
+                config,
+                key,
+                rr_pre::Recrypt,
+                Arc::new(SystemClock),
+            )
+            .await?;
+            crate::serve(node, listener, settings.max_blob_size, metrics).await
+        }
+        _ => bail!(
+            "unknown scheme {:?}: use umbral or recrypt",
+            settings.scheme
+        ),
+    };
+    served
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Makes the keys and configuration of a new local cluster in `dir`.
+fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
+    let n = args.replicas;
+    let mut ports = Vec::with_capacity(n);
+    for i in 0..n {
+        let (http, p2p) = if args.base_port == 0 {
+            (free_port()?, free_port()?)
+        } else {
+            let http = usize::from(args.base_port) + i;
+            let p2p = http + 100;
+            ensure!(
+                p2p <= 65535,
+                "--base-port {} is too high for {n} replicas",
+                args.base_port
+            );
+            (http as u16, p2p as u16)
+        };
+        ports.push((http, p2p));
+    }
+    let mut members = Vec::with_capacity(n);
+    for (i, (http, p2p)) in ports.iter().enumerate() {
+        let rdir = args.data_dir.join(format!("replica-{i}"));
+        std::fs::create_dir_all(&rdir)
+            .with_context(|| format!("cannot create {}", rdir.display()))?;
+        // A local test cluster keeps each key's passphrase beside it: the key
+        // is sealed at rest, but this is for development, not production.
+        let mut secret = Zeroizing::new([0u8; 24]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret[..]);
+        let pass = Zeroizing::new(hex::encode(&secret[..]));
+        let pass_file = rdir.join("passphrase");
+        write_private(&pass_file, pass.as_bytes())?;
+        let public_key = make_replica_key(&Keystore::open(rdir.join("keys"))?, &pass)?;
+        members.push(ClusterMember {
+            replica: i as u16,
+            api: format!("http://127.0.0.1:{http}"),
+            p2p: SocketAddr::from(([127, 0, 0, 1], *p2p)),
+            public_key,
+            pid: None,
+            config: rdir.join("node.toml"),
+            log: rdir.join("node.log"),
+        });
+    }
+    let peers: Vec<Peer> = members
+        .iter()
+        .map(|m| Peer {
+            p2p: m.p2p,
+            api: m.api.clone(),
+            public_key: m.public_key.clone(),
+        })
+        .collect();
+    for (i, m) in members.iter().enumerate() {
+        let rdir = args.data_dir.join(format!("replica-{i}"));
+        let settings = ReplicaSettings {
+            replica: i as u16,
+            data_dir: rdir.clone(),
+            listen: SocketAddr::from(([127, 0, 0, 1], ports[i].0)),
+            p2p_listen: None,
+            keystore: Some(rdir.join("keys")),
+            passphrase_file: Some(rdir.join("passphrase")),
+            scheme: args.scheme.clone(),
+            max_blob_size: default_max_blob(),
+            log: args.log.clone(),
+            peers: peers.clone(),
+        };
+        std::fs::write(&m.config, toml::to_string_pretty(&settings)?)
+            .with_context(|| format!("cannot write {}", m.config.display()))?;
+    }
+    Ok(ClusterFile {
+        n,
+        f: (n - 1) / 3,
+        scheme: args.scheme.clone(),
+        replicas: members,
+    })
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n    ")
+}
+
+#[cfg(unix)]
+fn terminate(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate(_pid: u32) {}
+
+/// `rr-node localnet`.
+pub async fn localnet(args: LocalnetArgs) -> anyhow::Result<()> {
+    ensure!(
+        (4..=64).contains(&args.replicas),
+        "--replicas must be between 4 and 64 (a cluster of n = 3f + 1 tolerates f faults; 4 tolerates 1)"
+    );
+    ensure!(
+        rr_pre::scheme_by_name(&args.scheme).is_some(),
+        "unknown scheme {:?}: use umbral or recrypt",
+        args.scheme
+    );
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let cluster_path = args.data_dir.join("cluster.json");
+    let mut cluster = if cluster_path.exists() {
+        let c = ClusterFile::read(&cluster_path)?;
+        ensure!(
+            c.n == args.replicas,
+            "{} holds a cluster of {} replicas; pass --replicas {} or use another --data-dir",
+            args.data_dir.display(),
+            c.n,
+            c.n
+        );
+        eprintln!("restarting the cluster in {}", args.data_dir.display());
+        c
+    } else {
+        eprintln!(
+            "creating a {}-replica cluster in {}",
+            args.replicas,
+            args.data_dir.display()
+        );
+        create_localnet(&args)?
+    };
+    let exe = std::env::current_exe().context("cannot find the rr-node executable")?;
+    let mut children = Vec::with_capacity(cluster.n);
+    for m in &mut cluster.replicas {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .with_context(|| format!("cannot open {}", m.log.display()))?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("run")
+            .arg("--config")
+            .arg(&m.config)
+            .env_remove("RR_NODE_PASSPHRASE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start replica {}", m.replica))?;
+        m.pid = child.id();
+        children.push(Some(child));
+    }
+    // Wait until every replica answers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for (i, m) in cluster.replicas.iter().enumerate() {
+        let api = HttpClient::new(&m.api)?;
+        loop {
+            if api.info().await.is_ok() {
+                break;
+            }
+            if let Some(Some(c)) = children.get_mut(i) {
+                if let Some(status) = c.try_wait()? {
+                    bail!(
+                        "replica {i} exited ({status}) while starting; the end of {}:\n    {}",
+                        m.log.display(),
+                        log_tail(&m.log)
+                    );
+                }
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "replica {i} did not answer on {} within 60 s; see {}",
+                m.api,
+                m.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    cluster.write(&cluster_path)?;
+    println!("cluster ready: {}", cluster_path.display());
+    for m in &cluster.replicas {
+        println!(
+            "  replica {}  {}  pid {}  log {}",
+            m.replica,
+            m.api,
+            m.pid.map(|p| p.to_string()).unwrap_or_default(),
+            m.log.display()
+        );
+    }
+    println!(
+        "use it with: rr --node {} ...   (Ctrl-C stops every replica)",
+        cluster_path.display()
+    );
+    use std::io::Write;
+    std::io::stdout().flush()?;
+
+    let shutdown = crate::shutdown_signal()?;
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                for (i, slot) in children.iter_mut().enumerate() {
+                    if let Some(c) = slot {
+                        if let Some(status) = c.try_wait()? {
+                            let m = &cluster.replicas[i];
+                            eprintln!(
+                                "replica {i} (pid {}) exited: {status}; the others go on. Restart it with: {} run --config {}",
+                                m.pid.unwrap_or_default(),
+                                exe.display(),
+                                m.config.display()
+                            );
+                            *slot = None;
+                        }
+                    }
+                }
+                if children.iter().all(Option::is_none) {
+                    eprintln!("every replica has exited");
+                    break;
+                }
+            }
+        }
+    }
+    for c in children.iter().flatten() {
+        if let Some(pid) = c.id() {
+            terminate(pid);
+        }
+    }
+    for c in children.iter_mut().flatten() {
+        if tokio::time::timeout(Duration::from_secs(10), c.wait())
+            .await
+            .is_err()
+        {
+            let _ = c.kill().await;
+        }
+    }
+    for m in &mut cluster.replicas {
+        m.pid = None;
+    }
+    cluster.write(&cluster_path)?;
+    eprintln!("cluster stopped; run the same command to start it again");
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! A whole replica set seen as one [`NodeApi`]: the client side of a cluster.
+//!
+//! [`Replicas`] fans out what must reach every replica and tolerates the `f`
+//! that may be down or lying:
+//!
+//! | call | what it does |
+//! | --- | --- |
+//! | `submit`, reads | the first replica that answers (a down one is skipped) |
+//! | `put_blob` | streams the ciphertext to every replica at once; succeeds at `2f + 1` stored copies with the same content id |
+//! | `get_blob` | the first replica that opens the blob (the envelope's authentication catches a lying one) |
+//! | `deliver_fragments` | fragment `i` to replica `i`, all at once; names the ones that did not take it |
+//! | `retrieve` | the same signed `Retrieve` to every replica (it is ordered and audited once); gathers their capsule fragments and needs `f + 1` matching receipts |
+//!
+//! A one-replica "cluster" behaves like that replica.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rr_core::{
+    AccountId, AuditEntry, ByteStream, ContentId, GrantId, GrantInfo, Receipt, RecordId,
+    RecordInfo, ReplicaId, SignedTransaction, TxId,
+};
+
+use crate::api::{Authorization, FragmentDelivery, NodeApi};
+use crate::cluster::ClusterFile;
+use crate::http::HttpClient;
+use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
+
+/// How long a retrieval waits for more replicas once it has enough
+/// fragments, so a slow replica does not hold the answer up.
+const RETRIEVE_GRACE: Duration = Duration::from_millis(500);
+
+/// Every replica of a cluster behind one [`NodeApi`]. See the module docs.
+#[derive(Clone)]
+pub struct Replicas {
+    members: Vec<Arc<dyn NodeApi>>,
+}
+
+impl std::fmt::Debug for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicas")
+            .field("n", &self.members.len())
+            .finish()
+    }
+}
+
+fn skipped(i: usize, reason: impl std::fmt::Display) -> SkippedReplica {
+    SkippedReplica {
+        replica: ReplicaId(i as u16),
+        reason: reason.to_string(),
+    }
+}
+
+impl Replicas {
+    /// The replica set, `members[i]` being replica `i`.
+    pub fn new(members: Vec<Arc<dyn NodeApi>>) -> Result<Self, NodeError> {
+        if members.is_empty() || members.len() > usize::from(u16::MAX) {
+            return Err(NodeError::Setup(
+                "a replica set needs at least one replica".into(),
+            ));
+        }
+        Ok(Self { members })
+    }
+
+    /// The replicas a `cluster.json` (written by `rr-node localnet`) lists,
+    /// over HTTP.
+    pub fn from_cluster_file(path: &Path) -> Result<Self, NodeError> {
+        let file = ClusterFile::read(path)?;
+        let members = file
+            .replicas
+            .iter()
+            .map(|m| HttpClient::new(&m.api).map(|c| Arc::new(c) as Arc<dyn NodeApi>))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(members)
+    }
+
+    /// Replicas n.
+    pub fn n(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Faults tolerated, f = (n - 1) / 3.
+    pub fn f(&self) -> usize {
+        (self.n() - 1) / 3
+    }
+
+    /// Stored copies a blob upload needs: 2f + 1.
+    pub fn write_quorum(&self) -> usize {
+        2 * self.f() + 1
+    }
+
+    /// Replica `i`.
+    pub fn member(&self, i: ReplicaId) -> Option<&Arc<dyn NodeApi>> {
+        self.members.get(usize::from(i.0))
+    }
+
+    /// Asks replicas in order until one answers; a transport failure (down,
+    /// unreachable) moves on to the next, any other answer is final.
+    async fn first<R, F, Fut>(&self, what: &str, call: F) -> Result<R, NodeError>
+    where
+        F: Fn(Arc<dyn NodeApi>) -> Fut,
+        Fut: std::future::Future<Output = Result<R, NodeError>>,
+    {
+        let mut down = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            match call(m.clone()).await {
+                Err(NodeError::Transport(e)) => down.push(format!("replica {i}: {e}")),
+                other => return other,
+            }
+        }
+        Err(NodeError::Transport(format!(
+            "no replica answered {what}: {}",
+            down.join("; ")
+        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeApi for Replicas {
+    async fn info(&self) -> Result<NodeInfo, NodeError> {
+        self.first("info", |m| async move { m.info().await }).await
+    }
+
+    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
+        self.first("the transaction", |m| {
+            let tx = tx.clone();
+            async move { m.submit(tx).await }
+        })
+        .await
+    }
+
+    async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError> {
+        self.first("the receipt query", |m| async move { m.receipt(tx).await })
+            .await
+    }
+
+    async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
+        // One fragment belongs to one replica: address it with
+        // `deliver_fragments` (or through `member`).
+        let _ = (grant, fragment);
+        Err(NodeError::Setup(
+            "a key fragment is for one replica: use deliver_fragments on a replica set".into(),
+        ))
+    }
+
+    async fn deliver_fragments(
+        &self,
+        grant: GrantId,
+        fragments: Vec<Vec<u8>>,
+    ) -> Result<FragmentDelivery, NodeError> {
+        if fragments.len() != self.n() {
+            return Err(NodeError::Setup(format!(
+                "{} key fragments for {} replicas",
+                fragments.len(),
+                self.n()
+            )));
+        }
+        let mut pending: FuturesUnordered<_> = self
+            .members
+            .iter()
+            .cloned()
+            .zip(fragments)
+            .enumerate()
+            .map(|(i, (m, f))| async move { (i, m.deliver_fragment(grant, f).await) })
+            .collect();
+        let mut report = FragmentDelivery::default();
+        while let Some((i, result)) = pending.next().await {
+            match result {
+                Ok(()) => report.delivered.push(ReplicaId(i as u16)),
+                Err(e) => report.skipped.push(skipped(i, e)),
+            }
+        }
+        report.delivered.sort();
+        report.skipped.sort_by_key(|s| s.replica);
+        Ok(report)
+    }
+
+    async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
+        let mut pending: FuturesUnordered<_> = self
+            .members
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, m)| {
+                let tx = tx.clone();
+                async move { (i, m.retrieve(tx).await) }
+            })
+            .collect();
+        let mut answers: Vec<(usize, Retrieval)> = Vec::new();
+        let mut failed: Vec<(usize, NodeError)> = Vec::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, pending.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => pending.next().await,
+            };
+            let Some((i, result)) = next else { break };
+            match result {
+                Ok(r) => {
+                    let needed = usize::from(r.grant.threshold.m).max(self.f() + 1);
+                    answers.push((i, r));
+                    if answers.len() >= needed && deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + RETRIEVE_GRACE);
+                    }
+                }
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        let mut skipped_replicas: Vec<SkippedReplica> = failed
+            .iter()
+            .map(|(i, e)| skipped(*i, e))
+            .chain(
+                pending_indices(self.n(), &answers, &failed)
+                    .map(|i| skipped(i, "did not answer in time")),
+            )
+            .collect();
+        // The receipt most replicas agree on; f + 1 of them vouch for it.
+        let Some(agreed) = majority_receipt(&answers) else {
+            // Nobody gave a fragment: every replica refused or was down. A
+            // refusal (revoked, expired, wrong purpose) is the same at every
+            // correct replica: pass the first one on.
+            failed.sort_by_key(|(_, e)| match e {
+                NodeError::Refused(_) => 0,
+                NodeError::Transport(_) => 2,
+                _ => 1,
+            });
+            return Err(
+                match failed
+                    .into_iter()
+                    .find(|(_, e)| !matches!(e, NodeError::Transport(_)))
+                {
+                    Some((_, e)) => e,
+                    None => NodeError::Transport(format!(
+                        "no replica answered the retrieval: {}",
+                        skipped_replicas
+                            .iter()
+                            .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )),
+                },
+            );
+        };
+        let vouching = answers.iter().filter(|(_, r)| r.receipt == agreed).count();
+        if vouching < self.f() + 1 {
+            return Err(NodeError::Transport(format!(
+                "only {vouching} replicas vouch for the retrieval's receipt, {} needed; skipped: {}",
+                self.f() + 1,
+                skipped_replicas
+                    .iter()
+                    .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+        let mut combined: Option<Retrieval> = None;
+        for (i, r) in answers {
+            if r.receipt != agreed {
+                skipped_replicas.push(skipped(i, "its receipt disagrees with the others'"));
+                continue;
+            }
+            match &mut combined {
+                None => combined = Some(r),
+                Some(c) => c.capsule_fragments.extend(r.capsule_fragments),
+            }
+        }
+        let mut combined = combined.expect("at least f + 1 answers agree");
+        skipped_replicas.sort_by_key(|s| s.replica);
+        combined.skipped = skipped_replicas;
+        Ok(combined)
+    }
+
+    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {
+        self.first("the record query", |m| async move { m.record(id).await })
+            .await
+    }
+
+    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError> {
+        self.first("the grant query", |m| async move { m.grant(id).await })
+            .await
+    }
+
+    async fn grants_of_record(
+        &self,
+        id: RecordId,
+        auth: Authorization,
+    ) -> Result<Vec<GrantInfo>, NodeError> {
+        self.first("the grants query", |m| {
+            let auth = auth.clone();
+            async move { m.grants_of_record(id, auth).await }
+        })
+        .await
+    }
+
+    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError> {
+        self.first("the audit query", |m| {
+            let auth = auth.clone();
+            async move { m.audit(id, auth).await }
+        })
+        .await
+    }
+
+    async fn listing(
+        &self,
+        account: AccountId,
+        auth: Authorization,
+    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError> {
+        self.first("the listing query", |m| {
+            let auth = auth.clone();
+            async move { m.listing(account, auth).await }
+        })
+        .await
+    }
+
+    async fn put_blob(&self, mut data: ByteStream) -> Result<ContentId, NodeError> {
+        let n = self.n();
+        let mut senders = Vec::with_capacity(n);
+        let mut uploads = FuturesUnordered::new();
+        for (i, m) in self.members.iter().cloned().enumerate() {
+            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+            senders.push(Some(tx));
+            let stream: ByteStream = Box::pin(tokio_stream_of(rx));
+            uploads.push(tokio::spawn(async move { (i, m.put_blob(stream).await) }));
+        }
+        // Tee the ciphertext to every replica; a replica whose upload failed
+        // drops out, the others go on.
+        let mut source_error = None;
+        while let Some(chunk) = data.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    for s in senders.iter_mut() {
+                        if let Some(tx) = s {
+                            if tx.send(Ok(bytes.clone())).await.is_err() {
+                                *s = None;
+                            }
+                        }
+                    }
+                    if senders.iter().all(Option::is_none) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    for tx in senders.iter().flatten() {
+                        let _ = tx
+                            .send(Err(std::io::Error::new(e.kind(), e.to_string())))
+                            .await;
+                    }
+                    source_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(senders);
+        let mut stored: Vec<(usize, ContentId)> = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
+        let mut refusal = None;
+        while let Some(joined) = uploads.next().await {
+            match joined {
+                Ok((i, Ok(cid))) => stored.push((i, cid)),
+                Ok((i, Err(e))) => {
+                    errors.push(format!("replica {i}: {e}"));
+                    if !matches!(e, NodeError::Transport(_)) && refusal.is_none() {
+                        refusal = Some(e);
+                    }
+                }
+                Err(e) => errors.push(format!("upload task failed: {e}")),
+            }
+        }
+        if let Some(e) = source_error {
+            return Err(NodeError::Transport(format!(
+                "reading the data to upload failed: {e}"
+            )));
+        }
+        let quorum = self.write_quorum().min(n);
+        let mut by_cid: Vec<(ContentId, usize)> = Vec::new();
+        for (_, cid) in &stored {
+            match by_cid.iter_mut().find(|(c, _)| c == cid) {
+                Some((_, k)) => *k += 1,
+                None => by_cid.push((*cid, 1)),
+            }
+        }
+        if let Some((cid, _)) = by_cid.iter().find(|(_, k)| *k >= quorum) {
+            if !errors.is_empty() {
+                tracing::warn!(target: "rr_node::replicas", %cid, failed = %errors.join("; "), "blob stored on a quorum, not on every replica");
+            }
+            return Ok(*cid);
+        }
+        if let Some(e) = refusal {
+            // A refusal (too large, say) is the same everywhere: say it plainly.
+            return Err(e);
+        }
+        Err(NodeError::Transport(format!(
+            "the blob reached {} of the {quorum} replicas it needs: {}",
+            stored.len(),
+            errors.join("; ")
+        )))
+    }
+
+    async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
+        let mut failures = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            match m.get_blob(cid).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => failures.push((i, e)),
+            }
+        }
+        let detail = failures
+            .iter()
+            .map(|(i, e)| format!("replica {i}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        match failures
+            .into_iter()
+            .find(|(_, e)| !matches!(e, NodeError::Transport(_)))
+        {
+            Some((_, NodeError::NotFound(_))) | None => Err(NodeError::NotFound(format!(
+                "no replica could serve blob {cid}: {detail}"
+            ))),
+            Some((_, e)) => Err(e),
+        }
+    }
+}
+
+/// The replicas that neither answered nor failed.
+fn pending_indices<'a>(
+    n: usize,
+    answers: &'a [(usize, Retrieval)],
+    failed: &'a [(usize, NodeError)],
+) -> impl Iterator<Item = usize> + 'a {
+    (0..n).filter(move |i| {
+        !answers.iter().any(|(j, _)| j == i) && !failed.iter().any(|(j, _)| j == i)
+    })
+}
+
+/// The receipt the most answers carry.
+fn majority_receipt(answers: &[(usize, Retrieval)]) -> Option<Receipt> {
+    let mut best: Option<(&Receipt, usize)> = None;
+    for (_, r) in answers {
+        let k = answers
+            .iter()
+            .filter(|(_, o)| o.receipt == r.receipt)
+            .count();
+        if best.is_none_or(|(_, b)| k > b) {
+            best = Some((&r.receipt, k));
+        }
+    }
+    best.map(|(r, _)| r.clone())
+}
+
+fn tokio_stream_of(
+    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,353 @@
+//! Four replicas of `Node<ClusterNode>` (PBFT over loopback TCP) in one
+//! process, driven through `Replicas` by the ordinary `Client`: the whole
+//! flow, a replica down, a replica lying about its capsule fragment, and a
+//! revocation every replica applies from the ledger.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use rr_consensus::{PbftConfig, SystemClock};
+use rr_core::{byte_stream_of, ByteStream, ContentId, GrantId, Purpose, ReplicaId};
+use rr_node::cluster::{ClusterConfig, ClusterNode, Peer};
+use rr_node::{
+    collect, Authorization, Client, ClientError, FragmentDelivery, GrantOptions, Identity, Node,
+    NodeApi, NodeError, NodeInfo, Replicas, Retrieval,
+};
+use rr_pre::Umbral;
+
+type Replica = Node<ClusterNode<Umbral>>;
+
+fn key(i: usize) -> SigningKey {
+    SigningKey::from_bytes(&[i as u8 + 1; 32])
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn peers(n: usize) -> Vec<Peer> {
+    (0..n)
+        .map(|i| Peer {
+            p2p: free_addr(),
+            api: format!("http://127.0.0.1:{}", 1 + i),
+            public_key: hex::encode(key(i).verifying_key().as_bytes()),
+        })
+        .collect()
+}
+
+fn config(dir: &std::path::Path, peers: &[Peer], i: usize) -> ClusterConfig {
+    ClusterConfig {
+        replica: ReplicaId(i as u16),
+        data_dir: dir.join(format!("replica-{i}")),
+        p2p_listen: peers[i].p2p,
+        peers: peers.to_vec(),
+        pbft: PbftConfig::for_tests(),
+        max_blob_size: 1 << 30,
+    }
+}
+
+async fn open(dir: &std::path::Path, peers: &[Peer], i: usize) -> Arc<Replica> {
+    Node::open_cluster(config(dir, peers, i), key(i), Umbral, Arc::new(SystemClock))
+        .await
+        .unwrap()
+}
+
+async fn cluster(dir: &std::path::Path, n: usize) -> (Vec<Peer>, Vec<Arc<Replica>>) {
+    let peers = peers(n);
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        nodes.push(open(dir, &peers, i).await);
+    }
+    (peers, nodes)
+}
+
+fn replicas(members: Vec<Arc<dyn NodeApi>>) -> Arc<dyn NodeApi> {
+    Arc::new(Replicas::new(members).unwrap())
+}
+
+fn as_api(nodes: &[Arc<Replica>]) -> Vec<Arc<dyn NodeApi>> {
+    nodes
+        .iter()
+        .map(|n| n.clone() as Arc<dyn NodeApi>)
+        .collect()
+}
+
+/// Waits until `check` holds (the follower and the other replicas catch up
+/// asynchronously), failing after 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A replica that lies: its capsule fragment is garbage.
+struct Lying(Arc<dyn NodeApi>);
+
+#[async_trait::async_trait]
+impl NodeApi for Lying {
+    async fn info(&self) -> Result<NodeInfo, NodeError> {
+        self.0.info().await
+    }
+    async fn submit(&self, tx: rr_core::SignedTransaction) -> Result<rr_core::Receipt, NodeError> {
+        self.0.submit(tx).await
+    }
+    async fn receipt(&self, tx: rr_core::TxId) -> Result<rr_core::Receipt, NodeError> {
+        self.0.receipt(tx).await
+    }
+    async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
+        self.0.deliver_fragment(grant, fragment).await
+    }
+    async fn deliver_fragments(
+        &self,
+        grant: GrantId,
+        fragments: Vec<Vec<u8>>,
+    ) -> Result<FragmentDelivery, NodeError> {
+        self.0.deliver_fragments(grant, fragments).await
+    }
+    async fn retrieve(&self, tx: rr_core::SignedTransaction) -> Result<Retrieval, NodeError> {
+        let mut r = self.0.retrieve(tx).await?;
+        for f in &mut r.capsule_fragments {
+            let last = f.fragment.len() - 1;
+            f.fragment[last] ^= 0x55;
+        }
+        Ok(r)
+    }
+    async fn record(&self, id: rr_core::RecordId) -> Result<rr_core::RecordInfo, NodeError> {
+        self.0.record(id).await
+    }
+    async fn grant(&self, id: GrantId) -> Result<rr_core::GrantInfo, NodeError> {
+        self.0.grant(id).await
+    }
+    async fn grants_of_record(
+        &self,
+        id: rr_core::RecordId,
+        auth: Authorization,
+    ) -> Result<Vec<rr_core::GrantInfo>, NodeError> {
+        self.0.grants_of_record(id, auth).await
+    }
+    async fn audit(
+        &self,
+        id: rr_core::RecordId,
+        auth: Authorization,
+    ) -> Result<Vec<rr_core::AuditEntry>, NodeError> {
+        self.0.audit(id, auth).await
+    }
+    async fn listing(
+        &self,
+        account: rr_core::AccountId,
+        auth: Authorization,
+    ) -> Result<(Vec<rr_core::RecordInfo>, Vec<rr_core::GrantInfo>), NodeError> {
+        self.0.listing(account, auth).await
+    }
+    async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError> {
+        self.0.put_blob(data).await
+    }
+    async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
+        self.0.get_blob(cid).await
+    }
+}
+
+/// The same keys in a new value (an identity is not `Clone`, on purpose).
+fn twin(id: &Identity<Umbral>) -> Identity<Umbral> {
+    let (signing, master) = id.to_secret_bytes(&Umbral);
+    Identity::from_secret_bytes(&Umbral, &signing, &master).unwrap()
+}
+
+fn treatment() -> Purpose {
+    Purpose::new("treatment").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peers, nodes) = cluster(dir.path(), 4).await;
+    let alice = Client::new(
+        replicas(as_api(&nodes)),
+        Arc::new(Umbral),
+        Identity::generate(&Umbral),
+    );
+    let bob = Client::new(
+        replicas(as_api(&nodes)),
+        Arc::new(Umbral),
+        Identity::generate(&Umbral),
+    );
+    let plaintext: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+
+    // Put: the ciphertext lands on every replica, the record on every ledger.
+    let put = alice
+        .put(byte_stream_of(plaintext.clone()), "text/plain")
+        .await
+        .unwrap();
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(
+            rr_core::BlobStore::contains(&**n.blobs(), &put.cid)
+                .await
+                .unwrap(),
+            "replica {i} has the blob"
+        );
+    }
+
+    // Grant: threshold f + 1 = 2 of 4; every replica holds its fragment.
+    let grant = alice
+        .grant(
+            put.record_id,
+            &bob.card(),
+            GrantOptions {
+                purpose: treatment(),
+                expires_at: None,
+                threshold: None,
+            },
+        )
+        .await
+        .unwrap();
+    let info = nodes[0].grant(&grant).unwrap();
+    assert_eq!((info.threshold.m, info.threshold.n), (2, 4));
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(
+            n.holds_fragment(&grant).unwrap(),
+            "replica {i} holds its fragment"
+        );
+    }
+
+    // Retrieve through every replica: bytes equal.
+    let (stream, report) = bob.retrieve_with_report(grant, treatment()).await.unwrap();
+    assert_eq!(collect(stream).await.unwrap(), plaintext);
+    assert_eq!(report.used.len(), 2);
+    assert!(report.skipped.is_empty(), "{report:?}");
+
+    // Replica 2 lies about its fragment: the client names it and still opens.
+    let mut members = as_api(&nodes);
+    members[2] = Arc::new(Lying(nodes[2].clone()));
+    let bob_vs_liar = Client::new(replicas(members), Arc::new(Umbral), twin(bob.identity()));
+    let (stream, report) = bob_vs_liar
+        .retrieve_with_report(grant, treatment())
+        .await
+        .unwrap();
+    assert_eq!(collect(stream).await.unwrap(), plaintext);
+    assert!(!report.used.contains(&ReplicaId(2)), "{report:?}");
+
+    // Replica 3 goes down (f = 1): the other three still order and answer.
+    nodes[3].shutdown().await.unwrap();
+    let (stream, report) = bob.retrieve_with_report(grant, treatment()).await.unwrap();
+    assert_eq!(collect(stream).await.unwrap(), plaintext);
+    assert!(
+        report.skipped.iter().any(|s| s.replica == ReplicaId(3)),
+        "the down replica is named: {report:?}"
+    );
+
+    // Revoke through replica 0 only: every live replica erases its fragment
+    // from the ledger, and bob is refused.
+    alice.revoke(grant).await.unwrap();
+    for (i, n) in nodes.iter().enumerate().take(3) {
+        eventually(&format!("replica {i} erases"), || {
+            !n.holds_fragment(&grant).unwrap()
+        })
+        .await;
+    }
+    let err = match bob.retrieve(grant, treatment()).await {
+        Ok(_) => panic!("a revoked grant must not retrieve"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("revoked"), "{err}");
+
+    // The audit trail is the same on every live replica.
+    let audit0 = nodes[0].audit(&put.record_id).unwrap();
+    for n in &nodes[1..3] {
+        eventually("ledgers converge", || {
+            n.status().height == nodes[0].status().height
+        })
+        .await;
+        assert_eq!(n.audit(&put.record_id).unwrap(), audit0);
+    }
+    assert!(audit0.len() >= 5, "{audit0:?}");
+    for n in &nodes[..3] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (peers, mut nodes) = cluster(dir.path(), 4).await;
+    let alice = Client::new(
+        replicas(as_api(&nodes)),
+        Arc::new(Umbral),
+        Identity::generate(&Umbral),
+    );
+    let bob = Identity::generate(&Umbral);
+    let put = alice
+        .put(byte_stream_of(b"x-ray".to_vec()), "text/plain")
+        .await
+        .unwrap();
+    let grant = alice
+        .grant(
+            put.record_id,
+            &bob.card(&Umbral),
+            GrantOptions {
+                purpose: treatment(),
+                expires_at: None,
+                threshold: None,
+            },
+        )
+        .await
+        .unwrap();
+    eventually("replica 3 has its fragment", || {
+        nodes[3].holds_fragment(&grant).unwrap()
+    })
+    .await;
+
+    // Replica 3 stops; the revoke commits without it.
+    nodes[3].shutdown().await.unwrap();
+    let down = nodes.pop().unwrap();
+    drop(down);
+    // Nothing may keep the stopped replica open: its client goes too.
+    let alice_keys = twin(alice.identity());
+    drop(alice);
+    let alice = Client::new(replicas(as_api(&nodes)), Arc::new(Umbral), alice_keys);
+    alice.revoke(grant).await.unwrap();
+
+    // It comes back, catches up from its peers, and erases the fragment of
+    // the grant revoked while it was down.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        // The old instance's files are released once its tasks finish.
+        match Node::open_cluster(
+            config(dir.path(), &peers, 3),
+            key(3),
+            Umbral,
+            Arc::new(SystemClock),
+        )
+        .await
+        {
+            Ok(n) => break n,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("restart: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("restart failed: {e}"),
+        }
+    };
+    eventually("the restarted replica erases the revoked fragment", || {
+        !back.holds_fragment(&grant).unwrap()
+    })
+    .await;
+    let err = ClientError::from(
+        back.retrieve(bob.sign(rr_core::Call::Retrieve(rr_core::Retrieve {
+            grant,
+            purpose: treatment(),
+        })))
+        .await
+        .unwrap_err(),
+    );
+    assert!(err.to_string().contains("revoked"), "{err}");
+    back.shutdown().await.unwrap();
+    for n in &nodes {
+        n.shutdown().await.unwrap();
+    }
+}

@@ -1,0 +1,206 @@
+//! The real multi-process cluster: `rr-node localnet --replicas 4` starts four
+//! `rr-node run` processes (PBFT over TCP on 127.0.0.1), and the real `rr`
+//! drives the whole flow through `--node DIR/cluster.json`, with one replica
+//! killed part way (f = 1).
+
+mod cli_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli_support::{sample, Rr};
+use serde_json::Value;
+
+/// `rr-node localnet`, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Localnet {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Localnet {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rr-node"))
+            .args([
+                "localnet",
+                "--replicas",
+                "4",
+                "--base-port",
+                "0",
+                "--log",
+                "info",
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rr-node localnet");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("cluster ready") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("localnet did not get ready in 120 s");
+                }
+            }
+        }
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn cluster(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("cluster.json")).unwrap()).unwrap()
+    }
+
+    fn pid(&self, replica: usize) -> i32 {
+        self.cluster()["replicas"][replica]["pid"].as_i64().unwrap() as i32
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        signal(self.child.id() as i32, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "localnet did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Localnet {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.child.id() as i32, "TERM");
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(pid: i32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn localnet_flow_survives_a_killed_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Localnet::start(&dir.path().join("net"));
+    let cluster = net.dir.join("cluster.json");
+    assert_eq!(net.cluster()["n"], 4);
+    assert_eq!(net.cluster()["f"], 1);
+    let rr = Rr::new(dir.path(), cluster.to_str().unwrap());
+    rr.run(&["keys", "new", "alice"]).ok();
+    rr.run(&["keys", "new", "bob"]).ok();
+    let data = sample(2 << 20, 7);
+    std::fs::write(dir.path().join("scan.bin"), &data).unwrap();
+
+    let put = rr
+        .run(&["--as", "alice", "put", "scan.bin", "--json"])
+        .json();
+    let record = put["record_id"].as_str().unwrap().to_string();
+    let grant = rr
+        .run(&["--as", "alice", "grant", &record, "--to", "bob", "--json"])
+        .json();
+    let grant_id = grant["grant_id"].as_str().unwrap().to_string();
+    let got = rr
+        .run(&["--as", "bob", "get", &record, "-o", "out1.bin", "--json"])
+        .json();
+    assert_eq!(std::fs::read(dir.path().join("out1.bin")).unwrap(), data);
+    assert_eq!(got["replicas_used"].as_array().unwrap().len(), 2, "{got}");
+
+    // Kill replica 2 outright: the record is still there, and the output
+    // names the replica that was skipped.
+    let victim = net.pid(2);
+    signal(victim, "KILL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(victim) {
+        assert!(Instant::now() < deadline, "replica 2 did not die");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = rr
+        .run(&["--as", "bob", "get", &record, "-o", "out2.bin", "--json"])
+        .json();
+    assert_eq!(std::fs::read(dir.path().join("out2.bin")).unwrap(), data);
+    let skipped: Vec<u64> = got["replicas_skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["replica"].as_u64().unwrap())
+        .collect();
+    assert!(skipped.contains(&2), "{got}");
+
+    // Revoke with a replica down; bob is refused, says revoked, no output.
+    rr.run(&["--as", "alice", "revoke", &grant_id]).ok();
+    rr.run(&["--as", "bob", "get", &record, "-o", "out3.bin"])
+        .fails_with(&["revoked"]);
+    assert!(!dir.path().join("out3.bin").exists());
+
+    // The audit trail has every step, the refusal included.
+    let audit = rr
+        .run(&["--as", "alice", "audit", &record, "--json"])
+        .json();
+    let actions: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("register", "ok"),
+        ("grant", "ok"),
+        ("retrieve", "ok"),
+        ("retrieve", "ok"),
+        ("revoke", "ok"),
+        ("retrieve", "grant_revoked"),
+    ];
+    assert_eq!(
+        actions,
+        expect
+            .iter()
+            .map(|(a, o)| (a.to_string(), o.to_string()))
+            .collect::<Vec<_>>()
+    );
+
+    // Ctrl-C (SIGTERM) stops every replica; cluster.json forgets the pids.
+    let pids: Vec<i32> = (0..4).filter(|i| *i != 2).map(|i| net.pid(i)).collect();
+    let status = net.stop();
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        assert!(!alive(pid), "replica pid {pid} outlived localnet");
+    }
+    let after: Value = serde_json::from_slice(&std::fs::read(&cluster).unwrap()).unwrap();
+    assert!(after["replicas"][0]["pid"].is_null());
+}
