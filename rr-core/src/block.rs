@@ -113,6 +113,8 @@ pub enum ErrorCode {
     PurposeMismatch,
     /// The record's scheme is not one this node serves.
     SchemeMismatch,
+    /// Only a replica of this ledger may do this (for itself).
+    NotReplica,
 }
 
 impl ErrorCode {
@@ -130,6 +132,7 @@ impl ErrorCode {
             ErrorCode::GrantExpired => "grant_expired",
             ErrorCode::PurposeMismatch => "purpose_mismatch",
             ErrorCode::SchemeMismatch => "scheme_mismatch",
+            ErrorCode::NotReplica => "not_replica",
         }
     }
 }
@@ -137,7 +140,7 @@ impl ErrorCode {
 impl std::str::FromStr for ErrorCode {
     type Err = DecodeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const ALL: [ErrorCode; 11] = [
+        const ALL: [ErrorCode; 12] = [
             ErrorCode::ReplayedNonce,
             ErrorCode::InvalidCall,
             ErrorCode::UnknownRecord,
@@ -149,6 +152,7 @@ impl std::str::FromStr for ErrorCode {
             ErrorCode::GrantExpired,
             ErrorCode::PurposeMismatch,
             ErrorCode::SchemeMismatch,
+            ErrorCode::NotReplica,
         ];
         ALL.into_iter()
             .find(|c| c.as_str() == s)
@@ -207,6 +211,13 @@ pub enum CallOutput {
     Revoked {
         /// The grant.
         grant: GrantId,
+    },
+    /// A replica confirmed it erased its key fragment of a revoked grant.
+    ErasureConfirmed {
+        /// The grant.
+        grant: GrantId,
+        /// The replica.
+        replica: crate::ReplicaId,
     },
 }
 
@@ -311,6 +322,9 @@ pub struct GrantInfo {
     pub granted: BlockContext,
     /// Status.
     pub status: GrantStatus,
+    /// Replicas that confirmed, through consensus, that they erased their
+    /// key fragment after the revocation (sorted).
+    pub erased_by: Vec<crate::ReplicaId>,
 }
 
 impl GrantInfo {
@@ -331,6 +345,8 @@ pub enum AuditAction {
     Retrieve,
     /// Revoke.
     Revoke,
+    /// A replica confirmed it erased its key fragment.
+    ConfirmErasure,
 }
 
 impl AuditAction {
@@ -341,6 +357,7 @@ impl AuditAction {
             AuditAction::Grant => "grant",
             AuditAction::Retrieve => "retrieve",
             AuditAction::Revoke => "revoke",
+            AuditAction::ConfirmErasure => "erasure",
         }
     }
 }

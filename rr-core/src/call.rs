@@ -196,6 +196,19 @@ pub struct Revoke {
     pub grant: GrantId,
 }
 
+/// A replica's signed statement, through consensus, that it erased its key
+/// fragment of a revoked grant (or never held one). Signed with the replica's
+/// key; only that replica can confirm for itself. A revocation is complete
+/// once `n - m + 1` replicas confirmed: fewer than `m` can still hold a
+/// fragment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmErasure {
+    /// The revoked grant.
+    pub grant: GrantId,
+    /// The replica confirming.
+    pub replica: crate::ReplicaId,
+}
+
 /// A call to the native contracts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -208,6 +221,8 @@ pub enum Call {
     Retrieve(Retrieve),
     /// See [`Revoke`].
     Revoke(Revoke),
+    /// See [`ConfirmErasure`].
+    ConfirmErasure(ConfirmErasure),
 }
 
 impl Call {
@@ -218,6 +233,7 @@ impl Call {
             Call::Grant(_) => "grant",
             Call::Retrieve(_) => "retrieve",
             Call::Revoke(_) => "revoke",
+            Call::ConfirmErasure(_) => "confirm_erasure",
         }
     }
 }

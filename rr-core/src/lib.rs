@@ -65,7 +65,9 @@ pub use block::{
     AuditAction, AuditEntry, Block, BlockContext, BlockHeader, CallOutput, ErrorCode, GrantInfo,
     GrantStatus, Outcome, Receipt, RecordInfo, Refusal,
 };
-pub use call::{Call, Grant, Purpose, RegisterRecord, Retrieve, Revoke, SchemeId, Threshold};
+pub use call::{
+    Call, ConfirmErasure, Grant, Purpose, RegisterRecord, Retrieve, Revoke, SchemeId, Threshold,
+};
 pub use error::{
     BlobError, ConsensusError, DecodeError, ExecutionError, PreError, SignatureError, StateError,
     TxError,

@@ -145,9 +145,34 @@ pub enum ClientError {
         /// Replicas that did not, and why.
         skipped: Vec<String>,
     },
+    /// The revocation committed, but too few replicas have confirmed their
+    /// erasure yet for it to be complete.
+    #[error("grant {grant} is revoked on the ledger, but only {} of the {needed} replicas needed have confirmed erasing their key fragment (confirmed: {confirmed_by:?}); the others confirm when they are back: check with `rr audit`", confirmed_by.len())]
+    ErasureUnconfirmed {
+        /// The grant.
+        grant: GrantId,
+        /// Replicas that confirmed.
+        confirmed_by: Vec<rr_core::ReplicaId>,
+        /// Confirmations needed, n - m + 1.
+        needed: usize,
+    },
     /// The node answered something other than what the call asks for.
     #[error("unexpected answer from the node: {0}")]
     Unexpected(String),
+}
+
+/// How long [`Client::revoke`] waits for replicas to confirm their erasures.
+pub const ERASURE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A complete revocation: the replicas that confirmed, through consensus,
+/// that they erased their key fragment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeReport {
+    /// Replicas whose erasure confirmation is on the ledger (sorted).
+    pub confirmed_by: Vec<rr_core::ReplicaId>,
+    /// Confirmations a complete revocation needs, n - m + 1 (0 on a single
+    /// dev node, which erases before it answers).
+    pub needed: usize,
 }
 
 /// `umbral, recrypt`.
@@ -944,12 +969,53 @@ impl<P: PreScheme> Client<P> {
 
     /// Revokes a grant this client made; this replica erases its fragment.
     pub async fn revoke(&self, grant: GrantId) -> Result<(), ClientError> {
+        self.revoke_with_report(grant, ERASURE_WAIT).await.map(drop)
+    }
+
+    /// Revokes a grant and, on a cluster, waits (up to `wait`) until
+    /// `n - m + 1` replicas have confirmed on the ledger that they erased
+    /// their key fragment: then fewer than `m` replicas can still hold one,
+    /// so nobody can re-encrypt for the grant any more. A single dev node
+    /// erases before its answer and confirms nothing.
+    pub async fn revoke_with_report(
+        &self,
+        grant: GrantId,
+        wait: std::time::Duration,
+    ) -> Result<RevokeReport, ClientError> {
         match self.execute(Call::Revoke(Revoke { grant })).await? {
-            CallOutput::Revoked { .. } => Ok(()),
-            other => Err(ClientError::Unexpected(format!(
-                "revoke answered {other:?}"
-            ))),
+            CallOutput::Revoked { .. } => {}
+            other => {
+                return Err(ClientError::Unexpected(format!(
+                    "revoke answered {other:?}"
+                )))
+            }
         }
+        let info = self.api.grant(grant).await?;
+        let n = usize::from(info.threshold.n);
+        if n <= 1 {
+            return Ok(RevokeReport {
+                confirmed_by: info.erased_by,
+                needed: 0,
+            });
+        }
+        let needed = n - usize::from(info.threshold.m) + 1;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut confirmed_by = info.erased_by;
+        while confirmed_by.len() < needed {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::ErasureUnconfirmed {
+                    grant,
+                    confirmed_by,
+                    needed,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            confirmed_by = self.api.grant(grant).await?.erased_by;
+        }
+        Ok(RevokeReport {
+            confirmed_by,
+            needed,
+        })
     }
 
     /// The audit trail of one of this client's records.

@@ -179,6 +179,11 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
         let schemes = rr_pre::Schemes::all();
         let contracts = ContractsConfig {
             replicas: set.n() as u16,
+            replica_accounts: set
+                .ids()
+                .filter_map(|id| set.key(id))
+                .map(rr_core::AccountId::from_verifying_key)
+                .collect(),
             schemes: schemes.ids(),
             ..ContractsConfig::default()
         };
@@ -190,7 +195,7 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
                     config.p2p_listen
                 ))
             })?;
-        let replica_key = ReplicaKey::new(me, key);
+        let replica_key = ReplicaKey::new(me, key.clone());
         let network = TcpNetwork::start(
             replica_key.clone(),
             set.clone(),
@@ -215,6 +220,7 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             ledger,
             fragments,
             replica: me,
+            replica_key: Some(key),
             contracts,
             schemes,
         })?);

@@ -38,6 +38,11 @@ impl Default for ContractLimits {
 pub struct ContractsConfig {
     /// Number of replicas n: every grant carries exactly n fragment commitments.
     pub replicas: u16,
+    /// The account (ed25519 replica key) of each replica, in replica order:
+    /// replica `i` confirms its erasures signed with `replica_accounts[i]`.
+    /// Empty on a single dev node, which confirms nothing (its revocations
+    /// erase before the `revoke` call answers).
+    pub replica_accounts: Vec<rr_core::AccountId>,
     /// Schemes records may use.
     pub schemes: Vec<SchemeId>,
     /// Size limits.
@@ -48,6 +53,7 @@ impl Default for ContractsConfig {
     fn default() -> Self {
         Self {
             replicas: 1,
+            replica_accounts: Vec::new(),
             schemes: vec![SchemeId::UMBRAL],
             limits: ContractLimits::default(),
         }
@@ -279,6 +285,7 @@ impl NativeContracts {
                     expires_at: c.expires_at,
                     granted: ctx,
                     status: GrantStatus::Active,
+                    erased_by: Vec::new(),
                 };
                 let w = &mut step.state.writes;
                 w.put(Table::Grants, keys::grant(&id), grant.to_bytes());
@@ -371,6 +378,58 @@ impl NativeContracts {
                     .put(Table::Grants, keys::grant(&grant.id), grant.to_bytes());
                 Ok(Ok(CallOutput::Revoked { grant: grant.id }))
             }
+            Call::ConfirmErasure(c) => {
+                let me = self.config.replica_accounts.get(usize::from(c.replica.0));
+                if me != Some(&signer) {
+                    return Ok(Err(refuse(
+                        ErrorCode::NotReplica,
+                        format!(
+                            "account {signer} is not replica {} of this ledger; only a replica confirms its own erasures",
+                            c.replica.0
+                        ),
+                    )));
+                }
+                let Some(mut grant) = get_grant(step.state, &c.grant)? else {
+                    return Ok(Err(refuse(
+                        ErrorCode::UnknownGrant,
+                        format!("no grant {} on this ledger", c.grant),
+                    )));
+                };
+                step.audit = Some((
+                    grant.record,
+                    AuditAction::ConfirmErasure,
+                    Some(grant.id),
+                    None,
+                ));
+                if !matches!(grant.status, GrantStatus::Revoked { .. }) {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        format!(
+                            "grant {} is not revoked: there is no erasure to confirm",
+                            grant.id
+                        ),
+                    )));
+                }
+                if let Err(at) = grant.erased_by.binary_search(&c.replica) {
+                    grant.erased_by.insert(at, c.replica);
+                } else {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        format!(
+                            "replica {} already confirmed its erasure for grant {}",
+                            c.replica.0, grant.id
+                        ),
+                    )));
+                }
+                step.state
+                    .writes
+                    .put(Table::Grants, keys::grant(&grant.id), grant.to_bytes());
+                Ok(Ok(CallOutput::ErasureConfirmed {
+                    grant: grant.id,
+                    replica: c.replica,
+                }))
+            }
+            // `Call` is non-exhaustive: a call of a newer rr-core.
             other => Ok(Err(refuse(
                 ErrorCode::InvalidCall,
                 format!("this ledger does not execute {} calls", other.name()),

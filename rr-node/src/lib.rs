@@ -74,7 +74,7 @@ pub mod replicas;
 pub use api::{Authorization, FragmentDelivery, NodeApi};
 pub use client::{
     collect, write_stream_to_file, Client, ClientError, GrantOptions, Identity, PublicCard,
-    PutOutcome, RetrieveReport, RootIdentity, CLIENT_SCHEMES,
+    PutOutcome, RetrieveReport, RevokeReport, RootIdentity, CLIENT_SCHEMES, ERASURE_WAIT,
 };
 pub use cluster::{ClusterConfig, ClusterFile, ClusterNode};
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};

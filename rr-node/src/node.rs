@@ -291,6 +291,9 @@ pub struct NodeParts<T: NodeTypes> {
     pub fragments: FragmentStore,
     /// This replica's id.
     pub replica: ReplicaId,
+    /// The key this replica signs its erasure confirmations with (its
+    /// account in `contracts.replica_accounts`); `None` on a dev node.
+    pub replica_key: Option<ed25519_dalek::SigningKey>,
     /// Contract configuration (the same the executor runs with).
     pub contracts: ContractsConfig,
     /// Schemes this replica re-encrypts for, besides `pre` (records carry
@@ -308,6 +311,8 @@ pub struct Node<T: NodeTypes> {
     decoded: Arc<DecodedCache<T::Pre>>,
     schemes: Arc<rr_pre::Schemes>,
     replica: ReplicaId,
+    replica_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    confirming: Arc<std::sync::Mutex<std::collections::HashSet<GrantId>>>,
     contracts: ContractsConfig,
 }
 
@@ -418,6 +423,7 @@ impl<P: PreScheme> Node<DevNode<P>> {
             ledger,
             fragments,
             replica: ReplicaId(0),
+            replica_key: None,
             contracts,
             schemes,
         })?;
@@ -439,6 +445,8 @@ impl<T: NodeTypes> Node<T> {
             decoded: Arc::new(DecodedCache::default()),
             schemes: Arc::new(parts.schemes),
             replica: parts.replica,
+            replica_key: parts.replica_key.map(Arc::new),
+            confirming: Arc::default(),
             contracts: parts.contracts,
         };
         for grant in node.fragments.grants()? {
@@ -875,14 +883,20 @@ fn now() -> rr_core::Timestamp {
 impl<T: NodeTypes> Node<T> {
     /// Follows the committed ledger and erases this replica's key fragment of
     /// every grant a committed `Revoke` names, whichever replica the owner
-    /// sent it to. Checks every `poll`; starts at the current head (fragments
-    /// of grants revoked before it were erased by [`Node::assemble`]). The
-    /// follower ends when the node is dropped.
+    /// sent it to, then (on a cluster replica, which has a replica key)
+    /// confirms the erasure through consensus with a signed
+    /// [`rr_core::ConfirmErasure`]. Checks every `poll`. A cluster replica
+    /// starts from the first block, so erasures it missed while down are
+    /// confirmed when it is back; a dev node starts at the head. The follower
+    /// ends when the node is dropped.
     pub fn follow_revocations(
         self: &Arc<Self>,
         poll: std::time::Duration,
     ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
-        let mut done = self.ledger.head()?.height;
+        let mut done = match self.replica_key {
+            Some(_) => 0,
+            None => self.ledger.head()?.height,
+        };
         let weak = Arc::downgrade(self);
         Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
@@ -899,8 +913,8 @@ impl<T: NodeTypes> Node<T> {
     }
 
     /// Erases fragments of grants revoked in blocks above `done`, up to the
-    /// head; returns the height it got to.
-    fn erase_revoked_after(&self, done: u64) -> Result<u64, NodeError> {
+    /// head, and confirms each erasure; returns the height it got to.
+    fn erase_revoked_after(self: &Arc<Self>, done: u64) -> Result<u64, NodeError> {
         let head = self.ledger.head()?.height;
         for height in done + 1..=head {
             for receipt in self.ledger.block_receipts(height)?.unwrap_or_default() {
@@ -909,10 +923,74 @@ impl<T: NodeTypes> Node<T> {
                     if self.fragments.erase(grant)? {
                         info!(target: TARGET, grant = %grant.short(), height, "revoked on the ledger: key fragment erased");
                     }
+                    self.confirm_erasure(*grant)?;
                 }
             }
         }
         Ok(head)
+    }
+
+    /// Submits this replica's signed erasure confirmation for `grant`
+    /// (unless it is on the ledger already or under way), retrying while the
+    /// cluster cannot order it.
+    fn confirm_erasure(self: &Arc<Self>, grant: GrantId) -> Result<(), NodeError> {
+        let Some(key) = self.replica_key.clone() else {
+            return Ok(());
+        };
+        let confirmed = self
+            .ledger
+            .grant(&grant)?
+            .is_some_and(|g| g.erased_by.contains(&self.replica));
+        if confirmed
+            || !self
+                .confirming
+                .lock()
+                .expect("confirming lock")
+                .insert(grant)
+        {
+            return Ok(());
+        }
+        let (engine, confirming, replica) =
+            (self.engine.clone(), self.confirming.clone(), self.replica);
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_millis(200);
+            loop {
+                let tx = rr_core::TxBody {
+                    signer: rr_core::AccountId::from_verifying_key(&key.verifying_key()),
+                    nonce: rand_core::RngCore::next_u64(&mut rand_core::OsRng),
+                    call: rr_core::Call::ConfirmErasure(rr_core::ConfirmErasure { grant, replica }),
+                }
+                .sign(&key);
+                let verified = match tx.verify() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        warn!(target: TARGET, error = %e, "erasure confirmation does not verify");
+                        break;
+                    }
+                };
+                match engine.submit(verified).await {
+                    Ok(receipt) => {
+                        match receipt.outcome {
+                            Outcome::Ok(_) => {
+                                info!(target: TARGET, grant = %grant.short(), "erasure confirmed on the ledger")
+                            }
+                            Outcome::Refused(r) => {
+                                info!(target: TARGET, grant = %grant.short(), reason = %r, "erasure confirmation refused")
+                            }
+                        }
+                        break;
+                    }
+                    Err(ConsensusError::Stopped) => break,
+                    Err(e) => {
+                        warn!(target: TARGET, grant = %grant.short(), error = %e, "erasure confirmation not ordered yet; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    }
+                }
+            }
+            confirming.lock().expect("confirming lock").remove(&grant);
+        });
+        Ok(())
     }
 }
 

@@ -242,8 +242,17 @@ async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
     );
 
     // Revoke through replica 0 only: every live replica erases its fragment
-    // from the ledger, and bob is refused.
-    alice.revoke(grant).await.unwrap();
+    // from the ledger and confirms it through consensus; the revocation is
+    // complete at n - m + 1 = 3 confirmations. Bob is refused.
+    let report = alice
+        .revoke_with_report(grant, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(report.needed, 3);
+    assert_eq!(
+        report.confirmed_by,
+        vec![ReplicaId(0), ReplicaId(1), ReplicaId(2)]
+    );
     for (i, n) in nodes.iter().enumerate().take(3) {
         eventually(&format!("replica {i} erases"), || {
             !n.holds_fragment(&grant).unwrap()
@@ -335,6 +344,11 @@ async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
     };
     eventually("the restarted replica erases the revoked fragment", || {
         !back.holds_fragment(&grant).unwrap()
+    })
+    .await;
+    // ...and confirms it on the ledger, like the others did.
+    eventually("all four confirmations are on the ledger", || {
+        back.grant(&grant).unwrap().erased_by.len() == 4
     })
     .await;
     let err = ClientError::from(

@@ -157,8 +157,20 @@ fn localnet_flow_survives_a_killed_replica() {
         .collect();
     assert!(skipped.contains(&2), "{got}");
 
-    // Revoke with a replica down; bob is refused, says revoked, no output.
-    rr.run(&["--as", "alice", "revoke", &grant_id]).ok();
+    // Revoke with a replica down: complete once n - m + 1 = 3 replicas have
+    // confirmed their erasure on the ledger (the dead one cannot).
+    let revoked = rr
+        .run(&["--as", "alice", "revoke", &grant_id, "--json"])
+        .json();
+    let confirmed: Vec<u64> = revoked["erasure_confirmed_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .collect();
+    assert_eq!(revoked["erasures_needed"], 3, "{revoked}");
+    assert!(confirmed.len() >= 3 && !confirmed.contains(&2), "{revoked}");
+    // Bob is refused, the error says revoked, and no output file is left.
     rr.run(&["--as", "bob", "get", &record, "-o", "out3.bin"])
         .fails_with(&["revoked"]);
     assert!(!dir.path().join("out3.bin").exists());
@@ -167,10 +179,12 @@ fn localnet_flow_survives_a_killed_replica() {
     let audit = rr
         .run(&["--as", "alice", "audit", &record, "--json"])
         .json();
-    let actions: Vec<(String, String)> = audit["entries"]
-        .as_array()
-        .unwrap()
+    let entries = audit["entries"].as_array().unwrap();
+    let erasures = entries.iter().filter(|e| e["action"] == "erasure").count();
+    assert_eq!(erasures, 3, "one erasure entry per live replica: {audit}");
+    let actions: Vec<(String, String)> = entries
         .iter()
+        .filter(|e| e["action"] != "erasure")
         .map(|e| {
             (
                 e["action"].as_str().unwrap().to_string(),

@@ -715,12 +715,24 @@ impl Globals {
     async fn revoke(&self, session: &Session, grant: GrantId) -> Result<(), Failure> {
         let what = format!("cannot revoke grant {}…", grant.short());
         let signer = self.signer(session, &what)?;
-        with_client!(&signer, c => c.revoke(grant).await).map_err(self.fail(&what))?;
+        let report =
+            with_client!(&signer, c => c.revoke_with_report(grant, rr_node::ERASURE_WAIT).await)
+                .map_err(self.fail(&what))?;
+        let confirmed: Vec<u16> = report.confirmed_by.iter().map(|r| r.0).collect();
         if self.json {
-            print_json(&json!({ "grant_id": grant.to_string(), "revoked": true }));
+            print_json(&json!({
+                "grant_id": grant.to_string(),
+                "revoked": true,
+                "erasure_confirmed_by": confirmed,
+                "erasures_needed": report.needed,
+            }));
+        } else if report.needed == 0 {
+            println!("revoked grant {grant}; the node erased its key fragment");
         } else {
             println!(
-                "revoked grant {grant}; every replica erases its key fragment as the revocation commits"
+                "revoked grant {grant}; revocation complete: replicas {confirmed:?} confirmed on the ledger that they erased their key fragment ({} of the {} needed)",
+                confirmed.len(),
+                report.needed
             );
         }
         Ok(())

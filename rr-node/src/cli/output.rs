@@ -120,6 +120,7 @@ mod tests {
                 time: Timestamp(1_000),
             },
             status,
+            erased_by: vec![],
         }
     }
 
