@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use rr_consensus::{PbftConfig, SystemClock};
 use rr_core::{
     byte_stream_of, Call, DataKey, GrantId, PreScheme, Purpose, RecordId, Retrieve,
@@ -53,6 +53,7 @@ use rr_core::{
 };
 use rr_node::cluster::{ClusterConfig, ClusterNode, Peer};
 use rr_node::http::{self, HttpClient, ServerConfig};
+use rr_node::sealing::SealingKey;
 use rr_node::{
     collect, Client, DevConfig, DevNode, GrantOptions, Identity, Node, NodeApi, Replicas, Retrieval,
 };
@@ -76,6 +77,11 @@ struct Args {
     /// Latency samples per system for the 1 MiB record (default 50; 3 with --quick).
     #[arg(long)]
     samples_1m: Option<usize>,
+    /// Where the nodes' data directories go (a fresh temporary directory
+    /// inside it; default: the system's). `/dev/shm` (tmpfs, fsync free)
+    /// shows how much of the difference is durable writes.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
     /// CI smoke test: tiny sample counts and 1 s throughput runs. It checks
     /// that everything runs and every retrieval decrypts to the right bytes;
     /// its numbers mean nothing.
@@ -84,6 +90,7 @@ struct Args {
 }
 
 struct Settings {
+    data_dir: Option<std::path::PathBuf>,
     seconds: f64,
     concurrency: usize,
     samples_1k: usize,
@@ -95,6 +102,7 @@ impl Args {
     fn settings(&self) -> Result<Settings> {
         let q = self.quick;
         let s = Settings {
+            data_dir: self.data_dir.clone(),
             seconds: self.seconds.unwrap_or(if q { 1.0 } else { 5.0 }),
             concurrency: self.concurrency,
             samples_1k: self.samples_1k.unwrap_or(if q { 10 } else { 200 }),
@@ -172,30 +180,41 @@ async fn local_listener() -> Result<tokio::net::TcpListener> {
     Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
 }
 
-async fn start() -> Result<Bench> {
-    let dir = tempfile::tempdir()?;
+async fn start(data_dir: Option<&std::path::Path>) -> Result<Bench> {
+    let dir = match data_dir {
+        Some(d) => tempfile::tempdir_in(d)
+            .with_context(|| format!("cannot make a directory in {}", d.display()))?,
+        None => tempfile::tempdir()?,
+    };
     let mut servers = Vec::new();
 
     let dev_node = Node::open_dev(DevConfig::new(dir.path().join("dev"))).await?;
     servers.push(serve(local_listener().await?, dev_node.clone())?);
     let dev_api: Arc<dyn NodeApi> = Arc::new(HttpClient::new(&servers[0].url)?);
 
-    let keys: Vec<SigningKey> = (0..REPLICAS)
-        .map(|_| SigningKey::generate(&mut OsRng))
+    // Each replica: an ed25519 key (protocol messages) and an X25519 sealing
+    // key (key fragments are sealed to it).
+    let keys: Vec<(SigningKey, SealingKey)> = (0..REPLICAS)
+        .map(|_| {
+            let mut seed = [0u8; 32];
+            OsRng.fill_bytes(&mut seed);
+            (SigningKey::generate(&mut OsRng), SealingKey::derive(&seed))
+        })
         .collect();
     let mut listeners = Vec::new();
     let mut peers = Vec::new();
-    for key in &keys {
+    for (key, sealing) in &keys {
         let listener = local_listener().await?;
         peers.push(Peer {
             p2p: free_addr()?,
             api: format!("http://{}", listener.local_addr()?),
             public_key: hex::encode(key.verifying_key().as_bytes()),
+            sealing_key: sealing.public().to_hex(),
         });
         listeners.push(listener);
     }
     let mut replicas = Vec::new();
-    for (i, (key, listener)) in keys.into_iter().zip(listeners).enumerate() {
+    for (i, ((key, sealing), listener)) in keys.into_iter().zip(listeners).enumerate() {
         let config = ClusterConfig {
             replica: rr_core::ReplicaId(i as u16),
             data_dir: dir.path().join(format!("replica-{i}")),
@@ -204,7 +223,7 @@ async fn start() -> Result<Bench> {
             pbft: PbftConfig::default(),
             max_blob_size: 1 << 30,
         };
-        let node = Node::open_cluster(config, key, Umbral, Arc::new(SystemClock))
+        let node = Node::open_cluster(config, key, sealing, Umbral, Arc::new(SystemClock))
             .await
             .with_context(|| format!("starting replica {i}"))?;
         servers.push(serve(listener, node.clone())?);
@@ -712,6 +731,7 @@ struct Report<'a> {
     prims: &'a Primitives,
     tally: &'a Tally,
     load_at_start: &'a str,
+    data_dir: &'a std::path::Path,
 }
 
 fn render(r: &Report<'_>) -> Result<String> {
@@ -744,6 +764,7 @@ fn render(r: &Report<'_>) -> Result<String> {
         cpu_model(),
         r.load_at_start
     )?;
+    writeln!(o, "- data directories: {}", r.data_dir.display())?;
     writeln!(
         o,
         "- dev: `rr-node dev` (Solo) over HTTP; cluster: {REPLICAS} PBFT replicas (f = 1, m = 2, `PbftConfig::default()`), each over HTTP, reached through `Replicas`; all on 127.0.0.1 in this process"
@@ -941,6 +962,7 @@ async fn measure(b: &Bench, s: &Settings, tally: &Arc<Tally>) -> Result<String> 
         prims: &prims,
         tally,
         load_at_start: &load_at_start,
+        data_dir: b.dir.path(),
     })
 }
 
@@ -957,7 +979,7 @@ async fn main() -> Result<()> {
     let settings = args.settings()?;
     let started = Instant::now();
     eprintln!("starting the dev node and a {REPLICAS}-replica cluster");
-    let bench = start().await?;
+    let bench = start(settings.data_dir.as_deref()).await?;
     let tally = Arc::new(Tally::default());
     let result = measure(&bench, &settings, &tally).await;
     let stopped = bench.shutdown().await;

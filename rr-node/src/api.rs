@@ -12,6 +12,7 @@ use rr_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
+use crate::sealing::SealingPublicKey;
 
 /// How far a query's timestamp may be from the node's clock.
 pub const AUTH_WINDOW: Duration = Duration::from_secs(300);
@@ -124,6 +125,27 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError>;
     /// Delivers this replica's key fragment of a committed grant.
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
+    /// Every replica's sealing key, in replica order: a granting client seals
+    /// fragment `i` to key `i`. `None` where a replica takes its fragment
+    /// unsealed (a single dev node, reached directly).
+    ///
+    /// The default reads [`NodeInfo::peers`]; [`crate::Replicas`] made from a
+    /// `cluster.json` uses the keys the file names, not what a replica says.
+    async fn sealing_keys(&self) -> Result<Vec<Option<SealingPublicKey>>, NodeError> {
+        let info = self.info().await?;
+        if info.peers.is_empty() {
+            return Ok(vec![None; usize::from(info.replicas)]);
+        }
+        info.peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                SealingPublicKey::from_hex(&p.sealing_key)
+                    .map(Some)
+                    .map_err(|e| NodeError::Setup(format!("replica {i}'s sealing key: {e}")))
+            })
+            .collect()
+    }
     /// Delivers each replica its own key fragment of a committed grant
     /// (`fragments[i]` to replica `i`), and reports who took theirs.
     ///

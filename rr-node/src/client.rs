@@ -371,6 +371,22 @@ impl RootIdentity {
         AccountId::from_verifying_key(&self.signing.verifying_key())
     }
 
+    /// The X25519 sealing key of a cluster replica whose identity this is,
+    /// derived from the root seed (`None` for a version 1 key file, which has
+    /// no root seed).
+    pub fn sealing_key(&self) -> Option<crate::sealing::SealingKey> {
+        match &self.seeds {
+            Seeds::Root(root) => {
+                let seed = Zeroizing::new(blake3::derive_key(
+                    "resilient-records keystore v2 replica sealing seed",
+                    &root[..],
+                ));
+                Some(crate::sealing::SealingKey::derive(&seed))
+            }
+            Seeds::Single { .. } => None,
+        }
+    }
+
     /// The ed25519 signing key. A cluster replica's identity is one of these
     /// in its own keystore, and this key signs its protocol messages.
     pub fn signing_key(&self) -> &SigningKey {
@@ -797,12 +813,38 @@ impl<P: PreScheme> Client<P> {
             .map_err(|e| ClientError::Unexpected(format!("threshold for {n} replicas: {e}")))?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let gk = grantee_key.clone();
+        // Fragment i is sealed to replica i (a dev node takes it unsealed).
+        let sealing = self.api.sealing_keys().await?;
+        if sealing.len() != usize::from(n) {
+            return Err(ClientError::Unexpected(format!(
+                "{} sealing keys for {n} replicas",
+                sealing.len()
+            )));
+        }
+        let grantee_account = grantee.account;
         let fragments: Vec<Vec<u8>> = blocking(move || {
             pre.check_threshold(threshold)?;
             let grantee_pk = <P as PreScheme>::PublicKey::from_bytes(&gk)?;
             let (sk, _) = pre.record_key(&identity.master, &record);
             let kfrags = pre.delegate(&mut OsRng, &sk, &grantee_pk, threshold)?;
-            Ok(kfrags.iter().map(|k| k.to_bytes()).collect())
+            kfrags
+                .iter()
+                .zip(&sealing)
+                .enumerate()
+                .map(|(i, (k, to))| match to {
+                    None => Ok(k.to_bytes()),
+                    Some(to) => crate::sealing::seal(
+                        to,
+                        &crate::sealing::Slot {
+                            record,
+                            grantee: grantee_account,
+                            replica: rr_core::ReplicaId(i as u16),
+                        },
+                        &k.to_bytes(),
+                    )
+                    .map_err(|e| ClientError::Unexpected(format!("sealing fragment {i}: {e}"))),
+                })
+                .collect()
         })
         .await?;
         let call = Call::Grant(Grant {

@@ -60,6 +60,8 @@ pub struct Peer {
     pub api: String,
     /// Its ed25519 replica key, hex (it signs every protocol message).
     pub public_key: String,
+    /// Its X25519 sealing key, hex: clients seal its key fragments to it.
+    pub sealing_key: String,
 }
 
 impl Peer {
@@ -133,6 +135,10 @@ impl ClusterConfig {
             .iter()
             .map(Peer::verifying_key)
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, p) in self.peers.iter().enumerate() {
+            crate::sealing::SealingPublicKey::from_hex(&p.sealing_key)
+                .map_err(|e| NodeError::Setup(format!("peers[{i}].sealing_key: {e}")))?;
+        }
         ReplicaSet::new(keys).map_err(|e| NodeError::Setup(format!("replica set: {e}")))
     }
 }
@@ -144,10 +150,12 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
     /// to erase fragments of grants revoked from now on. Must be called inside
     /// a tokio runtime.
     ///
-    /// `key` must be the secret half of `peers[replica].public_key`.
+    /// `key` must be the secret half of `peers[replica].public_key`, and
+    /// `sealing` of `peers[replica].sealing_key`.
     pub async fn open_cluster(
         config: ClusterConfig,
         key: SigningKey,
+        sealing: crate::sealing::SealingKey,
         pre: P,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, NodeError> {
@@ -156,6 +164,12 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
         if set.key(me) != Some(&key.verifying_key()) {
             return Err(NodeError::Setup(format!(
                 "the replica key does not match peers[{}].public_key: wrong key file or wrong replica number",
+                me.0
+            )));
+        }
+        if sealing.public().to_hex() != config.peers[usize::from(me.0)].sealing_key {
+            return Err(NodeError::Setup(format!(
+                "the sealing key does not match peers[{}].sealing_key: wrong key file or wrong replica number",
                 me.0
             )));
         }
@@ -221,6 +235,8 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             fragments,
             replica: me,
             replica_key: Some(key),
+            sealing: Some(sealing),
+            peers: config.peers.clone(),
             contracts,
             schemes,
         })?);
@@ -263,6 +279,8 @@ pub struct ClusterMember {
     pub p2p: SocketAddr,
     /// Its ed25519 replica key, hex.
     pub public_key: String,
+    /// Its X25519 sealing key, hex.
+    pub sealing_key: String,
     /// Its process id while `localnet` runs it.
     pub pid: Option<u32>,
     /// Its configuration file (`rr-node run --config` restarts it).

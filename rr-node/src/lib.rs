@@ -70,6 +70,7 @@ pub mod http;
 pub mod keystore;
 pub mod node;
 pub mod replicas;
+pub mod sealing;
 
 pub use api::{Authorization, FragmentDelivery, NodeApi};
 pub use client::{

@@ -98,6 +98,17 @@ pub enum NodeError {
         /// This replica.
         replica: ReplicaId,
     },
+    /// A sealed key fragment did not open with this replica's sealing key.
+    #[error("{replica} cannot take the key fragment of grant {grant}: {source}")]
+    Sealed {
+        /// The grant.
+        grant: GrantId,
+        /// This replica.
+        replica: ReplicaId,
+        /// Why.
+        #[source]
+        source: crate::sealing::SealError,
+    },
     /// This replica holds no fragment for the grant.
     #[error("{replica} holds no key fragment for grant {grant}: the granting client has not delivered it (deliver it again), or the grant was revoked")]
     FragmentMissing {
@@ -186,6 +197,10 @@ pub struct NodeInfo {
     pub schemes: Vec<SchemeInfo>,
     /// Ledger status.
     pub status: EngineStatus,
+    /// The replica set, in replica order: addresses and public keys
+    /// (replica and sealing). Empty on a single dev node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<crate::cluster::Peer>,
 }
 
 /// A scheme a node serves, and what its threshold means.
@@ -294,6 +309,12 @@ pub struct NodeParts<T: NodeTypes> {
     /// The key this replica signs its erasure confirmations with (its
     /// account in `contracts.replica_accounts`); `None` on a dev node.
     pub replica_key: Option<ed25519_dalek::SigningKey>,
+    /// The key sealed key fragments are opened with and fragments are kept
+    /// encrypted at rest under; `None` on a dev node (fragments arrive
+    /// unsealed over its one connection and are stored as they are).
+    pub sealing: Option<crate::sealing::SealingKey>,
+    /// The replica set (public), as [`NodeInfo::peers`] reports it.
+    pub peers: Vec<crate::cluster::Peer>,
     /// Contract configuration (the same the executor runs with).
     pub contracts: ContractsConfig,
     /// Schemes this replica re-encrypts for, besides `pre` (records carry
@@ -313,6 +334,8 @@ pub struct Node<T: NodeTypes> {
     replica: ReplicaId,
     replica_key: Option<Arc<ed25519_dalek::SigningKey>>,
     confirming: Arc<std::sync::Mutex<std::collections::HashSet<GrantId>>>,
+    sealing: Option<Arc<crate::sealing::SealingKey>>,
+    peers: Vec<crate::cluster::Peer>,
     contracts: ContractsConfig,
 }
 
@@ -424,6 +447,8 @@ impl<P: PreScheme> Node<DevNode<P>> {
             fragments,
             replica: ReplicaId(0),
             replica_key: None,
+            sealing: None,
+            peers: Vec::new(),
             contracts,
             schemes,
         })?;
@@ -447,6 +472,8 @@ impl<T: NodeTypes> Node<T> {
             replica: parts.replica,
             replica_key: parts.replica_key.map(Arc::new),
             confirming: Arc::default(),
+            sealing: parts.sealing.map(Arc::new),
+            peers: parts.peers,
             contracts: parts.contracts,
         };
         for grant in node.fragments.grants()? {
@@ -512,6 +539,7 @@ impl<T: NodeTypes> Node<T> {
                 })
                 .collect(),
             status,
+            peers: self.peers.clone(),
         }
     }
 
@@ -589,6 +617,25 @@ impl<T: NodeTypes> Node<T> {
             });
         }
         let record = self.record(&info.record)?;
+        // A cluster replica takes only fragments sealed to it, for this slot.
+        let fragment = match &self.sealing {
+            None => fragment,
+            Some(key) => key
+                .open(
+                    &crate::sealing::Slot {
+                        record: info.record,
+                        grantee: info.grantee,
+                        replica: self.replica,
+                    },
+                    &fragment,
+                )
+                .map_err(|source| NodeError::Sealed {
+                    grant,
+                    replica: self.replica,
+                    source,
+                })?
+                .to_vec(),
+        };
         let pre = self.pre.clone();
         let schemes = self.schemes.clone();
         let served = self.scheme_check(&record)?;
@@ -608,7 +655,11 @@ impl<T: NodeTypes> Node<T> {
         })
         .await
         .map_err(|e| NodeError::Setup(format!("verification task failed: {e}")))??;
-        self.fragments.put(&grant, &verified)?;
+        let stored = match &self.sealing {
+            Some(key) => key.encrypt_at_rest(&grant, &verified),
+            None => verified,
+        };
+        self.fragments.put(&grant, &stored)?;
         self.decoded.forget(&grant);
         // A revocation may have committed while we verified: never keep a
         // fragment of a revoked grant.
@@ -625,6 +676,24 @@ impl<T: NodeTypes> Node<T> {
             }
         }
         Ok(())
+    }
+
+    /// This replica's key fragment of `grant`, decrypted from its store.
+    fn held_fragment(&self, grant: &GrantId) -> Result<Option<Vec<u8>>, NodeError> {
+        let Some(stored) = self.fragments.get(grant)? else {
+            return Ok(None);
+        };
+        match &self.sealing {
+            None => Ok(Some(stored)),
+            Some(key) => key
+                .decrypt_at_rest(grant, &stored)
+                .map(|f| Some(f.to_vec()))
+                .map_err(|source| NodeError::Sealed {
+                    grant: *grant,
+                    replica: self.replica,
+                    source,
+                }),
+        }
     }
 
     /// A grant from this replica's ledger. In a cluster the client delivers
@@ -670,7 +739,7 @@ impl<T: NodeTypes> Node<T> {
             .ok_or(NodeError::UnknownGrant(grant_id))?;
         if !self.scheme_check(&record)? {
             // A record of another scheme: the byte-level registry, no cache.
-            let Some(kfrag) = self.fragments.get(&grant_id)? else {
+            let Some(kfrag) = self.held_fragment(&grant_id)? else {
                 return Err(NodeError::FragmentMissing {
                     grant: grant_id,
                     replica: self.replica,
@@ -702,7 +771,7 @@ impl<T: NodeTypes> Node<T> {
         let ready = match self.decoded.get(&grant_id) {
             Some(ready) => ready,
             None => {
-                let Some(kfrag) = self.fragments.get(&grant_id)? else {
+                let Some(kfrag) = self.held_fragment(&grant_id)? else {
                     warn!(target: TARGET, grant = %grant_id.short(), "allowed retrieve but no key fragment held");
                     return Err(NodeError::FragmentMissing {
                         grant: grant_id,

@@ -29,6 +29,7 @@ use crate::api::{Authorization, FragmentDelivery, NodeApi};
 use crate::cluster::ClusterFile;
 use crate::http::HttpClient;
 use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
+use crate::sealing::SealingPublicKey;
 
 /// How long a retrieval waits for more replicas once it has enough
 /// fragments, so a slow replica does not hold the answer up.
@@ -38,6 +39,8 @@ const RETRIEVE_GRACE: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub struct Replicas {
     members: Vec<Arc<dyn NodeApi>>,
+    /// Sealing keys from a trusted configuration (`cluster.json`).
+    sealing: Option<Vec<SealingPublicKey>>,
 }
 
 impl std::fmt::Debug for Replicas {
@@ -63,7 +66,10 @@ impl Replicas {
                 "a replica set needs at least one replica".into(),
             ));
         }
-        Ok(Self { members })
+        Ok(Self {
+            members,
+            sealing: None,
+        })
     }
 
     /// The replicas a `cluster.json` (written by `rr-node localnet`) lists,
@@ -75,7 +81,23 @@ impl Replicas {
             .iter()
             .map(|m| HttpClient::new(&m.api).map(|c| Arc::new(c) as Arc<dyn NodeApi>))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::new(members)
+        let sealing = file
+            .replicas
+            .iter()
+            .map(|m| {
+                SealingPublicKey::from_hex(&m.sealing_key).map_err(|e| {
+                    NodeError::Setup(format!(
+                        "{}: replica {}'s sealing key: {e}",
+                        path.display(),
+                        m.replica
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            sealing: Some(sealing),
+            ..Self::new(members)?
+        })
     }
 
     /// Replicas n.
@@ -123,6 +145,16 @@ impl Replicas {
 impl NodeApi for Replicas {
     async fn info(&self) -> Result<NodeInfo, NodeError> {
         self.first("info", |m| async move { m.info().await }).await
+    }
+
+    async fn sealing_keys(&self) -> Result<Vec<Option<SealingPublicKey>>, NodeError> {
+        if let Some(keys) = &self.sealing {
+            return Ok(keys.iter().copied().map(Some).collect());
+        }
+        self.first("the sealing keys query", |m| async move {
+            m.sealing_keys().await
+        })
+        .await
     }
 
     async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {

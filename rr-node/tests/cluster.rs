@@ -10,6 +10,7 @@ use ed25519_dalek::SigningKey;
 use rr_consensus::{PbftConfig, SystemClock};
 use rr_core::{byte_stream_of, ByteStream, ContentId, GrantId, Purpose, ReplicaId};
 use rr_node::cluster::{ClusterConfig, ClusterNode, Peer};
+use rr_node::sealing::SealingKey;
 use rr_node::{
     collect, Authorization, Client, ClientError, FragmentDelivery, GrantOptions, Identity, Node,
     NodeApi, NodeError, NodeInfo, Replicas, Retrieval,
@@ -20,6 +21,10 @@ type Replica = Node<ClusterNode<Umbral>>;
 
 fn key(i: usize) -> SigningKey {
     SigningKey::from_bytes(&[i as u8 + 1; 32])
+}
+
+fn sealing(i: usize) -> SealingKey {
+    SealingKey::derive(&[i as u8 + 50; 32])
 }
 
 fn free_addr() -> std::net::SocketAddr {
@@ -35,6 +40,7 @@ fn peers(n: usize) -> Vec<Peer> {
             p2p: free_addr(),
             api: format!("http://127.0.0.1:{}", 1 + i),
             public_key: hex::encode(key(i).verifying_key().as_bytes()),
+            sealing_key: sealing(i).public().to_hex(),
         })
         .collect()
 }
@@ -51,9 +57,15 @@ fn config(dir: &std::path::Path, peers: &[Peer], i: usize) -> ClusterConfig {
 }
 
 async fn open(dir: &std::path::Path, peers: &[Peer], i: usize) -> Arc<Replica> {
-    Node::open_cluster(config(dir, peers, i), key(i), Umbral, Arc::new(SystemClock))
-        .await
-        .unwrap()
+    Node::open_cluster(
+        config(dir, peers, i),
+        key(i),
+        sealing(i),
+        Umbral,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
 }
 
 async fn cluster(dir: &std::path::Path, n: usize) -> (Vec<Peer>, Vec<Arc<Replica>>) {
@@ -329,6 +341,7 @@ async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
         match Node::open_cluster(
             config(dir.path(), &peers, 3),
             key(3),
+            sealing(3),
             Umbral,
             Arc::new(SystemClock),
         )
@@ -361,6 +374,92 @@ async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
     );
     assert!(err.to_string().contains("revoked"), "{err}");
     back.shutdown().await.unwrap();
+    for n in &nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragment_sealed_to_another_replica_is_refused_and_not_stored() {
+    use rr_core::{Call, CallOutput, Digest, Grant, PreScheme, Threshold, WireEncoding};
+    use rr_node::sealing::{seal, Slot};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_peers, nodes) = cluster(dir.path(), 4).await;
+    let alice = Client::new(
+        replicas(as_api(&nodes)),
+        Arc::new(Umbral),
+        Identity::generate(&Umbral),
+    );
+    let bob = Identity::generate(&Umbral);
+    let put = alice
+        .put(byte_stream_of(b"lab results".to_vec()), "text/plain")
+        .await
+        .unwrap();
+    // Alice's client, misbehaving: fragment 0 is sealed to replica 1's key.
+    let (sk, _) = Umbral.record_key(alice.identity().master(), &put.record_id);
+    let bob_pk = Umbral.account_key(bob.master()).1;
+    let kfrags = Umbral
+        .delegate(
+            &mut rand_core::OsRng,
+            &sk,
+            &bob_pk,
+            Threshold::new(2, 4).unwrap(),
+        )
+        .unwrap();
+    let slot = |r: u16| Slot {
+        record: put.record_id,
+        grantee: bob.account(),
+        replica: ReplicaId(r),
+    };
+    let to = |r: usize| sealing(r).public();
+    let sealed: Vec<Vec<u8>> = kfrags
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let target = if i == 0 { 1 } else { i };
+            seal(&to(target), &slot(i as u16), &k.to_bytes()).unwrap()
+        })
+        .collect();
+    let receipt = nodes[0]
+        .submit(
+            alice.identity().sign(Call::Grant(Grant {
+                record: put.record_id,
+                grantee: bob.account(),
+                grantee_key: bob_pk.to_bytes(),
+                threshold: Threshold::new(2, 4).unwrap(),
+                fragment_commitments: sealed
+                    .iter()
+                    .map(|s| Digest::fragment_commitment(s))
+                    .collect(),
+                purpose: treatment(),
+                expires_at: None,
+            })),
+        )
+        .await
+        .unwrap();
+    let Ok(CallOutput::Granted { grant }) = receipt.into_result() else {
+        panic!("grant refused")
+    };
+    // It matches the commitment, but replica 0 cannot open it: refused,
+    // nothing stored. Replica 1 refuses it too (its commitment is another).
+    let err = nodes[0]
+        .deliver_fragment(grant, sealed[0].clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::Sealed { .. }), "{err}");
+    assert!(!nodes[0].holds_fragment(&grant).unwrap());
+    let err = nodes[1]
+        .deliver_fragment(grant, sealed[0].clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::FragmentMismatch { .. }), "{err}");
+    // Replica 2 takes its own, properly sealed one.
+    nodes[2]
+        .deliver_fragment(grant, sealed[2].clone())
+        .await
+        .unwrap();
+    assert!(nodes[2].holds_fragment(&grant).unwrap());
     for n in &nodes {
         n.shutdown().await.unwrap();
     }

@@ -54,6 +54,7 @@ pub(crate) fn classify(err: &NodeError) -> (StatusCode, &'static str) {
         NodeError::Blob(BlobError::Source(_)) => (S::BAD_REQUEST, "malformed_request"),
         NodeError::FragmentMismatch { .. } => (S::BAD_REQUEST, "fragment_mismatch"),
         NodeError::FragmentMissing { .. } => (S::CONFLICT, "fragment_missing"),
+        NodeError::Sealed { .. } => (S::BAD_REQUEST, "fragment_mismatch"),
         NodeError::Pre(_) => (S::BAD_REQUEST, "invalid_crypto"),
         NodeError::SchemeMismatch { .. } => (S::BAD_REQUEST, "scheme_mismatch"),
         NodeError::WrongCall { .. } => (S::BAD_REQUEST, "malformed_request"),

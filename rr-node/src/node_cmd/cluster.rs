@@ -14,6 +14,7 @@ use rr_core::{PreScheme, ReplicaId};
 use rr_node::cluster::{ClusterConfig, ClusterFile, ClusterMember, ClusterNode, Peer};
 use rr_node::http::HttpClient;
 use rr_node::keystore::Keystore;
+use rr_node::sealing::SealingKey;
 use rr_node::{Node, NodeApi, RootIdentity};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -171,13 +172,21 @@ fn passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Result<Zeroizing<St
     Ok(pass)
 }
 
+/// A replica's public keys, as every peers list names them.
 #[derive(Serialize)]
 struct PublicReplicaKey {
     public_key: String,
+    sealing_key: String,
 }
 
-/// Makes a replica key in `keystore` and returns its public half, hex.
-fn make_replica_key(keystore: &Keystore, pass: &str) -> anyhow::Result<String> {
+fn sealing_of(root: &RootIdentity) -> anyhow::Result<SealingKey> {
+    root.sealing_key().context(
+        "the replica key file has no root seed (made by an older rr-node); run rr-node keygen again",
+    )
+}
+
+/// Makes a replica key in `keystore` and returns its public halves.
+fn make_replica_key(keystore: &Keystore, pass: &str) -> anyhow::Result<PublicReplicaKey> {
     let root = RootIdentity::generate();
     keystore.create(REPLICA_KEY, pass, &root).with_context(|| {
         format!(
@@ -185,14 +194,17 @@ fn make_replica_key(keystore: &Keystore, pass: &str) -> anyhow::Result<String> {
             keystore.dir().display()
         )
     })?;
-    Ok(hex::encode(root.signing_key().verifying_key().as_bytes()))
+    Ok(PublicReplicaKey {
+        public_key: hex::encode(root.signing_key().verifying_key().as_bytes()),
+        sealing_key: sealing_of(&root)?.public().to_hex(),
+    })
 }
 
-fn load_replica_key(keystore: &Path, pass: &str) -> anyhow::Result<SigningKey> {
+fn load_replica_key(keystore: &Path, pass: &str) -> anyhow::Result<(SigningKey, SealingKey)> {
     let root = Keystore::open(keystore)?
         .load(REPLICA_KEY, pass)
         .with_context(|| format!("cannot open the replica key in {}", keystore.display()))?;
-    Ok(root.signing_key().clone())
+    Ok((root.signing_key().clone(), sealing_of(&root)?))
 }
 
 /// `rr-node keygen`.
@@ -200,12 +212,9 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     let keystore = Keystore::open(&args.keystore)?;
     let pass = passphrase(args.passphrase_file.as_deref(), true)?;
     let public_key = make_replica_key(&keystore, &pass)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&PublicReplicaKey { public_key })?
-    );
+    println!("{}", serde_json::to_string_pretty(&public_key)?);
     eprintln!(
-        "replica key sealed in {}; put public_key in every replica's peers list",
+        "replica key sealed in {}; put public_key and sealing_key in every replica's peers list",
         keystore.dir().display()
     );
     Ok(())
@@ -224,7 +233,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| settings.data_dir.join("keys"));
     let pass = passphrase(settings.passphrase_file.as_deref(), false)?;
-    let key = load_replica_key(&keystore, &pass)?;
+    let (key, sealing) = load_replica_key(&keystore, &pass)?;
     drop(pass);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -234,6 +243,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let node = Node::<ClusterNode<rr_pre::Umbral>>::open_cluster(
                 config,
                 key,
+                sealing,
                 rr_pre::Umbral,
                 Arc::new(SystemClock),
             )
@@ -244,6 +254,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let node = Node::<ClusterNode<rr_pre::Recrypt>>::open_cluster(
                 config,
                 key,
+                sealing,
                 rr_pre::Recrypt,
                 Arc::new(SystemClock),
             )
@@ -309,12 +320,13 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
         let pass = Zeroizing::new(hex::encode(&secret[..]));
         let pass_file = rdir.join("passphrase");
         write_private(&pass_file, pass.as_bytes())?;
-        let public_key = make_replica_key(&Keystore::open(rdir.join("keys"))?, &pass)?;
+        let public = make_replica_key(&Keystore::open(rdir.join("keys"))?, &pass)?;
         members.push(ClusterMember {
             replica: i as u16,
             api: format!("http://127.0.0.1:{http}"),
             p2p: SocketAddr::from(([127, 0, 0, 1], *p2p)),
-            public_key,
+            public_key: public.public_key,
+            sealing_key: public.sealing_key,
             pid: None,
             config: rdir.join("node.toml"),
             log: rdir.join("node.log"),
@@ -326,6 +338,7 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
             p2p: m.p2p,
             api: m.api.clone(),
             public_key: m.public_key.clone(),
+            sealing_key: m.sealing_key.clone(),
         })
         .collect();
     for (i, m) in members.iter().enumerate() {
