@@ -32,8 +32,9 @@ use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
 use crate::sealing::SealingPublicKey;
 
 /// How long a retrieval waits for more replicas once it has enough
-/// fragments, so a slow replica does not hold the answer up.
-const RETRIEVE_GRACE: Duration = Duration::from_millis(500);
+/// fragments but fewer than m + f (so one might be bad), so a slow replica
+/// does not hold the answer up.
+const RETRIEVE_GRACE: Duration = Duration::from_millis(200);
 
 /// Every replica of a cluster behind one [`NodeApi`]. See the module docs.
 #[derive(Clone)]
@@ -41,6 +42,7 @@ pub struct Replicas {
     members: Vec<Arc<dyn NodeApi>>,
     /// Sealing keys from a trusted configuration (`cluster.json`).
     sealing: Option<Vec<SealingPublicKey>>,
+    order_timeout: Duration,
 }
 
 impl std::fmt::Debug for Replicas {
@@ -69,6 +71,7 @@ impl Replicas {
         Ok(Self {
             members,
             sealing: None,
+            order_timeout: Duration::from_secs(30),
         })
     }
 
@@ -98,6 +101,22 @@ impl Replicas {
             sealing: Some(sealing),
             ..Self::new(members)?
         })
+    }
+
+    /// How long a call may wait to be ordered before the client gives up
+    /// (default 30 s). Without 2f + 1 live replicas nothing is ordered.
+    pub fn with_order_timeout(mut self, timeout: Duration) -> Self {
+        self.order_timeout = timeout;
+        self
+    }
+
+    fn no_quorum(&self, what: &str) -> NodeError {
+        NodeError::Transport(format!(
+            "the cluster did not order {what} within {} s: it needs {} of its {} replicas up (2f + 1) and fewer answer",
+            self.order_timeout.as_secs_f32(),
+            2 * self.f() + 1,
+            self.n()
+        ))
     }
 
     /// Replicas n.
@@ -158,11 +177,13 @@ impl NodeApi for Replicas {
     }
 
     async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
-        self.first("the transaction", |m| {
+        let call = self.first("the transaction", |m| {
             let tx = tx.clone();
             async move { m.submit(tx).await }
-        })
-        .await
+        });
+        tokio::time::timeout(self.order_timeout, call)
+            .await
+            .map_err(|_| self.no_quorum("the call"))?
     }
 
     async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError> {
@@ -225,19 +246,27 @@ impl NodeApi for Replicas {
         let mut answers: Vec<(usize, Retrieval)> = Vec::new();
         let mut failed: Vec<(usize, NodeError)> = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut enough = false;
+        // Without a quorum nothing is ordered, and replicas wait: give up.
+        let hard = tokio::time::Instant::now() + self.order_timeout;
         loop {
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, pending.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-                None => pending.next().await,
+            let until = deadline.map_or(hard, |d| d.min(hard));
+            let next = match tokio::time::timeout_at(until, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
             };
             let Some((i, result)) = next else { break };
             match result {
                 Ok(r) => {
-                    let needed = usize::from(r.grant.threshold.m).max(self.f() + 1);
+                    let m = usize::from(r.grant.threshold.m);
+                    let needed = m.max(self.f() + 1);
                     answers.push((i, r));
+                    // m + f answers hold m good fragments whatever f
+                    // Byzantine replicas send: no need to wait for more.
+                    if answers.len() >= (m + self.f()).min(self.n()) {
+                        enough = true;
+                        break;
+                    }
                     if answers.len() >= needed && deadline.is_none() {
                         deadline = Some(tokio::time::Instant::now() + RETRIEVE_GRACE);
                     }
@@ -250,6 +279,7 @@ impl NodeApi for Replicas {
             .map(|(i, e)| skipped(*i, e))
             .chain(
                 pending_indices(self.n(), &answers, &failed)
+                    .filter(|_| !enough)
                     .map(|i| skipped(i, "did not answer in time")),
             )
             .collect();
@@ -260,25 +290,21 @@ impl NodeApi for Replicas {
             // correct replica: pass the first one on.
             failed.sort_by_key(|(_, e)| match e {
                 NodeError::Refused(_) => 0,
-                NodeError::Transport(_) => 2,
+                e if unavailable(e) => 2,
                 _ => 1,
             });
-            return Err(
-                match failed
-                    .into_iter()
-                    .find(|(_, e)| !matches!(e, NodeError::Transport(_)))
-                {
-                    Some((_, e)) => e,
-                    None => NodeError::Transport(format!(
-                        "no replica answered the retrieval: {}",
-                        skipped_replicas
-                            .iter()
-                            .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    )),
-                },
-            );
+            return Err(match failed.into_iter().find(|(_, e)| !unavailable(e)) {
+                Some((_, e)) => e,
+                None => NodeError::Transport(format!(
+                    "{}: {}",
+                    self.no_quorum("the retrieval"),
+                    skipped_replicas
+                        .iter()
+                        .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            });
         };
         let vouching = answers.iter().filter(|(_, r)| r.receipt == agreed).count();
         if vouching < self.f() + 1 {
@@ -457,6 +483,16 @@ impl NodeApi for Replicas {
             ))),
             Some((_, e)) => Err(e),
         }
+    }
+}
+
+/// Whether `e` says the replica is down or stopped, rather than answering.
+fn unavailable(e: &NodeError) -> bool {
+    match e {
+        NodeError::Transport(_) => true,
+        NodeError::Consensus(rr_core::ConsensusError::Stopped) => true,
+        NodeError::Remote { code, .. } => code == "unavailable",
+        _ => false,
     }
 }
 

@@ -464,3 +464,56 @@ async fn a_fragment_sealed_to_another_replica_is_refused_and_not_stored() {
         n.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fewer_than_a_quorum_of_replicas_fails_clearly_and_gives_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peers, nodes) = cluster(dir.path(), 4).await;
+    let alice = Client::new(
+        replicas(as_api(&nodes)),
+        Arc::new(Umbral),
+        Identity::generate(&Umbral),
+    );
+    let bob = Identity::generate(&Umbral);
+    let put = alice
+        .put(byte_stream_of(b"discharge letter".to_vec()), "text/plain")
+        .await
+        .unwrap();
+    let grant = alice
+        .grant(
+            put.record_id,
+            &bob.card(&Umbral),
+            GrantOptions {
+                purpose: treatment(),
+                expires_at: None,
+                threshold: None,
+            },
+        )
+        .await
+        .unwrap();
+    let height = nodes[0].status().height;
+    // Two of four replicas stop: no quorum of 2f + 1 = 3 is left.
+    nodes[2].shutdown().await.unwrap();
+    nodes[3].shutdown().await.unwrap();
+    let bob = Client::new(
+        Arc::new(
+            Replicas::new(as_api(&nodes))
+                .unwrap()
+                .with_order_timeout(Duration::from_secs(2)),
+        ),
+        Arc::new(Umbral),
+        bob,
+    );
+    let err = match bob.retrieve(grant, treatment()).await {
+        Ok(_) => panic!("a retrieval without a quorum must fail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("did not order the retrieval"), "{err}");
+    assert!(err.contains("3 of its 4 replicas"), "{err}");
+    // Nothing was ordered, so no replica re-encrypted anything.
+    assert_eq!(nodes[0].status().height, height);
+    assert_eq!(nodes[1].status().height, height);
+    for n in &nodes[..2] {
+        n.shutdown().await.unwrap();
+    }
+}
