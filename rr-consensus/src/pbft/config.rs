@@ -41,6 +41,13 @@ pub struct PbftConfig {
     /// Replica messages verified at once on the blocking pool. Default: the
     /// number of cores.
     pub verify_parallelism: usize,
+    /// Run signature checks, write-ahead log appends and block execution on
+    /// tokio's blocking pool, off the async threads. Default true.
+    ///
+    /// A deterministic simulation (turmoil) turns it off: on the blocking
+    /// pool that work runs on threads of their own, outside simulated time,
+    /// and finishes in an order no seed decides.
+    pub offload_blocking: bool,
 }
 
 impl Default for PbftConfig {
@@ -59,6 +66,7 @@ impl Default for PbftConfig {
             verify_parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            offload_blocking: true,
         }
     }
 }

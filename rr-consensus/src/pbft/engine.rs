@@ -110,6 +110,19 @@ fn status_of(head: &Head, set: &ReplicaSet) -> EngineStatus {
     }
 }
 
+/// Runs `f` on the blocking pool, or right here when `offload` is off (see
+/// [`PbftConfig::offload_blocking`]).
+async fn blocking<T: Send + 'static>(
+    offload: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if offload {
+        tokio::task::spawn_blocking(f).await
+    } else {
+        Ok(f())
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> ConsensusError {
     ConsensusError::Storage(e.to_string())
 }
@@ -129,6 +142,7 @@ impl<E: ContractExecutor> Pbft<E> {
         } = parts;
         config.validate().map_err(storage)?;
         let id = key.id();
+        let offload = config.offload_blocking;
         if replicas.key(id) != Some(&key.verifying_key()) {
             return Err(storage(format!(
                 "this replica's key is not the key of {id} in the replica set"
@@ -196,7 +210,7 @@ impl<E: ContractExecutor> Pbft<E> {
                 let verified = stream
                     .map(|(from, bytes): (ReplicaId, Bytes)| {
                         let set = set.clone();
-                        tokio::task::spawn_blocking(move || {
+                        blocking(offload, move || {
                             let m = decode_and_verify(&bytes, &set);
                             (from, m)
                         })
@@ -255,7 +269,7 @@ impl<E: ContractExecutor> Pbft<E> {
                 while let Some(s) = serve_rx.recv().await {
                     let ledger = ledger.clone();
                     let key = key.clone();
-                    let reply = tokio::task::spawn_blocking(move || serve(&ledger, &key, s)).await;
+                    let reply = blocking(offload, move || serve(&ledger, &key, s)).await;
                     match reply {
                         Ok(Ok((to, bytes))) => network.send(to, bytes).await,
                         Ok(Err(e)) => warn!(target: TARGET, error = %e, "could not serve blocks"),
@@ -272,7 +286,7 @@ impl<E: ContractExecutor> Pbft<E> {
             let requests = requests.clone();
             let set = replicas.clone();
             tokio::spawn(execute_loop(
-                exec_rx, done_tx, ledger, executor, status, waiters, requests, set,
+                exec_rx, done_tx, ledger, executor, status, waiters, requests, set, offload,
             ))
         };
         // Ordering core.
@@ -294,6 +308,7 @@ impl<E: ContractExecutor> Pbft<E> {
                 serve_tx,
                 stop_rx,
                 view,
+                offload,
             }))
         };
         Ok(Self {
@@ -363,6 +378,7 @@ struct CoreLoop {
     serve_tx: mpsc::Sender<Serve>,
     stop_rx: watch::Receiver<bool>,
     view: Arc<AtomicU64>,
+    offload: bool,
 }
 
 async fn core_loop(mut c: CoreLoop) {
@@ -418,7 +434,7 @@ async fn core_loop(mut c: CoreLoop) {
             .collect();
         if !records.is_empty() {
             let wal = c.wal.clone();
-            let result = tokio::task::spawn_blocking(move || wal.append(&records)).await;
+            let result = blocking(c.offload, move || wal.append(&records)).await;
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -569,6 +585,7 @@ async fn execute_loop<E: ContractExecutor>(
     waiters: Arc<Waiters>,
     requests: Arc<RwLock<Option<mpsc::Sender<VerifiedTransaction>>>>,
     set: ReplicaSet,
+    offload: bool,
 ) {
     while let Some(first) = exec_rx.recv().await {
         // Group commit: take every block already waiting (they arrive in
@@ -583,14 +600,13 @@ async fn execute_loop<E: ContractExecutor>(
         let height = group[0].block.header.context.height;
         let ledger2 = ledger.clone();
         let executor2 = executor.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || execute_group(&ledger2, &*executor2, group))
-                .await
-                .unwrap_or_else(|e| GroupOutcome {
-                    heads: Vec::new(),
-                    receipts: Vec::new(),
-                    error: Some(storage(format!("block task failed: {e}"))),
-                });
+        let outcome = blocking(offload, move || execute_group(&ledger2, &*executor2, group))
+            .await
+            .unwrap_or_else(|e| GroupOutcome {
+                heads: Vec::new(),
+                receipts: Vec::new(),
+                error: Some(storage(format!("block task failed: {e}"))),
+            });
         if let Some(head) = outcome.heads.last() {
             *status.write().expect("status lock") = status_of(head, &set);
             {

@@ -201,6 +201,10 @@ pub struct Replica {
     last_retransmit: Duration,
     last_status: Duration,
     fetch_after: Duration,
+    /// The height each peer last said it executed.
+    peer_executed: BTreeMap<ReplicaId, Seq>,
+    /// The peer last asked for blocks.
+    last_fetch: Option<ReplicaId>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -257,6 +261,8 @@ impl Replica {
             last_retransmit: now.mono,
             last_status: Duration::ZERO,
             fetch_after: Duration::ZERO,
+            peer_executed: BTreeMap::new(),
+            last_fetch: None,
         };
         if let Some(cert) = recovered.stable {
             if let Some(h) = cert.head() {
@@ -550,6 +556,13 @@ impl Replica {
 
     fn maybe_propose(&mut self, now: Now, out: &mut Vec<Action>) {
         if !self.is_primary() || self.changing.is_some() {
+            return;
+        }
+        // A primary that has not executed up to the stable checkpoint (after
+        // a restart, or a view change that found it behind) cannot tell which
+        // of its pending requests the blocks below it hold: it would order
+        // them again. It proposes once state transfer has caught it up.
+        if self.exec_sent < self.low {
             return;
         }
         loop {
@@ -915,6 +928,7 @@ impl Replica {
     // ------------------------------------------------------------ state transfer
 
     fn fetch_now(&mut self, peer: ReplicaId, out: &mut Vec<Action>) {
+        self.last_fetch = Some(peer);
         let m = self.sign(
             Payload::Fetch {
                 from: self.exec_sent + 1,
@@ -928,9 +942,23 @@ impl Replica {
     }
 
     fn on_status(&mut self, now: Now, from: ReplicaId, status: Status, out: &mut Vec<Action>) {
+        self.peer_executed.insert(from, status.executed);
         if status.executed > self.exec_sent && now.mono >= self.fetch_after {
             self.fetch_after = now.mono + 4 * self.cfg.retransmit_interval;
-            self.fetch_now(from, out);
+            // Ask the peers that are ahead in turn, not whichever status came
+            // first: that one may be unable to serve (a peer that restarted
+            // no longer holds the commit certificates of its blocks above its
+            // checkpoint, and answers nothing), and with status timers in
+            // lockstep it would come first every time.
+            let ahead = |(p, h): (&ReplicaId, &Seq)| (*h > self.exec_sent).then_some(*p);
+            let after = self.last_fetch.map_or(0, |p| p.0.wrapping_add(1));
+            let peer = self
+                .peer_executed
+                .range(ReplicaId(after)..)
+                .find_map(ahead)
+                .or_else(|| self.peer_executed.iter().find_map(ahead))
+                .unwrap_or(from);
+            self.fetch_now(peer, out);
         }
         if status.view < self.view && self.changing.is_none() {
             if let Some(nv) = &self.last_new_view {

@@ -28,4 +28,4 @@ pub trait Network: Send + Sync + 'static {
     async fn recv(&self) -> Option<(ReplicaId, Bytes)>;
 }
 
-pub use tcp::{TcpConfig, TcpNetwork};
+pub use tcp::{Listener, TcpConfig, TcpNetwork};

@@ -6,9 +6,14 @@
 //! receives on the connections the others dialed. The handshake proves both
 //! ends: the dialer sends a nonce, the acceptor signs it with its own nonce,
 //! the dialer signs the acceptor's nonce.
+//!
+//! The byte streams come from a [`Listener`]: [`tokio::net::TcpListener`] on a
+//! node; a simulated network (turmoil's) in the deterministic simulation tests.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +22,12 @@ use futures::{SinkExt, StreamExt};
 use rand_core::{OsRng, RngCore};
 use rr_core::{codec, ReplicaId};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Network;
@@ -47,6 +54,10 @@ pub struct TcpConfig {
     pub backoff_max: Duration,
     /// Time allowed for connecting and for the handshake. Default 5 s.
     pub handshake_timeout: Duration,
+    /// How long a write to a peer may block before the link is taken for dead
+    /// and dialed again (a peer that stopped reading, or a connection that
+    /// silently lost its way). Default 10 s.
+    pub write_timeout: Duration,
 }
 
 impl TcpConfig {
@@ -59,7 +70,45 @@ impl TcpConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Where a [`TcpNetwork`] gets its connections: it accepts the other replicas'
+/// links on a listener and dials theirs with [`Listener::connect`].
+///
+/// Implemented for [`tokio::net::TcpListener`]; tests implement it over a
+/// simulated network.
+///
+/// # Correctness
+/// Streams are reliable and ordered while they work (TCP's guarantees); one
+/// that stalls or breaks is dropped by the transport and dialed again.
+pub trait Listener: Send + 'static {
+    /// A connection.
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+
+    /// The next inbound connection and the address it came from.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// Opens a connection to the listener at `addr`.
+    fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = TcpListener::accept(self).await?;
+        // Votes are small and latency-bound.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, addr))
+    }
+
+    async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
     }
 }
 
@@ -101,10 +150,9 @@ fn check_sig(set: &ReplicaSet, who: ReplicaId, msg: &[u8], sig: &[u8]) -> Result
         .map_err(|_| format!("handshake signature of {who} does not verify"))
 }
 
-type Link = Framed<TcpStream, LengthDelimitedCodec>;
+type Link<S> = Framed<S, LengthDelimitedCodec>;
 
-fn framed(stream: TcpStream, max: usize) -> Link {
-    let _ = stream.set_nodelay(true);
+fn framed<S: AsyncRead + AsyncWrite>(stream: S, max: usize) -> Link<S> {
     Framed::new(
         stream,
         LengthDelimitedCodec::builder()
@@ -113,13 +161,18 @@ fn framed(stream: TcpStream, max: usize) -> Link {
     )
 }
 
-async fn send_hs(link: &mut Link, m: &Handshake) -> Result<(), String> {
+async fn send_hs<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut Link<S>,
+    m: &Handshake,
+) -> Result<(), String> {
     link.send(Bytes::from(codec::encode(m)))
         .await
         .map_err(|e| e.to_string())
 }
 
-async fn recv_hs(link: &mut Link) -> Result<Handshake, String> {
+async fn recv_hs<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut Link<S>,
+) -> Result<Handshake, String> {
     let frame = link
         .next()
         .await
@@ -129,14 +182,14 @@ async fn recv_hs(link: &mut Link) -> Result<Handshake, String> {
 }
 
 /// Dialer side: returns the authenticated link to `peer`.
-async fn dial(
+async fn dial<L: Listener>(
     key: &ReplicaKey,
     set: &ReplicaSet,
     peer: ReplicaId,
     addr: SocketAddr,
     cfg: &TcpConfig,
-) -> Result<Link, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+) -> Result<Link<L::Stream>, String> {
+    let stream = L::connect(addr).await.map_err(|e| e.to_string())?;
     let mut link = framed(stream, cfg.max_frame);
     let mut nonce = [0u8; 32];
     OsRng.fill_bytes(&mut nonce);
@@ -174,12 +227,12 @@ async fn dial(
 }
 
 /// Acceptor side: returns the authenticated peer and the link.
-async fn accept(
+async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     key: &ReplicaKey,
     set: &ReplicaSet,
-    stream: TcpStream,
+    stream: S,
     cfg: &TcpConfig,
-) -> Result<(ReplicaId, Link), String> {
+) -> Result<(ReplicaId, Link<S>), String> {
     let mut link = framed(stream, cfg.max_frame);
     let Handshake::Hello { from, to, nonce } = recv_hs(&mut link).await? else {
         return Err("expected a hello".into());
@@ -234,10 +287,10 @@ impl std::fmt::Debug for TcpNetwork {
 impl TcpNetwork {
     /// Starts accepting on `listener` and dialing every peer. Must be called
     /// inside a tokio runtime.
-    pub fn start(
+    pub fn start<L: Listener>(
         key: ReplicaKey,
         set: ReplicaSet,
-        listener: TcpListener,
+        mut listener: L,
         cfg: TcpConfig,
     ) -> Result<Self, crate::pbft::ConfigError> {
         if cfg.peers.len() != set.n() {
@@ -251,6 +304,11 @@ impl TcpNetwork {
         let key = Arc::new(key);
         let cfg = Arc::new(cfg);
         let (inbox_tx, inbox_rx) = mpsc::channel(cfg.queue);
+        // The live inbound link of each peer: a peer dials again when its
+        // link stalls or breaks, and its newest authenticated link replaces
+        // the older one (which may never see the peer's close).
+        let inbound: Arc<Mutex<Vec<Option<CancellationToken>>>> =
+            Arc::new(Mutex::new(vec![None; set.n()]));
         let mut tasks = Vec::new();
         {
             let (key, set, cfg) = (key.clone(), set.clone(), cfg.clone());
@@ -261,8 +319,13 @@ impl TcpNetwork {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
-                    let (key, set, cfg, inbox) =
-                        (key.clone(), set.clone(), cfg.clone(), inbox_tx.clone());
+                    let (key, set, cfg, inbox, inbound) = (
+                        key.clone(),
+                        set.clone(),
+                        cfg.clone(),
+                        inbox_tx.clone(),
+                        inbound.clone(),
+                    );
                     tokio::spawn(async move {
                         let hs =
                             tokio::time::timeout(cfg.handshake_timeout, accept(&key, &set, stream, &cfg))
@@ -279,17 +342,32 @@ impl TcpNetwork {
                             }
                         };
                         debug!(target: TARGET, %peer, "inbound link up");
-                        while let Some(frame) = link.next().await {
+                        let superseded = CancellationToken::new();
+                        if let Some(old) = inbound.lock().expect("inbound lock")[peer.0 as usize]
+                            .replace(superseded.clone())
+                        {
+                            old.cancel();
+                        }
+                        loop {
+                            let frame = tokio::select! {
+                                biased;
+                                _ = superseded.cancelled() => {
+                                    debug!(target: TARGET, %peer, "inbound link replaced by a newer one");
+                                    return;
+                                }
+                                frame = link.next() => frame,
+                            };
                             match frame {
-                                Ok(b) => {
+                                Some(Ok(b)) => {
                                     if inbox.send((peer, b.freeze())).await.is_err() {
                                         return;
                                     }
                                 }
-                                Err(e) => {
+                                Some(Err(e)) => {
                                     debug!(target: TARGET, %peer, error = %e, "inbound link closed");
                                     return;
                                 }
+                                None => return,
                             }
                         }
                     });
@@ -311,7 +389,7 @@ impl TcpNetwork {
                 loop {
                     let link = tokio::time::timeout(
                         cfg.handshake_timeout,
-                        dial(&key, &set, peer, addr, &cfg),
+                        dial::<L>(&key, &set, peer, addr, &cfg),
                     )
                     .await;
                     match link {
@@ -323,16 +401,23 @@ impl TcpNetwork {
                                     return;
                                 };
                                 // Write what is queued, then flush once.
-                                let mut ok = link.feed(first).await.is_ok();
-                                while ok {
-                                    match rx.try_recv() {
-                                        Ok(b) => ok = link.feed(b).await.is_ok(),
-                                        Err(_) => break,
+                                let write = async {
+                                    link.feed(first).await?;
+                                    while let Ok(b) = rx.try_recv() {
+                                        link.feed(b).await?;
                                     }
-                                }
-                                if !ok || SinkExt::<Bytes>::flush(&mut link).await.is_err() {
-                                    debug!(target: TARGET, %peer, "link down");
-                                    break;
+                                    SinkExt::<Bytes>::flush(&mut link).await
+                                };
+                                match tokio::time::timeout(cfg.write_timeout, write).await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(e)) => {
+                                        debug!(target: TARGET, %peer, error = %e, "link down");
+                                        break;
+                                    }
+                                    Err(_) => {
+                                        debug!(target: TARGET, %peer, "link stalled; dialing again");
+                                        break;
+                                    }
                                 }
                             }
                         }

@@ -2,6 +2,8 @@
 //! test transactions, and cluster helpers.
 #![allow(dead_code)]
 
+pub mod core_net;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
