@@ -27,12 +27,11 @@ use rr_consensus::transport::{TcpConfig, TcpNetwork};
 use rr_consensus::{Clock, Pbft, PbftConfig, PbftParts, ReplicaKey, ReplicaSet, Wal};
 use rr_core::{PreScheme, ReplicaId};
 use rr_pre::Umbral;
-use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger};
+use rr_storage::FsBlobStore;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::contracts::{ContractsConfig, NativeContracts};
-use crate::fragments::FragmentStore;
 use crate::node::{Node, NodeError, NodeParts, NodeTypes};
 
 const TARGET: &str = "rr_node::cluster";
@@ -174,22 +173,11 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             )));
         }
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| {
-            NodeError::Setup(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let ledger = Arc::new(Ledger::open(dir.join("ledger.redb"))?);
+        let (ledger, fragments, blobs) = crate::node::open_stores(dir, config.max_blob_size)?;
         let wal =
             Arc::new(Wal::open(dir.join("wal.redb")).map_err(|e| {
                 NodeError::Setup(format!("write-ahead log {}: {e}", dir.display()))
             })?);
-        let fragments = FragmentStore::open(dir.join("fragments.redb"))?;
-        let blobs = FsBlobStore::open(FsBlobStoreConfig {
-            max_blob_size: Some(config.max_blob_size),
-            ..FsBlobStoreConfig::new(dir.join("blobs"))
-        })?;
         let schemes = rr_pre::Schemes::all();
         let contracts = ContractsConfig {
             replicas: set.n() as u16,

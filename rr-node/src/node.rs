@@ -416,18 +416,7 @@ impl<P: PreScheme> Node<DevNode<P>> {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, NodeError> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| {
-            NodeError::Setup(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let ledger = Arc::new(Ledger::open(dir.join("ledger.redb"))?);
-        let fragments = FragmentStore::open(dir.join("fragments.redb"))?;
-        let blobs = FsBlobStore::open(FsBlobStoreConfig {
-            max_blob_size: Some(config.max_blob_size),
-            ..FsBlobStoreConfig::new(dir.join("blobs"))
-        })?;
+        let (ledger, fragments, blobs) = open_stores(dir, config.max_blob_size)?;
         let schemes = rr_pre::Schemes::all();
         let contracts = ContractsConfig {
             schemes: schemes.ids(),
@@ -943,6 +932,27 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
     async fn get_blob(&self, cid: rr_core::ContentId) -> Result<rr_core::ByteStream, NodeError> {
         Ok(self.blobs.get(&cid).await?)
     }
+}
+
+/// Creates `dir` if needed and opens a replica's stores in it: the ledger,
+/// the key fragment store and the blob store.
+pub(crate) fn open_stores(
+    dir: &std::path::Path,
+    max_blob_size: u64,
+) -> Result<(Arc<Ledger>, FragmentStore, FsBlobStore), NodeError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        NodeError::Setup(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let ledger = Arc::new(Ledger::open(dir.join("ledger.redb"))?);
+    let fragments = FragmentStore::open(dir.join("fragments.redb"))?;
+    let blobs = FsBlobStore::open(FsBlobStoreConfig {
+        max_blob_size: Some(max_blob_size),
+        ..FsBlobStoreConfig::new(dir.join("blobs"))
+    })?;
+    Ok((ledger, fragments, blobs))
 }
 
 fn now() -> rr_core::Timestamp {

@@ -292,18 +292,25 @@ async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let (peers, mut nodes) = cluster(dir.path(), 4).await;
+/// Alice (a client of every replica) stores `body` and grants it to a new
+/// Bob for treatment, with the default threshold.
+async fn alice_shares(
+    nodes: &[Arc<Replica>],
+    body: &[u8],
+) -> (
+    Client<Umbral>,
+    Identity<Umbral>,
+    rr_node::PutOutcome,
+    GrantId,
+) {
     let alice = Client::new(
-        replicas(as_api(&nodes)),
+        replicas(as_api(nodes)),
         Arc::new(Umbral),
         Identity::generate(&Umbral),
     );
     let bob = Identity::generate(&Umbral);
     let put = alice
-        .put(byte_stream_of(b"x-ray".to_vec()), "text/plain")
+        .put(byte_stream_of(body.to_vec()), "text/plain")
         .await
         .unwrap();
     let grant = alice
@@ -318,6 +325,14 @@ async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
         )
         .await
         .unwrap();
+    (alice, bob, put, grant)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (peers, mut nodes) = cluster(dir.path(), 4).await;
+    let (alice, bob, _put, grant) = alice_shares(&nodes, b"x-ray").await;
     eventually("replica 3 has its fragment", || {
         nodes[3].holds_fragment(&grant).unwrap()
     })
@@ -469,28 +484,7 @@ async fn a_fragment_sealed_to_another_replica_is_refused_and_not_stored() {
 async fn fewer_than_a_quorum_of_replicas_fails_clearly_and_gives_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let alice = Client::new(
-        replicas(as_api(&nodes)),
-        Arc::new(Umbral),
-        Identity::generate(&Umbral),
-    );
-    let bob = Identity::generate(&Umbral);
-    let put = alice
-        .put(byte_stream_of(b"discharge letter".to_vec()), "text/plain")
-        .await
-        .unwrap();
-    let grant = alice
-        .grant(
-            put.record_id,
-            &bob.card(&Umbral),
-            GrantOptions {
-                purpose: treatment(),
-                expires_at: None,
-                threshold: None,
-            },
-        )
-        .await
-        .unwrap();
+    let (_alice, bob, _put, grant) = alice_shares(&nodes, b"discharge letter").await;
     let height = nodes[0].status().height;
     // Two of four replicas stop: no quorum of 2f + 1 = 3 is left.
     nodes[2].shutdown().await.unwrap();
