@@ -930,8 +930,71 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
     }
 
     async fn get_blob(&self, cid: rr_core::ContentId) -> Result<rr_core::ByteStream, NodeError> {
-        Ok(self.blobs.get(&cid).await?)
+        let stream = self.blobs.get(&cid).await?;
+        if self.peers.is_empty() {
+            return Ok(stream);
+        }
+        // A cluster replica whose copy turns out damaged fetches a good one
+        // from its peers (this read still fails; the client reads from
+        // another replica, and the next read here is good).
+        let (blobs, peers, me) = (self.blobs.clone(), self.peers.clone(), self.replica);
+        let mut repair = Some(move || {
+            tokio::spawn(async move {
+                repair_blob(&*blobs, &peers, me, cid).await;
+            });
+        });
+        Ok(Box::pin(futures::StreamExt::map(stream, move |item| {
+            if let Err(e) = &item {
+                if matches!(
+                    rr_core::BlobError::from_io(e),
+                    Some(rr_core::BlobError::Integrity { .. })
+                ) {
+                    if let Some(start) = repair.take() {
+                        start();
+                    }
+                }
+            }
+            item
+        })))
     }
+}
+
+/// Fetches blob `cid` from the other replicas until one gives bytes that
+/// hash to `cid`, and stores them (over a damaged copy, if any). Bytes that
+/// hash to something else are dropped again.
+async fn repair_blob<B: BlobStore + ?Sized>(
+    blobs: &B,
+    peers: &[crate::cluster::Peer],
+    me: ReplicaId,
+    cid: rr_core::ContentId,
+) -> bool {
+    for (i, peer) in peers.iter().enumerate() {
+        if i == usize::from(me.0) {
+            continue;
+        }
+        let Ok(client) = crate::http::HttpClient::new(&peer.api) else {
+            continue;
+        };
+        let stream = match crate::api::NodeApi::get_blob(&client, cid).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(target: TARGET, %cid, peer = i, error = %e, "blob repair: peer cannot serve it");
+                continue;
+            }
+        };
+        match blobs.put(stream).await {
+            Ok(got) if got == cid => {
+                info!(target: TARGET, %cid, from = i, "blob repaired from a peer");
+                return true;
+            }
+            Ok(other) => {
+                warn!(target: TARGET, %cid, peer = i, "blob repair: peer sent other bytes");
+                let _ = blobs.delete(&other).await;
+            }
+            Err(e) => warn!(target: TARGET, %cid, peer = i, error = %e, "blob repair failed"),
+        }
+    }
+    false
 }
 
 /// Creates `dir` if needed and opens a replica's stores in it: the ledger,
@@ -1004,9 +1067,37 @@ impl<T: NodeTypes> Node<T> {
                     }
                     self.confirm_erasure(*grant)?;
                 }
+                // A record this replica has no ciphertext for (it was down
+                // or failed during the upload): fetch it from the others.
+                if let Outcome::Ok(CallOutput::Registered { record }) = &receipt.outcome {
+                    self.fill_blob(record)?;
+                }
             }
         }
         Ok(head)
+    }
+
+    /// Starts fetching the ciphertext of `record` from the peers if this
+    /// cluster replica does not hold it.
+    fn fill_blob(&self, record: &RecordId) -> Result<(), NodeError> {
+        if self.peers.is_empty() {
+            return Ok(());
+        }
+        let Some(info) = self.ledger.record(record)? else {
+            return Ok(());
+        };
+        let (blobs, peers, me, cid) = (
+            self.blobs.clone(),
+            self.peers.clone(),
+            self.replica,
+            info.cid,
+        );
+        tokio::spawn(async move {
+            if matches!(blobs.contains(&cid).await, Ok(false)) {
+                repair_blob(&*blobs, &peers, me, cid).await;
+            }
+        });
+        Ok(())
     }
 
     /// Submits this replica's signed erasure confirmation for `grant`

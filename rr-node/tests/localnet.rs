@@ -95,6 +95,29 @@ impl Drop for Localnet {
     }
 }
 
+/// The file named `name` somewhere under `dir`.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn signal(pid: i32, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
@@ -207,6 +230,41 @@ fn localnet_flow_survives_a_killed_replica() {
             .map(|(a, o)| (a.to_string(), o.to_string()))
             .collect::<Vec<_>>()
     );
+
+    // Replica 0's copy of the ciphertext is damaged on disk: the read falls
+    // back to the next replica, and replica 0 fetches a good copy.
+    let cid = put["cid"].as_str().unwrap().to_string();
+    let blob = |r: usize| find_file(&net.dir.join(format!("replica-{r}/blobs")), &cid);
+    let good = std::fs::read(blob(1).unwrap()).unwrap();
+    let damaged = blob(0).unwrap();
+    let mut bytes = good.clone();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&damaged, &bytes).unwrap();
+    rr.run(&["--as", "alice", "get", &record, "-o", "own.bin"])
+        .ok();
+    assert_eq!(std::fs::read(dir.path().join("own.bin")).unwrap(), data);
+    wait_for("replica 0 repairs its copy", || {
+        std::fs::read(&damaged).ok().as_deref() == Some(&good[..])
+    });
+
+    // Replica 2 (killed above) lost its copy too; restarted by hand, it
+    // fetches the blob of every record it should hold from its peers.
+    std::fs::remove_file(blob(2).unwrap()).unwrap();
+    let config = net.dir.join("replica-2/node.toml");
+    let mut restarted = Command::new(env!("CARGO_BIN_EXE_rr-node"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("replica 2 fetches the missing blob", || {
+        blob(2).and_then(|p| std::fs::read(p).ok()).as_deref() == Some(&good[..])
+    });
+    let _ = restarted.kill();
+    let _ = restarted.wait();
 
     // Ctrl-C (SIGTERM) stops every replica; cluster.json forgets the pids.
     let pids: Vec<i32> = (0..4).filter(|i| *i != 2).map(|i| net.pid(i)).collect();
