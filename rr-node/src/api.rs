@@ -125,6 +125,25 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError>;
     /// Delivers this replica's key fragment of a committed grant.
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
+    /// Delivers one replica its key fragment of a committed grant again
+    /// (after it was down when the grant was made).
+    ///
+    /// The default, for one replica, delivers to itself if `replica` is its
+    /// own number; [`crate::Replicas`] addresses replica `replica`.
+    async fn deliver_fragment_to(
+        &self,
+        replica: ReplicaId,
+        grant: GrantId,
+        fragment: Vec<u8>,
+    ) -> Result<(), NodeError> {
+        let me = self.info().await?.replica;
+        if me != replica {
+            return Err(NodeError::Setup(format!(
+                "this node is {me}, not {replica}: connect to the whole cluster to reach it"
+            )));
+        }
+        self.deliver_fragment(grant, fragment).await
+    }
     /// Every replica's sealing key, in replica order: a granting client seals
     /// fragment `i` to key `i`. `None` where a replica takes its fragment
     /// unsealed (a single dev node, reached directly).

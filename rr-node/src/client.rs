@@ -632,6 +632,32 @@ pub struct GrantOptions {
     pub threshold: Option<u16>,
 }
 
+/// A grant made, and which replicas took their key fragment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantReport {
+    /// The grant.
+    pub grant: GrantId,
+    /// Replicas that checked and stored their fragment.
+    pub delivered: Vec<rr_core::ReplicaId>,
+    /// Fragments still to deliver (see [`Client::redeliver`]).
+    pub pending: Vec<PendingFragment>,
+}
+
+/// A key fragment a replica has not taken yet: sealed to that replica (on
+/// a cluster), so it can be kept on disk until the replica is back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingFragment {
+    /// The grant.
+    pub grant: GrantId,
+    /// The replica it is for.
+    pub replica: rr_core::ReplicaId,
+    /// The (sealed) fragment.
+    #[serde(with = "rr_core::codec::hex_bytes")]
+    pub fragment: Vec<u8>,
+    /// Why it was not delivered.
+    pub reason: String,
+}
+
 /// Which replicas a retrieval used and which it went on without.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetrieveReport {
@@ -796,6 +822,22 @@ impl<P: PreScheme> Client<P> {
         grantee: &PublicCard,
         options: GrantOptions,
     ) -> Result<GrantId, ClientError> {
+        Ok(self
+            .grant_with_report(record, grantee, options)
+            .await?
+            .grant)
+    }
+
+    /// [`Client::grant`], also returning the fragments of replicas that did
+    /// not take theirs (down at the time), to deliver later with
+    /// [`Client::redeliver`]. They are sealed to their replica, so keeping
+    /// them on the client's disk reveals nothing.
+    pub async fn grant_with_report(
+        &self,
+        record: RecordId,
+        grantee: &PublicCard,
+        options: GrantOptions,
+    ) -> Result<GrantReport, ClientError> {
         let info = self.api.record(record).await?;
         if info.owner != self.account() {
             return Err(ClientError::NotOwner {
@@ -865,7 +907,7 @@ impl<P: PreScheme> Client<P> {
         };
         // Fragment i to replica i (one replica takes the fragment of its own
         // index). Each checks its fragment against the committed grant.
-        let delivery = self.api.deliver_fragments(grant, fragments).await?;
+        let delivery = self.api.deliver_fragments(grant, fragments.clone()).await?;
         if delivery.delivered.len() < usize::from(m) {
             return Err(ClientError::Undelivered {
                 grant,
@@ -878,10 +920,32 @@ impl<P: PreScheme> Client<P> {
                     .collect(),
             });
         }
+        let mut pending = Vec::new();
         for s in &delivery.skipped {
             tracing::warn!(target: "rr_node::client", grant = %grant.short(), replica = %s.replica, reason = %s.reason, "a replica did not take its key fragment");
+            if let Some(fragment) = fragments.get(usize::from(s.replica.0)) {
+                pending.push(PendingFragment {
+                    grant,
+                    replica: s.replica,
+                    fragment: fragment.clone(),
+                    reason: s.reason.clone(),
+                });
+            }
         }
-        Ok(grant)
+        Ok(GrantReport {
+            grant,
+            delivered: delivery.delivered,
+            pending,
+        })
+    }
+
+    /// Delivers a fragment a replica did not take at grant time. A revoked
+    /// or expired grant is refused (there is nothing left to deliver).
+    pub async fn redeliver(&self, pending: &PendingFragment) -> Result<(), ClientError> {
+        Ok(self
+            .api
+            .deliver_fragment_to(pending.replica, pending.grant, pending.fragment.clone())
+            .await?)
     }
 
     /// Retrieves a record through a grant made to this client: the call is

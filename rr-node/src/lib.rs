@@ -74,8 +74,9 @@ pub mod sealing;
 
 pub use api::{Authorization, FragmentDelivery, NodeApi};
 pub use client::{
-    collect, write_stream_to_file, Client, ClientError, GrantOptions, Identity, PublicCard,
-    PutOutcome, RetrieveReport, RevokeReport, RootIdentity, CLIENT_SCHEMES, ERASURE_WAIT,
+    collect, write_stream_to_file, Client, ClientError, GrantOptions, GrantReport, Identity,
+    PendingFragment, PublicCard, PutOutcome, RetrieveReport, RevokeReport, RootIdentity,
+    CLIENT_SCHEMES, ERASURE_WAIT,
 };
 pub use cluster::{ClusterConfig, ClusterFile, ClusterNode};
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};

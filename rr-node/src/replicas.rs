@@ -200,6 +200,23 @@ impl NodeApi for Replicas {
         ))
     }
 
+    async fn deliver_fragment_to(
+        &self,
+        replica: ReplicaId,
+        grant: GrantId,
+        fragment: Vec<u8>,
+    ) -> Result<(), NodeError> {
+        self.member(replica)
+            .ok_or_else(|| {
+                NodeError::Setup(format!(
+                    "{replica} is not in this replica set of {}",
+                    self.n()
+                ))
+            })?
+            .deliver_fragment(grant, fragment)
+            .await
+    }
+
     async fn deliver_fragments(
         &self,
         grant: GrantId,

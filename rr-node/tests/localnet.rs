@@ -247,6 +247,15 @@ fn localnet_flow_survives_a_killed_replica() {
         std::fs::read(&damaged).ok().as_deref() == Some(&good[..])
     });
 
+    // A grant made while replica 2 is down: its sealed fragment is kept in
+    // the keystore for later.
+    let second = rr
+        .run(&["--as", "alice", "grant", &record, "--to", "bob", "--json"])
+        .json();
+    assert_eq!(second["pending_replicas"], serde_json::json!([2]), "{second}");
+    let pending = dir.path().join("keys/pending");
+    assert_eq!(std::fs::read_dir(&pending).unwrap().count(), 1);
+
     // Replica 2 (killed above) lost its copy too; restarted by hand, it
     // fetches the blob of every record it should hold from its peers.
     std::fs::remove_file(blob(2).unwrap()).unwrap();
@@ -263,6 +272,11 @@ fn localnet_flow_survives_a_killed_replica() {
     wait_for("replica 2 fetches the missing blob", || {
         blob(2).and_then(|p| std::fs::read(p).ok()).as_deref() == Some(&good[..])
     });
+    // Back up, it takes the kept fragment.
+    wait_for("rr redeliver delivers to replica 2", || {
+        rr.run(&["--as", "alice", "redeliver", "--json"]).code == 0
+    });
+    assert_eq!(std::fs::read_dir(&pending).unwrap().count(), 0);
     let _ = restarted.kill();
     let _ = restarted.wait();
 

@@ -92,6 +92,9 @@ pub enum Command {
     },
     /// List your records (with their grants) and the grants you hold.
     Ls,
+    /// Deliver key fragments that replicas did not take when you granted
+    /// (they were down); `rr grant` keeps them in the keystore's pending/.
+    Redeliver,
     /// Show the audit trail of one of your records.
     Audit {
         /// The record id.

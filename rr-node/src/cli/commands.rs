@@ -421,6 +421,7 @@ impl Globals {
             } => self.get(&client, id, &output, purpose).await,
             Command::Revoke { grant } => self.revoke(&client, GrantId(grant)).await,
             Command::Ls => self.ls(&client, &keystore).await,
+            Command::Redeliver => self.redeliver(&client, &keystore).await,
             Command::Audit { record } => self.audit(&client, RecordId(record), &keystore).await,
         }
     }
@@ -554,10 +555,25 @@ impl Globals {
             expires_at,
             threshold,
         };
-        let grant = with_client!(&client, c => c.grant(record, card, options).await)
+        let report = with_client!(&client, c => c.grant_with_report(record, card, options).await)
             .map_err(self.fail(&what))?;
+        let grant = report.grant;
+        // A replica that was down gets its (sealed) fragment later.
+        let keystore = self.keystore()?;
+        for p in &report.pending {
+            let path = keep_pending(&keystore, p)?;
+            if !self.json {
+                eprintln!(
+                    "note: replica {} did not take its key fragment ({}); it is kept in {}; run `rr redeliver` once the replica is back",
+                    p.replica.0,
+                    p.reason,
+                    path.display()
+                );
+            }
+        }
         if self.json {
             print_json(&json!({
+                "pending_replicas": report.pending.iter().map(|p| p.replica.0).collect::<Vec<_>>(),
                 "grant_id": grant.to_string(),
                 "record_id": record.to_string(),
                 "grantee": card.account.to_string(),
@@ -738,6 +754,82 @@ impl Globals {
         Ok(())
     }
 
+    async fn redeliver(&self, session: &Session, keystore: &Keystore) -> Result<(), Failure> {
+        let what = "cannot deliver the pending key fragments";
+        let signer = self.signer(session, what)?;
+        let dir = keystore.dir().join(PENDING_DIR);
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Failure::new(format!("cannot read {}", dir.display()), e)),
+        };
+        files.retain(|p| p.extension().is_some_and(|x| x == "json"));
+        files.sort();
+        let (mut delivered, mut dropped, mut left) = (Vec::new(), Vec::new(), Vec::new());
+        for path in files {
+            let pending: rr_node::PendingFragment = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    Failure::new(format!("cannot read {}", path.display()), e)
+                        .hint("remove the file if it is not one rr grant wrote")
+                })?;
+            let entry =
+                json!({ "grant_id": pending.grant.to_string(), "replica": pending.replica.0 });
+            match with_client!(&signer, c => c.redeliver(&pending).await) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&path);
+                    delivered.push(entry);
+                }
+                Err(ClientError::Node(NodeError::Refused(r)))
+                    if matches!(r.code, ErrorCode::GrantRevoked | ErrorCode::GrantExpired) =>
+                {
+                    // Nothing left to deliver for a grant that no longer works.
+                    let _ = std::fs::remove_file(&path);
+                    dropped.push(json!({ "grant_id": pending.grant.to_string(), "replica": pending.replica.0, "reason": r.message }));
+                }
+                Err(e) => left.push(json!({ "grant_id": pending.grant.to_string(), "replica": pending.replica.0, "error": e.to_string() })),
+            }
+        }
+        if self.json {
+            print_json(&json!({ "delivered": delivered, "dropped": dropped, "pending": left }));
+        } else {
+            for d in &delivered {
+                println!(
+                    "delivered grant {}'s key fragment to replica {}",
+                    d["grant_id"].as_str().unwrap_or(""),
+                    d["replica"]
+                );
+            }
+            for d in &dropped {
+                println!(
+                    "dropped grant {}'s fragment for replica {}: {}",
+                    d["grant_id"].as_str().unwrap_or(""),
+                    d["replica"],
+                    d["reason"].as_str().unwrap_or("")
+                );
+            }
+            if delivered.is_empty() && dropped.is_empty() && left.is_empty() {
+                println!("no key fragments are pending");
+            }
+        }
+        if !left.is_empty() {
+            return Err(Failure::new(
+                what,
+                format!(
+                    "{} are still pending: {}",
+                    left.len(),
+                    left.iter()
+                        .map(|l| l["error"].as_str().unwrap_or("").to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            )
+            .hint("run rr redeliver again once those replicas are up"));
+        }
+        Ok(())
+    }
+
     async fn ls(&self, session: &Session, keystore: &Keystore) -> Result<(), Failure> {
         let what = "cannot list your records and grants";
         let signer = self.signer(session, what)?;
@@ -850,4 +942,31 @@ fn describe_state(g: &GrantInfo, now: Timestamp) -> String {
             None => "active until revoked".to_string(),
         },
     }
+}
+
+/// Where `rr grant` keeps fragments a replica did not take, under the keystore.
+const PENDING_DIR: &str = "pending";
+
+/// Writes `p` to the keystore's pending directory (0600); its path.
+fn keep_pending(keystore: &Keystore, p: &rr_node::PendingFragment) -> Result<PathBuf, Failure> {
+    let dir = keystore.dir().join(PENDING_DIR);
+    let path = dir.join(format!("{}-{}.json", p.grant, p.replica.0));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&path)?;
+        std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(p).expect("serializes"))?;
+        f.sync_all()
+    };
+    write().map_err(|e| {
+        Failure::new(
+            format!("cannot keep the pending fragment in {}", path.display()),
+            e,
+        )
+        .hint("the grant is on the ledger; check the keystore directory is writable")
+    })?;
+    Ok(path)
 }
