@@ -666,6 +666,10 @@ pub struct RetrieveReport {
     /// Replicas skipped (down, refused, or a fragment that failed
     /// verification), and why.
     pub skipped: Vec<crate::node::SkippedReplica>,
+    /// Replicas whose signature over the retrieval's receipt was checked
+    /// (against the replica keys `cluster.json` names); empty on a dev node.
+    #[serde(default)]
+    pub receipt_signed_by: Vec<rr_core::ReplicaId>,
 }
 
 /// A registered record, as the owner's client saw it go in.
@@ -985,6 +989,11 @@ impl<P: PreScheme> Client<P> {
             let mut report = RetrieveReport {
                 used: Vec::new(),
                 skipped: retrieval.skipped,
+                receipt_signed_by: retrieval
+                    .receipt_signatures
+                    .iter()
+                    .map(|s| s.replica)
+                    .collect(),
             };
             for crate::node::CapsuleFragment { replica, fragment } in retrieval.capsule_fragments {
                 if report.used.contains(&replica) {

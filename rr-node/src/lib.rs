@@ -82,6 +82,6 @@ pub use cluster::{ClusterConfig, ClusterFile, ClusterNode};
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
 pub use node::{
     CapsuleFragment, DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes,
-    Retrieval, SkippedReplica,
+    ReceiptSignature, Retrieval, SkippedReplica,
 };
 pub use replicas::Replicas;

@@ -242,6 +242,53 @@ pub struct Retrieval {
     /// no fragment held). Empty from a single replica.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedReplica>,
+    /// Cluster replicas' signatures over `receipt`: each vouches that the
+    /// retrieval committed with this outcome on its ledger (a client of a
+    /// cluster checks f + 1 of them). Empty from a dev node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipt_signatures: Vec<ReceiptSignature>,
+}
+
+/// A replica's ed25519 signature over a receipt (domain-separated, over
+/// the receipt's canonical bytes), with its replica key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptSignature {
+    /// The replica that signed.
+    pub replica: ReplicaId,
+    /// The signature (64 bytes).
+    #[serde(with = "rr_core::codec::hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+const RECEIPT_DOMAIN: &[u8] = b"resilient-records/replica-receipt/v1\0";
+
+impl ReceiptSignature {
+    fn message(receipt: &Receipt) -> Vec<u8> {
+        let mut m = RECEIPT_DOMAIN.to_vec();
+        m.extend_from_slice(&receipt.to_bytes());
+        m
+    }
+
+    /// Replica `replica` signs `receipt` with its replica key.
+    pub fn sign(key: &ed25519_dalek::SigningKey, replica: ReplicaId, receipt: &Receipt) -> Self {
+        use ed25519_dalek::Signer;
+        Self {
+            replica,
+            signature: key.sign(&Self::message(receipt)).to_bytes().to_vec(),
+        }
+    }
+
+    /// Whether this is `key`'s valid (strict) signature over `receipt`.
+    pub fn verify(&self, key: &ed25519_dalek::VerifyingKey, receipt: &Receipt) -> bool {
+        let Ok(bytes) = <[u8; 64]>::try_from(self.signature.as_slice()) else {
+            return false;
+        };
+        key.verify_strict(
+            &Self::message(receipt),
+            &ed25519_dalek::Signature::from_bytes(&bytes),
+        )
+        .is_ok()
+    }
 }
 
 /// A replica a multi-replica operation went on without, and why.
@@ -754,6 +801,7 @@ impl<T: NodeTypes> Node<T> {
                     fragment: cfrag,
                 }],
                 skipped: Vec::new(),
+                receipt_signatures: Vec::new(),
             });
         }
         let pre = self.pre.clone();
@@ -804,6 +852,7 @@ impl<T: NodeTypes> Node<T> {
                 fragment: cfrag,
             }],
             skipped: Vec::new(),
+            receipt_signatures: Vec::new(),
         })
     }
 
@@ -879,7 +928,11 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
     }
 
     async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
-        Node::retrieve(self, tx).await
+        let mut r = Node::retrieve(self, tx).await?;
+        if let Some(key) = &self.replica_key {
+            r.receipt_signatures = vec![ReceiptSignature::sign(key, self.replica, &r.receipt)];
+        }
+        Ok(r)
     }
 
     async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {

@@ -42,6 +42,8 @@ pub struct Replicas {
     members: Vec<Arc<dyn NodeApi>>,
     /// Sealing keys from a trusted configuration (`cluster.json`).
     sealing: Option<Vec<SealingPublicKey>>,
+    /// Replica keys from a trusted configuration: receipts must be signed.
+    replica_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
     order_timeout: Duration,
 }
 
@@ -71,6 +73,7 @@ impl Replicas {
         Ok(Self {
             members,
             sealing: None,
+            replica_keys: None,
             order_timeout: Duration::from_secs(30),
         })
     }
@@ -97,10 +100,41 @@ impl Replicas {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let keys = file
+            .replicas
+            .iter()
+            .map(|m| {
+                crate::cluster::Peer {
+                    p2p: m.p2p,
+                    api: m.api.clone(),
+                    public_key: m.public_key.clone(),
+                    sealing_key: m.sealing_key.clone(),
+                }
+                .verifying_key()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             sealing: Some(sealing),
-            ..Self::new(members)?
+            ..Self::new(members)?.with_replica_keys(keys)?
         })
+    }
+
+    /// Requires every retrieval receipt to be signed by the replica that
+    /// answered, with `keys[i]` for replica `i` (`Replicas::from_cluster_file`
+    /// does this with the keys the file names).
+    pub fn with_replica_keys(
+        mut self,
+        keys: Vec<ed25519_dalek::VerifyingKey>,
+    ) -> Result<Self, NodeError> {
+        if keys.len() != self.n() {
+            return Err(NodeError::Setup(format!(
+                "{} replica keys for {} replicas",
+                keys.len(),
+                self.n()
+            )));
+        }
+        self.replica_keys = Some(keys);
+        Ok(self)
     }
 
     /// How long a call may wait to be ordered before the client gives up
@@ -273,6 +307,20 @@ impl NodeApi for Replicas {
                 Err(_) => break,
             };
             let Some((i, result)) = next else { break };
+            // With known replica keys, a receipt counts only if the replica
+            // that sent it signed it.
+            let result = result.and_then(|r| match &self.replica_keys {
+                Some(keys)
+                    if !r.receipt_signatures.iter().any(|s| {
+                        usize::from(s.replica.0) == i && s.verify(&keys[i], &r.receipt)
+                    }) =>
+                {
+                    Err(NodeError::Transport(
+                        "its receipt is not signed with its replica key".into(),
+                    ))
+                }
+                _ => Ok(r),
+            });
             match result {
                 Ok(r) => {
                     let m = usize::from(r.grant.threshold.m);
@@ -343,7 +391,10 @@ impl NodeApi for Replicas {
             }
             match &mut combined {
                 None => combined = Some(r),
-                Some(c) => c.capsule_fragments.extend(r.capsule_fragments),
+                Some(c) => {
+                    c.capsule_fragments.extend(r.capsule_fragments);
+                    c.receipt_signatures.extend(r.receipt_signatures);
+                }
             }
         }
         let mut combined = combined.expect("at least f + 1 answers agree");

@@ -77,8 +77,16 @@ async fn cluster(dir: &std::path::Path, n: usize) -> (Vec<Peer>, Vec<Arc<Replica
     (peers, nodes)
 }
 
+/// The replica set as a client sees it, checking receipt signatures
+/// against the replica keys.
 fn replicas(members: Vec<Arc<dyn NodeApi>>) -> Arc<dyn NodeApi> {
-    Arc::new(Replicas::new(members).unwrap())
+    let keys = (0..members.len()).map(|i| key(i).verifying_key()).collect();
+    Arc::new(
+        Replicas::new(members)
+            .unwrap()
+            .with_replica_keys(keys)
+            .unwrap(),
+    )
 }
 
 fn as_api(nodes: &[Arc<Replica>]) -> Vec<Arc<dyn NodeApi>> {
@@ -99,7 +107,16 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// A replica that lies: its capsule fragment is garbage.
-struct Lying(Arc<dyn NodeApi>);
+struct Lying(Arc<dyn NodeApi>, Lie);
+
+/// What a lying replica falsifies.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// Its capsule fragment.
+    Fragment,
+    /// Its signature over the receipt.
+    ReceiptSignature,
+}
 
 #[async_trait::async_trait]
 impl NodeApi for Lying {
@@ -124,9 +141,18 @@ impl NodeApi for Lying {
     }
     async fn retrieve(&self, tx: rr_core::SignedTransaction) -> Result<Retrieval, NodeError> {
         let mut r = self.0.retrieve(tx).await?;
-        for f in &mut r.capsule_fragments {
-            let last = f.fragment.len() - 1;
-            f.fragment[last] ^= 0x55;
+        match self.1 {
+            Lie::Fragment => {
+                for f in &mut r.capsule_fragments {
+                    let last = f.fragment.len() - 1;
+                    f.fragment[last] ^= 0x55;
+                }
+            }
+            Lie::ReceiptSignature => {
+                for s in &mut r.receipt_signatures {
+                    s.signature[0] ^= 1;
+                }
+            }
         }
         Ok(r)
     }
@@ -234,15 +260,20 @@ async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
     assert!(report.skipped.is_empty(), "{report:?}");
 
     // Replica 2 lies about its fragment: the client names it and still opens.
-    let mut members = as_api(&nodes);
-    members[2] = Arc::new(Lying(nodes[2].clone()));
-    let bob_vs_liar = Client::new(replicas(members), Arc::new(Umbral), twin(bob.identity()));
-    let (stream, report) = bob_vs_liar
-        .retrieve_with_report(grant, treatment())
-        .await
-        .unwrap();
-    assert_eq!(collect(stream).await.unwrap(), plaintext);
-    assert!(!report.used.contains(&ReplicaId(2)), "{report:?}");
+    // Every receipt is signed by the replica that sent it.
+    assert!(report.receipt_signed_by.len() >= 2, "{report:?}");
+    for lie in [Lie::Fragment, Lie::ReceiptSignature] {
+        let mut members = as_api(&nodes);
+        members[2] = Arc::new(Lying(nodes[2].clone(), lie));
+        let bob_vs_liar = Client::new(replicas(members), Arc::new(Umbral), twin(bob.identity()));
+        let (stream, report) = bob_vs_liar
+            .retrieve_with_report(grant, treatment())
+            .await
+            .unwrap();
+        assert_eq!(collect(stream).await.unwrap(), plaintext);
+        assert!(!report.used.contains(&ReplicaId(2)), "{report:?}");
+        assert!(!report.receipt_signed_by.contains(&ReplicaId(2)) || matches!(lie, Lie::Fragment));
+    }
 
     // Replica 3 goes down (f = 1): the other three still order and answer.
     nodes[3].shutdown().await.unwrap();

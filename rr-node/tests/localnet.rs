@@ -158,6 +158,10 @@ fn localnet_flow_survives_a_killed_replica() {
         .json();
     assert_eq!(std::fs::read(dir.path().join("out1.bin")).unwrap(), data);
     assert_eq!(got["replicas_used"].as_array().unwrap().len(), 2, "{got}");
+    assert!(
+        got["receipt_signed_by"].as_array().unwrap().len() >= 2,
+        "{got}"
+    );
 
     // Kill replica 2 outright: the record is still there, and the output
     // names the replica that was skipped.
@@ -252,7 +256,11 @@ fn localnet_flow_survives_a_killed_replica() {
     let second = rr
         .run(&["--as", "alice", "grant", &record, "--to", "bob", "--json"])
         .json();
-    assert_eq!(second["pending_replicas"], serde_json::json!([2]), "{second}");
+    assert_eq!(
+        second["pending_replicas"],
+        serde_json::json!([2]),
+        "{second}"
+    );
     let pending = dir.path().join("keys/pending");
     assert_eq!(std::fs::read_dir(&pending).unwrap().count(), 1);
 

@@ -680,6 +680,7 @@ impl Globals {
                 "bytes": written,
                 "media_type": record.media_type,
                 "replicas_used": report.used.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "receipt_signed_by": report.receipt_signed_by.iter().map(|r| r.0).collect::<Vec<_>>(),
                 "replicas_skipped": report.skipped.iter().map(|s| json!({
                     "replica": s.replica.0,
                     "reason": s.reason,
