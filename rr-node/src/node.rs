@@ -792,17 +792,7 @@ impl<T: NodeTypes> Node<T> {
             })
             .await
             .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??;
-            return Ok(Retrieval {
-                receipt,
-                record,
-                grant,
-                capsule_fragments: vec![CapsuleFragment {
-                    replica: self.replica,
-                    fragment: cfrag,
-                }],
-                skipped: Vec::new(),
-                receipt_signatures: Vec::new(),
-            });
+            return Ok(self.answer(receipt, record, grant, cfrag));
         }
         let pre = self.pre.clone();
         let ready = match self.decoded.get(&grant_id) {
@@ -843,7 +833,24 @@ impl<T: NodeTypes> Node<T> {
         })
         .await
         .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??;
-        Ok(Retrieval {
+        Ok(self.answer(receipt, record, grant, cfrag))
+    }
+
+    /// This replica's answer to an allowed retrieval: its capsule fragment,
+    /// and (on a cluster replica) its signature over the receipt.
+    fn answer(
+        &self,
+        receipt: Receipt,
+        record: RecordInfo,
+        grant: GrantInfo,
+        cfrag: Vec<u8>,
+    ) -> Retrieval {
+        let receipt_signatures = self
+            .replica_key
+            .iter()
+            .map(|key| ReceiptSignature::sign(key, self.replica, &receipt))
+            .collect();
+        Retrieval {
             receipt,
             record,
             grant,
@@ -852,8 +859,8 @@ impl<T: NodeTypes> Node<T> {
                 fragment: cfrag,
             }],
             skipped: Vec::new(),
-            receipt_signatures: Vec::new(),
-        })
+            receipt_signatures,
+        }
     }
 
     /// A record.
@@ -928,11 +935,7 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
     }
 
     async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
-        let mut r = Node::retrieve(self, tx).await?;
-        if let Some(key) = &self.replica_key {
-            r.receipt_signatures = vec![ReceiptSignature::sign(key, self.replica, &r.receipt)];
-        }
-        Ok(r)
+        Node::retrieve(self, tx).await
     }
 
     async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {
