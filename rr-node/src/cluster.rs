@@ -277,6 +277,18 @@ pub struct ClusterMember {
     pub log: PathBuf,
 }
 
+impl ClusterMember {
+    /// Its entry in a peers list: addresses and public keys.
+    pub fn peer(&self) -> Peer {
+        Peer {
+            p2p: self.p2p,
+            api: self.api.clone(),
+            public_key: self.public_key.clone(),
+            sealing_key: self.sealing_key.clone(),
+        }
+    }
+}
+
 impl ClusterFile {
     /// Reads and checks a `cluster.json`.
     pub fn read(path: &std::path::Path) -> Result<Self, NodeError> {

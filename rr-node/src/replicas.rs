@@ -103,15 +103,7 @@ impl Replicas {
         let keys = file
             .replicas
             .iter()
-            .map(|m| {
-                crate::cluster::Peer {
-                    p2p: m.p2p,
-                    api: m.api.clone(),
-                    public_key: m.public_key.clone(),
-                    sealing_key: m.sealing_key.clone(),
-                }
-                .verifying_key()
-            })
+            .map(|m| m.peer().verifying_key())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             sealing: Some(sealing),

@@ -332,15 +332,7 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
             log: rdir.join("node.log"),
         });
     }
-    let peers: Vec<Peer> = members
-        .iter()
-        .map(|m| Peer {
-            p2p: m.p2p,
-            api: m.api.clone(),
-            public_key: m.public_key.clone(),
-            sealing_key: m.sealing_key.clone(),
-        })
-        .collect();
+    let peers: Vec<Peer> = members.iter().map(ClusterMember::peer).collect();
     for (i, m) in members.iter().enumerate() {
         let rdir = args.data_dir.join(format!("replica-{i}"));
         let settings = ReplicaSettings {
