@@ -58,13 +58,13 @@ fn parse_peers(s: &str) -> anyhow::Result<Vec<SocketAddr>> {
         .collect()
 }
 
-fn args() -> anyhow::Result<Args> {
+fn parse_args(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
     let mut id = None;
     let mut data = None;
     let mut listen: SocketAddr = "127.0.0.1:0".parse()?;
     let mut peers = None;
     let mut key_seed = "demo".to_string();
-    let mut it = std::env::args().skip(1);
+    let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -97,6 +97,14 @@ fn replica_key(seed: &str, i: usize) -> SigningKey {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    run(std::env::args().skip(1)).await
+}
+
+/// Runs one replica with command-line `args` (without the program name) until
+/// `quit` or the end of stdin. `tests/pbft_processes.rs` calls this too: its
+/// test binary re-runs itself as each replica, so the test needs no separate
+/// build of this example.
+pub async fn run(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -104,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let a = args()?;
+    let a = parse_args(args)?;
     let listener = TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;

@@ -2,10 +2,14 @@
 //! TCP on 127.0.0.1: they commit the same blocks; with one backup killed
 //! (SIGKILL) the other three go on.
 //!
-//! The test builds the example with cargo first (a no-op when `cargo test`
-//! already built it).
+//! Each replica is this test binary run again with `--as-pbft-replica`,
+//! which runs the example's code (included below), so the test needs no
+//! build step of its own.
 
 mod common;
+#[allow(dead_code)] // its `main` is the example's, unused here
+#[path = "../examples/pbft_replica.rs"]
+mod pbft_replica;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -20,35 +24,46 @@ use common::{client, tx};
 const REPLICAS: usize = 4;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `pbft_replica` example next to this test's executable. Under cargo
-/// (which tells its path in `CARGO`) it is built first, so it is never stale.
+/// The first argument that makes this test binary a replica process.
+const AS_REPLICA: &str = "--as-pbft-replica";
+
+/// This binary, re-run as a replica: the same code as the `pbft_replica`
+/// example, compiled into the test, so nothing is built while tests run.
 fn replica_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("pbft_replica{}", std::env::consts::EXE_SUFFIX));
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "rr-consensus",
-            "--example",
-            "pbft_replica",
-        ]);
-        if profile_dir.file_name() == Some("release".as_ref()) {
-            build.arg("--release");
+    std::env::current_exe().expect("the test binary's path")
+}
+
+/// A plain `main` (`harness = false` in Cargo.toml): either one replica
+/// process, or the test, which starts four of them. A filter argument that
+/// does not match the test's name skips it, and `--list` lists it, as with
+/// libtest.
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(AS_REPLICA) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        if let Err(e) = runtime.block_on(pbft_replica::run(args.into_iter().skip(1))) {
+            eprintln!("replica failed: {e:#}");
+            std::process::exit(1);
         }
-        let status = build
-            .status()
-            .expect("running cargo to build the pbft_replica example");
-        assert!(status.success(), "building the pbft_replica example failed");
+        return;
     }
-    assert!(bin.exists(), "no replica binary at {}", bin.display());
-    bin
+    const NAME: &str = "four_processes_commit_and_survive_a_killed_backup";
+    if args.iter().any(|a| a == "--list") {
+        println!("{NAME}: test");
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())) {
+        println!("running 0 tests (filtered out: {NAME})");
+        return;
+    }
+    println!("running 1 test");
+    four_processes_commit_and_survive_a_killed_backup();
+    println!("test {NAME} ... ok");
 }
 
 /// What a replica process printed, sorted by kind.
@@ -73,6 +88,7 @@ struct Replica {
 impl Replica {
     fn spawn(bin: &Path, id: usize, data: &Path) -> Self {
         let mut child = Command::new(bin)
+            .arg(AS_REPLICA)
             .args(["--id", &id.to_string(), "--key-seed", "pbft_processes"])
             .arg("--data")
             .arg(data)
@@ -207,7 +223,6 @@ fn converge(replicas: &mut [Replica], of: &[usize], at_least: u64) -> (u64, Stri
     }
 }
 
-#[test]
 fn four_processes_commit_and_survive_a_killed_backup() {
     let bin = replica_binary();
     let dir = tempfile::tempdir().unwrap();
