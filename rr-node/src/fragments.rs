@@ -11,6 +11,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use rr_core::GrantId;
 
 const FRAGMENTS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("key_fragments");
+/// Grants revoked on the ledger whose erasure this replica has not yet seen
+/// confirmed there.
+const UNCONFIRMED: TableDefinition<'static, &[u8], ()> =
+    TableDefinition::new("unconfirmed_erasures");
+/// Small counters: how far the revocation follower has read the ledger.
+const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
+const FOLLOWED_THROUGH: &str = "followed_through";
 
 /// Errors of the fragment store.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,8 @@ impl FragmentStore {
         let db = Database::create(&path).map_err(|e| err(e.into()))?;
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
         txn.open_table(FRAGMENTS).map_err(|e| err(e.into()))?;
+        txn.open_table(UNCONFIRMED).map_err(|e| err(e.into()))?;
+        txn.open_table(META).map_err(|e| err(e.into()))?;
         txn.commit().map_err(|e| err(e.into()))?;
         Ok(Self { db, path })
     }
@@ -106,5 +115,88 @@ impl FragmentStore {
             }
         }
         Ok(out)
+    }
+
+    /// The ledger height through which the revocation follower has handled
+    /// every block (0 before the first run).
+    pub fn followed_through(&self) -> Result<u64, FragmentStoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(META).map_err(|e| self.err(e))?;
+        let v = t.get(FOLLOWED_THROUGH).map_err(|e| self.err(e))?;
+        Ok(v.map_or(0, |v| v.value()))
+    }
+
+    /// Records, in one durable commit, that the blocks through `height` are
+    /// handled and that the erasures of `revoked` (found in them) still await
+    /// their confirmation on the ledger. A restart resumes after `height`
+    /// and confirms whatever is still unconfirmed.
+    pub fn advance(&self, height: u64, revoked: &[GrantId]) -> Result<(), FragmentStoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut u = txn.open_table(UNCONFIRMED).map_err(|e| self.err(e))?;
+            for grant in revoked {
+                u.insert(grant.0.as_slice(), ()).map_err(|e| self.err(e))?;
+            }
+            let mut m = txn.open_table(META).map_err(|e| self.err(e))?;
+            let old = m
+                .get(FOLLOWED_THROUGH)
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value());
+            m.insert(FOLLOWED_THROUGH, old.max(height))
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Revoked grants whose erasure is not yet confirmed on the ledger.
+    pub fn unconfirmed(&self) -> Result<Vec<GrantId>, FragmentStoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(UNCONFIRMED).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            if let Ok(id) = <[u8; 32]>::try_from(k.value()) {
+                out.push(GrantId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The erasure of `grant` is confirmed on the ledger (or can never be):
+    /// nothing more to do for it.
+    pub fn confirmed(&self, grant: &GrantId) -> Result<(), FragmentStoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut u = txn.open_table(UNCONFIRMED).map_err(|e| self.err(e))?;
+            u.remove(grant.0.as_slice()).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_follower_cursor_and_unconfirmed_erasures_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fragments.redb");
+        let (a, b) = (GrantId([1; 32]), GrantId([2; 32]));
+        {
+            let store = FragmentStore::open(&path).unwrap();
+            assert_eq!(store.followed_through().unwrap(), 0);
+            assert!(store.unconfirmed().unwrap().is_empty());
+            store.advance(7, &[a, b]).unwrap();
+            store.confirmed(&a).unwrap();
+            // A cursor never goes back.
+            store.advance(3, &[]).unwrap();
+        }
+        let store = FragmentStore::open(&path).unwrap();
+        assert_eq!(store.followed_through().unwrap(), 7);
+        assert_eq!(store.unconfirmed().unwrap(), vec![b]);
+        // Confirming something unknown changes nothing.
+        store.confirmed(&GrantId([9; 32])).unwrap();
+        assert_eq!(store.unconfirmed().unwrap(), vec![b]);
     }
 }

@@ -1084,17 +1084,30 @@ impl<T: NodeTypes> Node<T> {
     /// sent it to, then (on a cluster replica, which has a replica key)
     /// confirms the erasure through consensus with a signed
     /// [`rr_core::ConfirmErasure`]. Checks every `poll`. A cluster replica
-    /// starts from the first block, so erasures it missed while down are
-    /// confirmed when it is back; a dev node starts at the head. The follower
-    /// ends when the node is dropped.
+    /// resumes after the last block it handled (kept in its fragment store),
+    /// so erasures it missed while down are made and confirmed when it is
+    /// back, and confirmations cut short by a restart are sent again; it also
+    /// checks once, in the background, that it holds the ciphertext of every
+    /// record. A dev node starts at the head. The follower ends when the node
+    /// is dropped.
     pub fn follow_revocations(
         self: &Arc<Self>,
         poll: std::time::Duration,
     ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
         let mut done = match self.replica_key {
-            Some(_) => 0,
+            // A cluster replica resumes where it left off, and confirms what
+            // it erased before a restart but never saw confirmed.
+            Some(_) => {
+                for grant in self.fragments.unconfirmed()? {
+                    self.confirm_erasure(grant)?;
+                }
+                self.fragments.followed_through()?
+            }
             None => self.ledger.head()?.height,
         };
+        if !self.peers.is_empty() {
+            self.fill_missing_blobs();
+        }
         let weak = Arc::downgrade(self);
         Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
@@ -1111,9 +1124,15 @@ impl<T: NodeTypes> Node<T> {
     }
 
     /// Erases fragments of grants revoked in blocks above `done`, up to the
-    /// head, and confirms each erasure; returns the height it got to.
+    /// head, and confirms each erasure; returns the height it got to. A
+    /// cluster replica keeps that height (and the erasures still to confirm)
+    /// in its fragment store, so a restart does not read the ledger again.
     fn erase_revoked_after(self: &Arc<Self>, done: u64) -> Result<u64, NodeError> {
         let head = self.ledger.head()?.height;
+        if head <= done {
+            return Ok(done);
+        }
+        let mut revoked = Vec::new();
         for height in done + 1..=head {
             for receipt in self.ledger.block_receipts(height)?.unwrap_or_default() {
                 if let Outcome::Ok(CallOutput::Revoked { grant }) = &receipt.outcome {
@@ -1121,7 +1140,7 @@ impl<T: NodeTypes> Node<T> {
                     if self.fragments.erase(grant)? {
                         info!(target: TARGET, grant = %grant.short(), height, "revoked on the ledger: key fragment erased");
                     }
-                    self.confirm_erasure(*grant)?;
+                    revoked.push(*grant);
                 }
                 // A record this replica has no ciphertext for (it was down
                 // or failed during the upload): fetch it from the others.
@@ -1130,7 +1149,42 @@ impl<T: NodeTypes> Node<T> {
                 }
             }
         }
+        if self.replica_key.is_some() {
+            self.fragments.advance(head, &revoked)?;
+            for grant in revoked {
+                self.confirm_erasure(grant)?;
+            }
+        }
         Ok(head)
+    }
+
+    /// In the background, checks that this cluster replica holds the
+    /// ciphertext of every registered record, and fetches from its peers any
+    /// it lacks (a copy lost while it was down, or deleted). One pass at
+    /// start: it reads the records, not the whole ledger.
+    fn fill_missing_blobs(self: &Arc<Self>) {
+        const PAGE: usize = 256;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut after = None;
+            loop {
+                let Some(node) = weak.upgrade() else { return };
+                let page = match node.ledger.records_after(after.as_ref(), PAGE) {
+                    Ok(page) => page,
+                    Err(e) => {
+                        warn!(target: TARGET, error = %e, "blob check at start stopped");
+                        return;
+                    }
+                };
+                let Some(last) = page.last() else { return };
+                after = Some(last.id);
+                for record in page {
+                    if matches!(node.blobs.contains(&record.cid).await, Ok(false)) {
+                        repair_blob(&*node.blobs, &node.peers, node.replica, record.cid).await;
+                    }
+                }
+            }
+        });
     }
 
     /// Starts fetching the ciphertext of `record` from the peers if this
@@ -1167,17 +1221,24 @@ impl<T: NodeTypes> Node<T> {
             .ledger
             .grant(&grant)?
             .is_some_and(|g| g.erased_by.contains(&self.replica));
-        if confirmed
-            || !self
-                .confirming
-                .lock()
-                .expect("confirming lock")
-                .insert(grant)
+        if confirmed {
+            self.fragments.confirmed(&grant)?;
+            return Ok(());
+        }
+        if !self
+            .confirming
+            .lock()
+            .expect("confirming lock")
+            .insert(grant)
         {
             return Ok(());
         }
-        let (engine, confirming, replica) =
-            (self.engine.clone(), self.confirming.clone(), self.replica);
+        let (engine, confirming, replica, fragments) = (
+            self.engine.clone(),
+            self.confirming.clone(),
+            self.replica,
+            self.fragments.clone(),
+        );
         tokio::spawn(async move {
             let mut wait = std::time::Duration::from_millis(200);
             loop {
@@ -1203,6 +1264,11 @@ impl<T: NodeTypes> Node<T> {
                             Outcome::Refused(r) => {
                                 info!(target: TARGET, grant = %grant.short(), reason = %r, "erasure confirmation refused")
                             }
+                        }
+                        // Confirmed, or refused for good (confirmed
+                        // already, say): either way nothing is left to do.
+                        if let Err(e) = fragments.confirmed(&grant) {
+                            warn!(target: TARGET, grant = %grant.short(), error = %e, "cannot record the confirmation; a restart confirms again");
                         }
                         break;
                     }
