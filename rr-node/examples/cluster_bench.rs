@@ -48,8 +48,7 @@ use ed25519_dalek::SigningKey;
 use rand_core::{OsRng, RngCore};
 use rr_consensus::{PbftConfig, SystemClock};
 use rr_core::{
-    byte_stream_of, Call, DataKey, GrantId, PreScheme, Purpose, RecordId, Retrieve,
-    SignedTransaction, WireEncoding,
+    byte_stream_of, Call, DataKey, GrantId, Purpose, RecordId, Retrieve, SignedTransaction,
 };
 use rr_node::cluster::{ClusterConfig, ClusterNode, Peer};
 use rr_node::http::{self, HttpClient, ServerConfig};
@@ -518,28 +517,11 @@ fn sign_retrieve(bob: &Client<Umbral>, grant: GrantId) -> SignedTransaction {
     }))
 }
 
-/// What the client does with a retrieval before touching the blob: decode,
-/// verify `m` capsule fragments, open the data key. Times the crypto alone.
-fn open_fragments(bob: &Identity<Umbral>, r: &Retrieval) -> Result<(DataKey, Duration)> {
-    let pre = Umbral;
+/// What the client does with a retrieval before touching the blob (decode,
+/// verify `m` capsule fragments, open the data key), timed alone.
+fn open_fragments(bob: &Identity<Umbral>, r: Retrieval) -> Result<(DataKey, Duration)> {
     let started = Instant::now();
-    let record_pk = <Umbral as PreScheme>::PublicKey::from_bytes(&r.record.record_key)?;
-    let capsule = <Umbral as PreScheme>::Capsule::from_bytes(&r.record.capsule)?;
-    let (sk, pk) = pre.account_key(bob.master());
-    let m = usize::from(r.grant.threshold.m);
-    ensure!(
-        r.capsule_fragments.len() >= m,
-        "{} capsule fragments, {m} needed",
-        r.capsule_fragments.len()
-    );
-    let verified = r.capsule_fragments[..m]
-        .iter()
-        .map(|f| {
-            let c = <Umbral as PreScheme>::CapsuleFrag::from_bytes(&f.fragment)?;
-            pre.verify_capsule_frag(c, &capsule, &record_pk, &pk)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = pre.open_reencrypted(&sk, &record_pk, &capsule, &verified)?;
+    let (key, _) = bob.open_retrieval(&Umbral, r)?;
     Ok((key, started.elapsed()))
 }
 
@@ -583,7 +565,7 @@ async fn phases_once(sys: &System, g: &Granted, out: &mut Phases, tally: &Tally)
     let cid = r.record.cid;
     let bob = sys.bob.clone();
     let (key, open) =
-        tokio::task::spawn_blocking(move || open_fragments(bob.identity(), &r)).await??;
+        tokio::task::spawn_blocking(move || open_fragments(bob.identity(), r)).await??;
     out.open.push(open);
     let started = Instant::now();
     let stream = sys.api.get_blob(cid).await?;

@@ -216,6 +216,102 @@ impl<P: PreScheme> std::fmt::Debug for Identity<P> {
 }
 
 impl<P: PreScheme> Identity<P> {
+    /// Checks the capsule fragments of `retrieval` (m of them at once, one
+    /// thread each) and opens the record's data key with m that verify. A
+    /// fragment that fails is skipped and named in the report, with the
+    /// replicas the node already skipped. CPU-bound: call it off the async
+    /// runtime ([`Client::retrieve`] does).
+    pub fn open_retrieval(
+        &self,
+        pre: &P,
+        retrieval: crate::node::Retrieval,
+    ) -> Result<(DataKey, RetrieveReport), ClientError> {
+        let record = &retrieval.record;
+        let grant = retrieval.grant.id;
+        let needed = usize::from(retrieval.grant.threshold.m);
+        let record_pk = <P as PreScheme>::PublicKey::from_bytes(&record.record_key)?;
+        let capsule = <P as PreScheme>::Capsule::from_bytes(&record.capsule)?;
+        let (my_sk, my_pk) = pre.account_key(&self.master);
+        let mut verified = Vec::new();
+        let mut report = RetrieveReport {
+            used: Vec::new(),
+            skipped: retrieval.skipped,
+            receipt_signed_by: retrieval
+                .receipt_signatures
+                .iter()
+                .map(|s| s.replica)
+                .collect(),
+        };
+        // One fragment per replica: a second one adds nothing.
+        let mut candidates = Vec::new();
+        for f in retrieval.capsule_fragments {
+            if !candidates
+                .iter()
+                .any(|c: &crate::node::CapsuleFragment| c.replica == f.replica)
+            {
+                candidates.push(f);
+            }
+        }
+        let mut candidates = candidates.into_iter();
+        // Check as many as are still needed at once, one thread each (a
+        // fragment's check is a few scalar multiplications), until enough
+        // verify or none are left.
+        while verified.len() < needed {
+            let round: Vec<_> = candidates.by_ref().take(needed - verified.len()).collect();
+            if round.is_empty() {
+                break;
+            }
+            let check = |fragment: &[u8]| {
+                <P as PreScheme>::CapsuleFrag::from_bytes(fragment)
+                    .and_then(|c| pre.verify_capsule_frag(c, &capsule, &record_pk, &my_pk))
+            };
+            // The first on this thread, the others on their own.
+            let results: Vec<_> = std::thread::scope(|scope| {
+                let others: Vec<_> = round[1..]
+                    .iter()
+                    .map(|f| scope.spawn(|| check(&f.fragment)))
+                    .collect();
+                let first = check(&round[0].fragment);
+                std::iter::once(first)
+                    .chain(
+                        others
+                            .into_iter()
+                            .map(|h| h.join().expect("a fragment check panicked")),
+                    )
+                    .collect()
+            });
+            for (f, checked) in round.into_iter().zip(results) {
+                match checked {
+                    Ok(v) => {
+                        verified.push(v);
+                        report.used.push(f.replica);
+                    }
+                    Err(e) => report.skipped.push(crate::node::SkippedReplica {
+                        replica: f.replica,
+                        reason: format!("its capsule fragment failed verification: {e}"),
+                    }),
+                }
+            }
+        }
+        if verified.len() < needed {
+            return Err(ClientError::NotEnoughFragments {
+                grant,
+                verified: verified.len(),
+                needed,
+                bad: report
+                    .skipped
+                    .iter()
+                    .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
+                    .collect(),
+            });
+        }
+        report.skipped.sort_by_key(|s| s.replica);
+        Ok((
+            pre.open_reencrypted(&my_sk, &record_pk, &capsule, &verified)?,
+            report,
+        ))
+    }
+
     /// Fresh keys from the OS RNG.
     pub fn generate(pre: &P) -> Self {
         Self {
@@ -980,63 +1076,8 @@ impl<P: PreScheme> Client<P> {
         self.check_scheme(&retrieval.record)?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let record = retrieval.record.clone();
-        let needed = usize::from(retrieval.grant.threshold.m);
-        let key = blocking(move || {
-            let record_pk = <P as PreScheme>::PublicKey::from_bytes(&record.record_key)?;
-            let capsule = <P as PreScheme>::Capsule::from_bytes(&record.capsule)?;
-            let (my_sk, my_pk) = pre.account_key(&identity.master);
-            let mut verified = Vec::new();
-            let mut report = RetrieveReport {
-                used: Vec::new(),
-                skipped: retrieval.skipped,
-                receipt_signed_by: retrieval
-                    .receipt_signatures
-                    .iter()
-                    .map(|s| s.replica)
-                    .collect(),
-            };
-            for crate::node::CapsuleFragment { replica, fragment } in retrieval.capsule_fragments {
-                if report.used.contains(&replica) {
-                    // One fragment per replica: a second one adds nothing.
-                    continue;
-                }
-                let checked = <P as PreScheme>::CapsuleFrag::from_bytes(&fragment)
-                    .and_then(|c| pre.verify_capsule_frag(c, &capsule, &record_pk, &my_pk));
-                match checked {
-                    Ok(v) => {
-                        verified.push(v);
-                        report.used.push(replica);
-                    }
-                    Err(e) => report.skipped.push(crate::node::SkippedReplica {
-                        replica,
-                        reason: format!("its capsule fragment failed verification: {e}"),
-                    }),
-                }
-                if verified.len() == needed {
-                    break;
-                }
-            }
-            if verified.len() < needed {
-                return Err(ClientError::NotEnoughFragments {
-                    grant,
-                    verified: verified.len(),
-                    needed,
-                    bad: report
-                        .skipped
-                        .iter()
-                        .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
-                        .collect(),
-                });
-            }
-            report.skipped.sort_by_key(|s| s.replica);
-            Ok((
-                pre.open_reencrypted(&my_sk, &record_pk, &capsule, &verified)?,
-                report,
-            ))
-        })
-        .await?;
-        let (key, report) = key;
-        Ok((self.decrypt_blob(&retrieval.record, key).await?, report))
+        let (key, report) = blocking(move || identity.open_retrieval(&*pre, retrieval)).await?;
+        Ok((self.decrypt_blob(&record, key).await?, report))
     }
 
     /// Reads one of this client's own records (no grant, no node-side crypto).

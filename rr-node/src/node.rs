@@ -9,7 +9,7 @@ use rr_core::{
     AccountId, AuditEntry, BlobError, BlobStore, BlockContext, CallOutput, ConsensusEngine,
     ConsensusError, ContractExecutor, DecodeError, Digest, EngineStatus, ErrorCode, GrantId,
     GrantInfo, Outcome, PreError, PreScheme, Receipt, RecordId, RecordInfo, Refusal, ReplicaId,
-    SchemeId, SignatureError, SignedTransaction, WireEncoding,
+    SchemeId, SignatureError, SignedTransaction, VerifiedTransaction, WireEncoding,
 };
 use rr_pre::Umbral;
 use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger, LedgerError};
@@ -589,9 +589,12 @@ impl<T: NodeTypes> Node<T> {
 
     /// Verifies (off the async runtime), orders and executes a transaction.
     pub async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
-        let verified = tokio::task::spawn_blocking(move || tx.verify())
-            .await
-            .map_err(|e| NodeError::Setup(format!("verification task failed: {e}")))??;
+        let verified = verify_off_runtime(tx).await?;
+        self.order(verified).await
+    }
+
+    /// Orders and executes a verified transaction.
+    async fn order(&self, verified: VerifiedTransaction) -> Result<Receipt, NodeError> {
         // Ordering and the post-commit erasure run in their own task, so a
         // caller that stops waiting (a dropped connection, a timeout) cannot
         // leave a revoked grant's fragment behind.
@@ -758,7 +761,13 @@ impl<T: NodeTypes> Node<T> {
                 found: tx.body.call.name(),
             });
         }
-        let receipt = self.submit(tx).await?;
+        let verified = verify_off_runtime(tx).await?;
+        // Re-encrypt while the call is ordered (in a cluster, mostly a wait
+        // for the other replicas and the disk), if this replica has the
+        // grant's fragment at hand and the caller is its grantee. The result
+        // is used only if the ordered call is allowed.
+        let early = self.reencrypt_early(&verified);
+        let receipt = self.order(verified).await?;
         let (record_id, grant_id) = match &receipt.outcome {
             Outcome::Ok(CallOutput::Retrieved { record, grant }) => (*record, *grant),
             Outcome::Refused(r) => return Err(NodeError::Refused(r.clone())),
@@ -826,14 +835,32 @@ impl<T: NodeTypes> Node<T> {
                 ready
             }
         };
-        let cfrag = tokio::task::spawn_blocking(move || {
-            let (capsule, kfrag) = &*ready;
-            let cfrag = pre.reencrypt(&mut rand_core::OsRng, capsule, kfrag)?;
-            Ok::<_, PreError>(cfrag.to_bytes())
-        })
+        let cfrag = match early {
+            Some((grant, task)) if grant == grant_id => task,
+            _ => reencrypt_task(pre, ready),
+        }
         .await
         .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??;
         Ok(self.answer(receipt, record, grant, cfrag))
+    }
+
+    /// Starts re-encrypting for the grant a verified `Retrieve` names, when
+    /// the decoded fragment is cached and the signer is the grant's active
+    /// grantee; `None` otherwise (the caller re-encrypts after ordering).
+    #[allow(clippy::type_complexity)]
+    fn reencrypt_early(
+        &self,
+        tx: &VerifiedTransaction,
+    ) -> Option<(GrantId, tokio::task::JoinHandle<Result<Vec<u8>, PreError>>)> {
+        let rr_core::Call::Retrieve(r) = &tx.tx().body.call else {
+            return None;
+        };
+        let ready = self.decoded.get(&r.grant)?;
+        let grant = self.ledger.grant(&r.grant).ok()??;
+        if grant.grantee != tx.tx().body.signer || grant.status != rr_core::GrantStatus::Active {
+            return None;
+        }
+        Some((r.grant, reencrypt_task(self.pre.clone(), ready)))
     }
 
     /// This replica's answer to an allowed retrieval: its capsule fragment,
@@ -1051,6 +1078,26 @@ async fn repair_blob<B: BlobStore + ?Sized>(
         }
     }
     false
+}
+
+/// Verifies a transaction's signature on tokio's blocking pool.
+async fn verify_off_runtime(tx: SignedTransaction) -> Result<VerifiedTransaction, NodeError> {
+    Ok(tokio::task::spawn_blocking(move || tx.verify())
+        .await
+        .map_err(|e| NodeError::Setup(format!("verification task failed: {e}")))??)
+}
+
+/// Re-encrypts a decoded capsule with a decoded key fragment on tokio's
+/// blocking pool, giving the capsule fragment's bytes.
+fn reencrypt_task<P: PreScheme>(
+    pre: Arc<P>,
+    ready: Decoded<P>,
+) -> tokio::task::JoinHandle<Result<Vec<u8>, PreError>> {
+    tokio::task::spawn_blocking(move || {
+        let (capsule, kfrag) = &*ready;
+        let cfrag = pre.reencrypt(&mut rand_core::OsRng, capsule, kfrag)?;
+        Ok(cfrag.to_bytes())
+    })
 }
 
 /// Creates `dir` if needed and opens a replica's stores in it: the ledger,
