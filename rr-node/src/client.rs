@@ -45,7 +45,6 @@ use rr_core::{
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE};
 use rr_pre::{Recrypt, Umbral};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use crate::api::{Authorization, NodeApi};
@@ -856,6 +855,43 @@ impl<P: PreScheme> Client<P> {
         plaintext: ByteStream,
         media_type: &str,
     ) -> Result<PutOutcome, ClientError> {
+        self.put_sealed(media_type, move |key| {
+            Ok(envelope::encrypt_stream(
+                key,
+                &mut OsRng,
+                plaintext,
+                DEFAULT_CHUNK_SIZE,
+            )?)
+        })
+        .await
+    }
+
+    /// [`Client::put`] of what `reader` yields (a file, say): read and
+    /// encrypted on a thread of its own, a few chunks ahead of the upload,
+    /// in constant memory.
+    pub async fn put_reader<R: std::io::Read + Send + 'static>(
+        &self,
+        reader: R,
+        media_type: &str,
+    ) -> Result<PutOutcome, ClientError> {
+        self.put_sealed(media_type, move |key| {
+            Ok(envelope::encrypt_reader_stream(
+                key,
+                &mut OsRng,
+                reader,
+                DEFAULT_CHUNK_SIZE,
+            )?)
+        })
+        .await
+    }
+
+    /// Makes a record key and a data key, uploads the ciphertext `seal` makes
+    /// under the data key, and registers the record.
+    async fn put_sealed(
+        &self,
+        media_type: &str,
+        seal: impl FnOnce(&DataKey) -> Result<ByteStream, ClientError>,
+    ) -> Result<PutOutcome, ClientError> {
         let mut salt = [0u8; 16];
         OsRng.fill_bytes(&mut salt);
         let record_id = RecordId::derive(&self.account(), &salt);
@@ -866,7 +902,7 @@ impl<P: PreScheme> Client<P> {
             Ok((pk.to_bytes(), capsule.to_bytes(), key))
         })
         .await?;
-        let ciphertext = envelope::encrypt_stream(&key, &mut OsRng, plaintext, DEFAULT_CHUNK_SIZE)?;
+        let ciphertext = seal(&key)?;
         drop(key);
         let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = counted.clone();
@@ -904,13 +940,11 @@ impl<P: PreScheme> Client<P> {
         }
     }
 
-    /// [`Client::put`] of a whole file, streamed.
+    /// [`Client::put`] of a whole file, streamed (see [`Client::put_reader`]).
     pub async fn put_file(&self, path: &Path, media_type: &str) -> Result<PutOutcome, ClientError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(io_err(format!("cannot open {}", path.display())))?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-        self.put(Box::pin(stream), media_type).await
+        let file =
+            std::fs::File::open(path).map_err(io_err(format!("cannot open {}", path.display())))?;
+        self.put_reader(file, media_type).await
     }
 
     /// Grants `grantee` access to one of this client's records: makes the key
@@ -1197,6 +1231,9 @@ impl<P: PreScheme> Client<P> {
 /// Writes a plaintext stream to `path` only if it ends cleanly: it goes to
 /// a temporary file beside `path` first, and a failed stream leaves no
 /// output file.
+///
+/// The file is written on a blocking thread, a few chunks behind the stream,
+/// so that writing overlaps receiving and decrypting.
 pub async fn write_stream_to_file(mut stream: ByteStream, path: &Path) -> Result<u64, ClientError> {
     let dir = path
         .parent()
@@ -1206,24 +1243,51 @@ pub async fn write_stream_to_file(mut stream: ByteStream, path: &Path) -> Result
         .prefix(".rr-partial-")
         .tempfile_in(dir)
         .map_err(io_err(format!("cannot create a file in {}", dir.display())))?;
-    let (std_file, tmp_path) = tmp.into_parts();
-    let mut file = tokio::fs::File::from_std(std_file);
+    let (mut file, tmp_path) = tmp.into_parts();
+    let (queue, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write as _;
+        while let Some(chunk) = chunks.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    });
     let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk: Bytes = chunk.map_err(io_err("reading the record"))?;
-        file.write_all(&chunk)
-            .await
-            .map_err(io_err(format!("writing {}", path.display())))?;
-        written += chunk.len() as u64;
+    let received = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk: Bytes = chunk.map_err(io_err("reading the record"))?;
+            written += chunk.len() as u64;
+            if queue.send(chunk).await.is_err() {
+                // The writer failed: its error is reported below.
+                break;
+            }
+        }
+        Ok::<(), ClientError>(())
     }
-    file.sync_all()
-        .await
-        .map_err(io_err(format!("writing {}", path.display())))?;
-    tmp_path
-        .persist(path)
-        .map_err(|e| io_err(format!("writing {}", path.display()))(e.error))?;
+    .await;
+    let write_error = |e| io_err(format!("writing {}", path.display()))(e);
+    match received {
+        Ok(()) => {
+            drop(queue);
+            writer
+                .await
+                .map_err(|e| ClientError::Unexpected(format!("the file writer failed: {e}")))?
+                .map_err(write_error)?;
+        }
+        Err(e) => {
+            // Stop the writer and let it close the file before the temporary
+            // file is removed.
+            drop(queue);
+            let _ = writer.await;
+            return Err(e);
+        }
+    }
+    tmp_path.persist(path).map_err(|e| write_error(e.error))?;
     Ok(written)
 }
+
+/// How many chunks [`write_stream_to_file`] queues for its writer thread.
+const WRITE_QUEUE: usize = 4;
 
 /// Collects a stream into memory (for small records and tests).
 pub async fn collect(mut stream: ByteStream) -> Result<Vec<u8>, ClientError> {

@@ -90,7 +90,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Keys(keys) => globals.keys(keys),
         command => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            // One thread is enough: a transfer's crypto and file I/O run on
+            // threads of their own, and waking one runtime thread from
+            // another for every chunk would cost more than it gains.
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| Failure::new("cannot start the async runtime", e))?;
@@ -482,14 +485,9 @@ impl Globals {
         scheme: Option<SchemeId>,
     ) -> Result<(), Failure> {
         let what = format!("cannot put {}", file.display());
-        let f = tokio::fs::File::open(file)
-            .await
+        let f = std::fs::File::open(file)
             .map_err(|e| Failure::new(&what, e).hint("check the path and its permissions"))?;
-        let size = f
-            .metadata()
-            .await
-            .map_err(|e| Failure::new(&what, e))?
-            .len();
+        let size = f.metadata().map_err(|e| Failure::new(&what, e))?.len();
         let scheme = match scheme {
             Some(scheme) => scheme,
             None => {
@@ -502,15 +500,14 @@ impl Globals {
             }
         };
         let client = self.client(session, scheme, &what)?;
-        let stream: rr_core::ByteStream =
-            Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
         let bar = progress::bar(
             progress::wanted(self.json),
             size,
             "encrypting and uploading",
         );
-        let stream = progress::track(stream, bar.clone());
-        let out = with_client!(&client, c => c.put(stream, media_type).await)
+        // Read and encrypted on a thread of its own, ahead of the upload.
+        let reader = progress::track_read(f, bar.clone());
+        let out = with_client!(&client, c => c.put_reader(reader, media_type).await)
             .map_err(self.fail(&what))?;
         if let Some(bar) = bar {
             bar.finish_and_clear();

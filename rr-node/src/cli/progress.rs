@@ -1,6 +1,6 @@
 //! Progress bars on large transfers, on a terminal only.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -44,6 +44,27 @@ pub fn track(stream: ByteStream, bar: Option<ProgressBar>) -> ByteStream {
     }
 }
 
+/// `reader`, advancing `bar` by what each read returns.
+pub fn track_read<R: Read>(reader: R, bar: Option<ProgressBar>) -> TrackedRead<R> {
+    TrackedRead { reader, bar }
+}
+
+/// See [`track_read`].
+pub struct TrackedRead<R> {
+    reader: R,
+    bar: Option<ProgressBar>,
+}
+
+impl<R: Read> Read for TrackedRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +85,18 @@ mod tests {
         let stream = track(rr_core::byte_stream_of(vec![0u8; 10]), Some(b.clone()));
         let out = rr_node::collect(stream).await.unwrap();
         assert_eq!(out.len(), 10);
+        assert_eq!(b.position(), 10);
+    }
+
+    #[test]
+    fn tracking_a_reader_counts_every_byte() {
+        let b = ProgressBar::hidden();
+        b.set_length(10);
+        let mut out = Vec::new();
+        track_read(&[7u8; 10][..], Some(b.clone()))
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, [7; 10]);
         assert_eq!(b.position(), 10);
     }
 }

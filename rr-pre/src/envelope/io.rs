@@ -8,7 +8,7 @@ use rr_core::DataKey;
 use super::{EnvelopeDecryptor, EnvelopeEncryptor, EnvelopeError, HEADER_LEN};
 
 /// Reads into `buf` until it holds `target` bytes or the reader ends.
-fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, target: usize) -> io::Result<()> {
+pub(super) fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, target: usize) -> io::Result<()> {
     let want = target.saturating_sub(buf.len()) as u64;
     // `read_to_end` keeps reading until the limit or the end of the reader,
     // into the spare capacity and without zeroing it first.

@@ -31,7 +31,9 @@
 //! - [`seal`] / [`open`]: whole buffers in memory.
 //! - [`encrypt_reader`] / [`decrypt_reader`]: [`std::io`], constant memory.
 //! - [`encrypt_stream`] / [`decrypt_stream`]: [`ByteStream`](rr_core::ByteStream)s,
-//!   constant memory, no runtime dependency.
+//!   constant memory, no runtime dependency; the AEAD runs on a thread of the
+//!   stream's own. [`encrypt_reader_stream`] reads a [`std::io::Read`] on that
+//!   thread too.
 //! - [`EnvelopeEncryptor`] / [`EnvelopeDecryptor`]: the chunk-at-a-time core
 //!   the others are built on, encrypting in place.
 //!
@@ -63,7 +65,7 @@ mod io;
 mod stream;
 
 pub use io::{decrypt_reader, encrypt_reader};
-pub use stream::{decrypt_stream, encrypt_stream};
+pub use stream::{decrypt_stream, encrypt_reader_stream, encrypt_stream};
 
 /// The first bytes of every envelope.
 pub const MAGIC: [u8; 4] = *b"RRE1";

@@ -1,18 +1,17 @@
 //! [`FsBlobStore`]: a content-addressed directory, the embedded default.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use rr_core::{BlobError, BlobStore, ByteStream, ContentId};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio_util::io::ReaderStream;
 
-use super::{content_id, verified, TARGET};
+use super::{check_integrity, content_id, TARGET};
 
 /// Name of the directory, under the root, that holds the blobs.
 const BLOBS_DIR: &str = "blobs";
@@ -34,9 +33,12 @@ pub struct FsBlobStoreConfig {
     /// The largest blob the store takes, in bytes; larger puts fail with
     /// [`BlobError::TooLarge`]. `None` (the default) for no limit.
     pub max_blob_size: Option<u64>,
-    /// Size of the chunks a read streams, in bytes (default 128 KiB).
+    /// Size of the chunks a read streams, in bytes (default 512 KiB). A read
+    /// holds up to three of them: one being read, two queued.
     pub read_chunk_size: usize,
-    /// Size of the write buffer of a put, in bytes (default 256 KiB).
+    /// How many bytes a put gathers before handing them to its writer thread
+    /// in one vectored write (default 1 MiB). A put holds up to about three
+    /// such batches of the incoming chunks: one being gathered, two queued.
     pub write_buffer_size: usize,
     /// Whether to fsync each blob file and its directory before a put or
     /// delete returns (default `true`). Turning it off trades the durability
@@ -45,10 +47,10 @@ pub struct FsBlobStoreConfig {
 }
 
 impl FsBlobStoreConfig {
-    /// Default [`read_chunk_size`](Self::read_chunk_size): 128 KiB.
-    pub const DEFAULT_READ_CHUNK_SIZE: usize = 128 * 1024;
-    /// Default [`write_buffer_size`](Self::write_buffer_size): 256 KiB.
-    pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 256 * 1024;
+    /// Default [`read_chunk_size`](Self::read_chunk_size): 512 KiB.
+    pub const DEFAULT_READ_CHUNK_SIZE: usize = 512 * 1024;
+    /// Default [`write_buffer_size`](Self::write_buffer_size): 1 MiB.
+    pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 1024 * 1024;
     /// Smallest chunk or buffer size accepted: 4 KiB.
     pub const MIN_BUFFER_SIZE: usize = 4 * 1024;
     /// Largest chunk or buffer size accepted: 16 MiB.
@@ -139,9 +141,10 @@ pub enum FsBlobStoreConfigError {
 /// `blobs/b9/bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e`.
 ///
 /// # Writes
-/// A put streams into a fresh file in `tmp/` through a buffer (constant
-/// memory), hashing as it goes, then fsyncs the file, renames it into place
-/// and fsyncs the shard directory. A put that fails, is refused or is dropped
+/// A put streams into a fresh file in `tmp/` (constant memory): it hashes
+/// the incoming chunks as they arrive while a blocking thread writes the
+/// previous ones, then fsyncs the file, renames it into place and fsyncs the
+/// shard directory. A put that fails, is refused or is dropped
 /// midway deletes its temp file (one dropped at the very moment its temp file
 /// is being created may leave it empty in `tmp/`). Nothing under `tmp/` is
 /// ever visible as a blob, and [`FsBlobStore::open`] deletes whatever a crash
@@ -154,13 +157,14 @@ pub enum FsBlobStoreConfigError {
 ///
 /// # Reads
 /// A get opens the file and returns a stream of
-/// [`read_chunk_size`](FsBlobStoreConfig::read_chunk_size) chunks, hashed as
-/// they are read; a copy that does not hash to its id ends the stream with
+/// [`read_chunk_size`](FsBlobStoreConfig::read_chunk_size) chunks, read and
+/// hashed on a blocking thread a couple of chunks ahead of the consumer
+/// (dropping the stream stops it); a copy that does not hash to its id ends the stream with
 /// [`BlobError::Integrity`].
 ///
 /// # Use
-/// Puts and gets use `tokio::fs`, so they must run on a Tokio runtime (either
-/// flavour). A root must be opened by one store at a time: opening it clears
+/// Puts and gets use Tokio's blocking pool, so they must run on a Tokio
+/// runtime (either flavour). A root must be opened by one store at a time: opening it clears
 /// `tmp/`, which would break another store's puts in progress.
 pub struct FsBlobStore {
     config: FsBlobStoreConfig,
@@ -240,7 +244,7 @@ impl FsBlobStore {
     }
 
     /// Creates a fresh temp file and the guard that deletes it.
-    async fn create_temp(&self) -> Result<(TempFile, tokio::fs::File), BlobError> {
+    async fn create_temp(&self) -> Result<(TempFile, std::fs::File), BlobError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let tmp_dir = self.tmp_dir.clone();
         let (path, file) = blocking(move || loop {
@@ -258,43 +262,65 @@ impl FsBlobStore {
             }
         })
         .await?;
-        Ok((TempFile(Some(path)), tokio::fs::File::from_std(file)))
+        Ok((TempFile(Some(path)), file))
     }
 }
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, mut data: ByteStream) -> Result<ContentId, BlobError> {
-        // Declared before the writer so that the file is closed before the
-        // guard deletes it on an early return or a drop.
+        // Declared first, so that on an early return the writer's end of the
+        // queue closes (and the writer thread with it) before the guard
+        // deletes the file.
         let (mut temp, file) = self.create_temp().await?;
-        let mut writer = BufWriter::with_capacity(self.config.write_buffer_size, file);
+        let (queue, batches) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+        // The file is written on a blocking thread while this task receives
+        // and hashes the next batch.
+        let writer = tokio::task::spawn_blocking(move || write_batches(file, batches));
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
-        while let Some(chunk) = data.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    tracing::debug!(target: TARGET, error = %e, "the stream being stored failed");
-                    return Err(BlobError::Source(e));
+        let received = async {
+            let mut batch = Vec::new();
+            let mut batch_len = 0;
+            while let Some(chunk) = data.next().await {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        tracing::debug!(target: TARGET, error = %e, "the stream being stored failed");
+                        return Err(BlobError::Source(e));
+                    }
+                };
+                size = size.saturating_add(chunk.len() as u64);
+                if let Some(limit) = self.config.max_blob_size {
+                    if size > limit {
+                        tracing::debug!(target: TARGET, limit, "refused a blob over the limit");
+                        return Err(BlobError::TooLarge { limit });
+                    }
                 }
-            };
-            size = size.saturating_add(chunk.len() as u64);
-            if let Some(limit) = self.config.max_blob_size {
-                if size > limit {
-                    tracing::debug!(target: TARGET, limit, "refused a blob over the limit");
-                    return Err(BlobError::TooLarge { limit });
+                hasher.update(&chunk);
+                batch_len += chunk.len();
+                batch.push(chunk);
+                if batch_len >= self.config.write_buffer_size {
+                    batch_len = 0;
+                    if queue.send(std::mem::take(&mut batch)).await.is_err() {
+                        // The writer failed: its error is reported below.
+                        return Ok(());
+                    }
                 }
             }
-            hasher.update(&chunk);
-            writer.write_all(&chunk).await?;
+            if !batch.is_empty() {
+                let _ = queue.send(batch).await;
+            }
+            Ok(())
         }
-        writer.flush().await?;
-        let file = writer.into_inner();
-        if self.config.fsync {
-            file.sync_all().await?;
-        }
-        drop(file);
+        .await;
+        drop(queue);
+        let written = match writer.await {
+            Ok(written) => written,
+            Err(e) => Err(io::Error::other(e)),
+        };
+        received?;
+        let file = written.map_err(|e| with_path(e, "cannot write", temp.path()))?;
 
         let cid = content_id(hasher);
         let dest = self.blob_path(&cid);
@@ -302,6 +328,11 @@ impl BlobStore for FsBlobStore {
         let blobs_dir = self.blobs_dir.clone();
         let fsync = self.config.fsync;
         blocking(move || {
+            if fsync {
+                file.sync_all()
+                    .map_err(|e| with_path(e, "cannot fsync", &from))?;
+            }
+            drop(file);
             let shard = dest.parent().unwrap_or(&blobs_dir);
             match std::fs::create_dir(shard) {
                 Ok(()) if fsync => sync_dir(&blobs_dir)?,
@@ -328,8 +359,16 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BlobError::NotFound(*cid)),
             Err(e) => return Err(with_path(e, "cannot open", &path).into()),
         };
-        let stream = ReaderStream::with_capacity(file, self.config.read_chunk_size);
-        Ok(verified(Box::pin(stream), *cid))
+        let file = file.into_std().await;
+        let (sender, chunks) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let (chunk_size, cid) = (self.config.read_chunk_size, *cid);
+        // Read and hashed on a blocking thread, a few chunks ahead of the
+        // consumer; dropping the stream stops the thread.
+        tokio::task::spawn_blocking(move || read_verified(file, cid, chunk_size, sender));
+        let mut chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>> = chunks;
+        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
+            chunks.poll_recv(cx)
+        })))
     }
 
     async fn contains(&self, cid: &ContentId) -> Result<bool, BlobError> {
@@ -361,6 +400,135 @@ impl BlobStore for FsBlobStore {
             tracing::debug!(target: TARGET, %cid, "deleted blob");
         }
         Ok(deleted)
+    }
+}
+
+/// How many batches of [`write_buffer_size`](FsBlobStoreConfig::write_buffer_size)
+/// bytes a put queues for its writer thread.
+const WRITE_QUEUE: usize = 2;
+/// How many chunks a get reads ahead of its consumer.
+const READ_AHEAD: usize = 2;
+
+/// Writes every batch from `batches` to `file`, until the queue closes.
+fn write_batches(
+    mut file: std::fs::File,
+    mut batches: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+) -> io::Result<std::fs::File> {
+    while let Some(batch) = batches.blocking_recv() {
+        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+        let mut slices = &mut slices[..];
+        IoSlice::advance_slices(&mut slices, 0);
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// Reads `file` in chunks of `chunk_size` bytes into `sender`, hashing them,
+/// and ends with [`BlobError::Integrity`] if they do not hash to `cid`.
+/// Stops early if the receiver is dropped.
+fn read_verified(
+    mut file: std::fs::File,
+    cid: ContentId,
+    chunk_size: usize,
+    sender: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+) {
+    let mut hasher = Sha256::new();
+    let pool = BufferPool::new(chunk_size);
+    loop {
+        let mut buf = pool.take();
+        match read_full(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                hasher.update(&buf);
+                if sender.blocking_send(Ok(pool.share(buf))).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = sender.blocking_send(Err(e));
+                return;
+            }
+        }
+    }
+    if let Some(err) = check_integrity(hasher, cid) {
+        let _ = sender.blocking_send(Err(err));
+    }
+}
+
+/// Reads until `buf` is full or the reader ends; returns how many bytes it
+/// read.
+fn read_full(reader: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Buffers of one size, handed out as [`Bytes`] and taken back once those are
+/// dropped: a long read cycles through a few buffers instead of allocating
+/// (and page-faulting in) a fresh one per chunk.
+struct BufferPool {
+    size: usize,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl BufferPool {
+    fn new(size: usize) -> Self {
+        let (home, free) = std::sync::mpsc::channel();
+        Self { size, free, home }
+    }
+
+    /// A buffer of `size` initialized bytes: a returned one, or a new one.
+    fn take(&self) -> Vec<u8> {
+        match self.free.try_recv() {
+            Ok(mut buf) => {
+                buf.resize(self.size, 0);
+                buf
+            }
+            Err(_) => vec![0; self.size],
+        }
+    }
+
+    /// `buf` as [`Bytes`] that give the buffer back to the pool when dropped.
+    fn share(&self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            home: self.home.clone(),
+        })
+    }
+}
+
+/// A pooled buffer lent out as [`Bytes`]; see [`BufferPool`].
+struct Pooled {
+    buf: Vec<u8>,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        // Once the pool is gone the buffer is simply freed.
+        let _ = self.home.send(std::mem::take(&mut self.buf));
     }
 }
 

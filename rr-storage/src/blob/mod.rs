@@ -54,6 +54,23 @@ fn content_id(hasher: Sha256) -> ContentId {
     ContentId::from_sha256(hasher.finalize().into())
 }
 
+/// `None` if the bytes whose running sha2-256 state is `hasher` have the
+/// content id `cid`, else the [`BlobError::Integrity`] (as an `io::Error`) a
+/// read of them must end with.
+fn check_integrity(hasher: Sha256, cid: ContentId) -> Option<io::Error> {
+    let actual = content_id(hasher);
+    if actual == cid {
+        return None;
+    }
+    tracing::warn!(
+        target: TARGET,
+        %cid,
+        %actual,
+        "blob failed its integrity check on read"
+    );
+    Some(BlobError::Integrity { cid, actual }.into_io())
+}
+
 /// Wraps `inner` so that it hashes what it yields and, at its end, checks the
 /// hash against `cid`: a mismatch ends the stream with
 /// [`BlobError::Integrity`] (as an `io::Error`) instead of a clean end.
@@ -96,22 +113,7 @@ impl Stream for Verified {
                 let Some(hasher) = this.hasher.take() else {
                     return Poll::Ready(None);
                 };
-                let actual = content_id(hasher);
-                if actual == this.cid {
-                    Poll::Ready(None)
-                } else {
-                    tracing::warn!(
-                        target: TARGET,
-                        cid = %this.cid,
-                        %actual,
-                        "blob failed its integrity check on read"
-                    );
-                    Poll::Ready(Some(Err(BlobError::Integrity {
-                        cid: this.cid,
-                        actual,
-                    }
-                    .into_io())))
-                }
+                Poll::Ready(check_integrity(hasher, this.cid).map(Err))
             }
         }
     }
