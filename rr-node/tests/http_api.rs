@@ -187,19 +187,21 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         .unwrap();
     assert_eq!(error_of(resp).await.1.error.code, "malformed_transaction");
 
-    // Oversized transaction body.
-    let resp = http
-        .post(u("/v1/tx"))
-        .body(vec![0u8; 2 << 20])
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = error_of(resp).await;
-    assert_eq!((status, body.error.code.as_str()), (413, "too_large"));
+    // Oversized transaction body. Over a raw socket: the server answers and
+    // closes before reading the body, and an HTTP client still writing it
+    // may see the broken pipe before the answer.
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let (status, body) = raw_http(
+        &addr,
+        "POST /v1/tx HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\nConnection: close\r\n\r\n",
+        &vec![0u8; 2 << 20],
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("too_large"), "{body}");
 
     // Oversized blob: declared too large (refused before any byte is read),
     // and streamed without a length (refused as it crosses the limit).
-    let addr = server.url.trim_start_matches("http://").to_string();
     let (status, body) = raw_http(
         &addr,
         "POST /v1/blobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\nConnection: close\r\n\r\n",
