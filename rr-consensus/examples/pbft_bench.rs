@@ -7,7 +7,14 @@
 //! ```
 //! Options: `--replicas N` (4), `--seconds S` (10), `--batch B` (100),
 //! `--clients C` (concurrent submissions, 2000), `--spread` (submit at every
-//! replica instead of the primary), `--no-solo`.
+//! replica instead of the primary), `--single-submit` (verify each submitted
+//! call on its own instead of in batches with [`TxVerifier`]), `--no-solo`.
+//!
+//! Every replica verifies every client signature (ZIP-215 rules, so singly or
+//! in batches alike): the replica a call is submitted to as it arrives, the
+//! others inside the pre-prepare, as one batch. So with single verification
+//! alone throughput is capped by the "verify limit", cores x single rate /
+//! replicas; only batches go beyond it. Both limits are printed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +23,8 @@ use anyhow::{bail, Context};
 use ed25519_dalek::SigningKey;
 use rr_consensus::transport::{TcpConfig, TcpNetwork};
 use rr_consensus::{
-    Pbft, PbftConfig, PbftParts, ReplicaKey, ReplicaSet, Solo, SoloConfig, SystemClock, Wal,
+    Pbft, PbftConfig, PbftParts, ReplicaKey, ReplicaSet, Solo, SoloConfig, SystemClock, TxVerifier,
+    Wal,
 };
 use rr_core::{
     AccountId, BlockContext, CallOutput, ConsensusEngine, ContractExecutor, Execution,
@@ -61,6 +69,7 @@ struct Args {
     clients: usize,
     spread: bool,
     solo: bool,
+    single_submit: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -71,6 +80,7 @@ fn args() -> anyhow::Result<Args> {
         clients: 2000,
         spread: false,
         solo: true,
+        single_submit: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,6 +97,7 @@ fn args() -> anyhow::Result<Args> {
             "--clients" => a.clients = num("--clients")? as usize,
             "--spread" => a.spread = true,
             "--no-solo" => a.solo = false,
+            "--single-submit" => a.single_submit = true,
             other => bail!("unknown option {other}"),
         }
     }
@@ -126,15 +137,35 @@ async fn presign(clients: usize, per_client: usize) -> Vec<Vec<SignedTransaction
     out
 }
 
+/// CPU time this process has used so far (user and system, all threads),
+/// from `/proc/self/stat`; `None` where there is no such file.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After "pid (comm) ": state is field 3, utime and stime fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 struct Run {
     committed: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU time the whole process used during the run.
+    cpu: Option<Duration>,
 }
 
 impl Run {
     fn tps(&self) -> f64 {
         self.committed as f64 / self.elapsed.as_secs_f64()
+    }
+    /// CPU time per committed call (all replicas and the clients).
+    fn cpu_per_call(&self) -> Option<Duration> {
+        Some(self.cpu? / self.committed.max(1) as u32)
     }
     fn pct(&self, p: f64) -> Duration {
         if self.latencies.is_empty() {
@@ -146,17 +177,21 @@ impl Run {
 }
 
 /// Closed loop: each client submits its next transaction when the last one
-/// commits. The node's own work (verifying the call) is included.
+/// commits. The node's own work (verifying the call: with `verifier` in
+/// batches, else each on its own) is included.
 async fn load<S: ConsensusEngine>(
     engines: Vec<Arc<S>>,
     txs: Vec<Vec<SignedTransaction>>,
     seconds: u64,
+    verifier: Option<TxVerifier>,
 ) -> Run {
     let start = Instant::now();
+    let cpu0 = cpu_time();
     let deadline = start + Duration::from_secs(seconds);
     let mut handles = Vec::new();
     for (c, txs) in txs.into_iter().enumerate() {
         let engine = engines[c % engines.len()].clone();
+        let verifier = verifier.clone();
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             for tx in txs {
@@ -164,7 +199,11 @@ async fn load<S: ConsensusEngine>(
                     break;
                 }
                 let t0 = Instant::now();
-                let Ok(v) = tx.verify() else { continue };
+                let verified = match &verifier {
+                    Some(v) => v.verify(tx).await,
+                    None => tx.verify(),
+                };
+                let Ok(v) = verified else { continue };
                 if engine.submit(v).await.is_ok() {
                     lat.push(t0.elapsed());
                 }
@@ -177,23 +216,52 @@ async fn load<S: ConsensusEngine>(
         latencies.extend(h.await.expect("client task"));
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_time().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
     latencies.sort();
     Run {
         committed: latencies.len(),
         elapsed,
         latencies,
+        cpu,
     }
 }
 
-fn verify_rate() -> f64 {
-    let key = SigningKey::from_bytes(&[3; 32]);
-    let txs: Vec<SignedTransaction> = (0..2000).map(|n| sign(&key, n)).collect();
+/// Signed calls of `n` distinct signers (as the load's clients are).
+fn distinct_signers(n: usize) -> Vec<SignedTransaction> {
+    (0..n)
+        .map(|i| {
+            let mut seed = [3u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            sign(&SigningKey::from_bytes(&seed), i as u64)
+        })
+        .collect()
+}
+
+/// Single verifications per second on one core, as the node verifies a
+/// submitted call (decode and ids included).
+fn verify_rate(txs: &[SignedTransaction]) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < Duration::from_secs(1) {
-        for t in &txs {
+        for t in txs {
             let _ = t.clone().verify().expect("valid");
             n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Verifications per second on one core in batches of `batch`, as a backup
+/// verifies a pre-prepare.
+fn batch_verify_rate(txs: &[SignedTransaction], batch: usize) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(1) {
+        for chunk in txs.chunks(batch.max(1)) {
+            for v in SignedTransaction::verify_batch(chunk.to_vec()) {
+                v.expect("valid");
+                n += 1;
+            }
         }
     }
     n as f64 / start.elapsed().as_secs_f64()
@@ -208,18 +276,47 @@ fn report(name: &str, run: &Run) {
         run.committed,
         run.elapsed.as_secs_f64()
     );
+    if let (Some(cpu), Some(per)) = (run.cpu, run.cpu_per_call()) {
+        println!(
+            "  cpu {:.0}% of one core; {:.0} us of cpu per call (the shared machine's other \
+             load does not count here)",
+            cpu.as_secs_f64() / run.elapsed.as_secs_f64() * 100.0,
+            per.as_secs_f64() * 1e6
+        );
+    }
+}
+
+/// Throughput if the process had every core to itself: cores / cpu per call.
+fn capacity(run: &Run, cores: usize) -> Option<f64> {
+    Some(cores as f64 / run.cpu_per_call()?.as_secs_f64())
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rate = verify_rate();
+    let sample = distinct_signers(2000);
+    let rate = verify_rate(&sample);
+    let batch_rate = batch_verify_rate(&sample, a.batch);
     let limit = cores as f64 * rate / a.replicas as f64;
+    // The primary verifies each call once, singly, as it is submitted; the
+    // other replicas verify it inside a pre-prepare, as a batch.
+    let batch_limit = cores as f64 / (1.0 / rate + (a.replicas as f64 - 1.0) / batch_rate);
     println!(
-        "ed25519 verify (one core, strict, tx decode included): {rate:.0}/s; {cores} cores; \
-         verify limit for {} replicas = cores x rate / replicas = {limit:.0} tx/s",
-        a.replicas
+        "ed25519 verify (one core, ZIP-215, tx encode and id included): single {rate:.0}/s, \
+         batches of {} {batch_rate:.0}/s ({:.2}x); {cores} cores",
+        a.batch,
+        batch_rate / rate
+    );
+    println!(
+        "  verify limit for {n} replicas = cores x single rate / replicas = {limit:.0} tx/s; \
+         with batches = {formula} = {batch_limit:.0} tx/s",
+        n = a.replicas,
+        formula = if a.single_submit {
+            format!("cores / (1/single + {}/batch rate)", a.replicas - 1)
+        } else {
+            "cores x batch rate / replicas".to_string()
+        }
     );
     // Enough signed calls for 25k tx/s for the whole run.
     let per_client = (25_000 * a.seconds as usize / a.clients).max(10);
@@ -272,17 +369,29 @@ async fn main() -> anyhow::Result<()> {
     } else {
         vec![engines[0].clone()]
     };
-    let pbft = load(targets, txs, a.seconds).await;
+    let verifier = (!a.single_submit).then(|| TxVerifier::start(a.batch, cores));
+    let pbft = load(targets, txs, a.seconds, verifier.clone()).await;
     let heights: Vec<u64> = engines.iter().map(|e| e.status().height).collect();
     for e in &engines {
         e.shutdown().await?;
     }
-    report(&format!("pbft n={} batch={}", a.replicas, a.batch), &pbft);
-    println!(
-        "  blocks {:?}; ratio to verify limit {:.2}",
-        heights,
-        pbft.tps() / limit
+    let submit = if a.single_submit { "single" } else { "batched" };
+    report(
+        &format!("pbft n={} batch={} submit={submit}", a.replicas, a.batch),
+        &pbft,
     );
+    println!(
+        "  blocks {:?}; ratio to verify limit {:.2}; to the limit with batches {:.2}",
+        heights,
+        pbft.tps() / limit,
+        pbft.tps() / batch_limit
+    );
+    if let Some(cap) = capacity(&pbft, cores) {
+        println!(
+            "  cpu-bound capacity (cores / cpu per call) {cap:.0} tx/s: {:.2} of the verify limit",
+            cap / limit
+        );
+    }
 
     // ---------------------------------------------------------------- Solo
     if a.solo {
@@ -293,7 +402,7 @@ async fn main() -> anyhow::Result<()> {
             SoloConfig::default(),
         )?);
         let txs = presign(a.clients, per_client).await;
-        let run = load(vec![solo.clone()], txs, a.seconds).await;
+        let run = load(vec![solo.clone()], txs, a.seconds, verifier).await;
         solo.shutdown().await?;
         report("solo            ", &run);
         println!("  pbft / solo throughput {:.2}", pbft.tps() / run.tps());

@@ -12,6 +12,11 @@
 //!   the in-process router of the `harness` feature.
 //!
 //! Block time comes from a [`Clock`]; tests drive it with [`ManualClock`].
+//!
+//! Client signatures are verified under ZIP-215 rules ([`rr_core::sig`]), so a
+//! replica may verify them singly or in batches and reach the same verdict as
+//! every other replica. The PBFT engine verifies the transactions of each
+//! pre-prepare as one batch; [`TxVerifier`] batches calls submitted by clients.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,8 +26,10 @@ pub mod harness;
 pub mod pbft;
 mod solo;
 pub mod transport;
+mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use pbft::{Pbft, PbftConfig, PbftParts, ReplicaKey, ReplicaSet, Wal};
 pub use solo::{Solo, SoloConfig};
 pub use transport::Network;
+pub use verifier::TxVerifier;

@@ -18,7 +18,9 @@
 //! | [`BlobStore`] | stores ciphertext by content id | `rr-storage`: memory, filesystem |
 //!
 //! A call is signed by its account and only becomes a [`VerifiedTransaction`]
-//! by checking that signature:
+//! by checking that signature, under rules ([`sig`]: ZIP-215 plus refusals of
+//! weak keys and non-canonical encodings) that give every replica the same
+//! verdict whether it checks signatures one by one or in batches:
 //!
 //! ```
 //! use ed25519_dalek::SigningKey;
@@ -57,6 +59,7 @@ pub mod call;
 pub mod codec;
 pub mod error;
 pub mod ids;
+pub mod sig;
 pub mod state;
 pub mod traits;
 pub mod tx;

@@ -2,6 +2,7 @@
 //! replica knows the verifying keys of the whole replica set.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rr_core::sig::PublicKey;
 use rr_core::ReplicaId;
 
 use super::error::ConfigError;
@@ -47,14 +48,22 @@ impl ReplicaKey {
 /// The replica set: the verifying key of every replica, in replica order.
 /// `n = 3f + 1` tolerates `f` Byzantine replicas; other sizes tolerate
 /// `f = (n - 1) / 3`.
+///
+/// Replica signatures are verified under the same rules as client
+/// transaction signatures ([`rr_core::sig`]: ZIP-215, so single and batch
+/// verification agree on every replica).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaSet {
     keys: Vec<VerifyingKey>,
+    /// The same keys, checked and decompressed for verification.
+    checked: Vec<PublicKey>,
 }
 
 impl ReplicaSet {
     /// A replica set from its keys (replica `i` has `keys[i]`). Refuses an
-    /// empty set, more than 1024 replicas, and a key used twice.
+    /// empty set, more than 1024 replicas, a key used twice, and a key
+    /// [`rr_core::sig`] refuses (of small order, which anyone could sign for,
+    /// or not canonically encoded).
     pub fn new(keys: Vec<VerifyingKey>) -> Result<Self, ConfigError> {
         if keys.is_empty() {
             return Err(ConfigError("the replica set is empty".into()));
@@ -65,14 +74,21 @@ impl ReplicaSet {
                 keys.len()
             )));
         }
+        let mut checked = Vec::with_capacity(keys.len());
         for (i, k) in keys.iter().enumerate() {
             if let Some(j) = keys[..i].iter().position(|o| o == k) {
                 return Err(ConfigError(format!(
                     "replicas {j} and {i} have the same key; every replica needs its own"
                 )));
             }
+            checked.push(PublicKey::from_bytes(k.as_bytes()).ok_or_else(|| {
+                ConfigError(format!(
+                    "the key of replica {i} is of small order or not canonically encoded; \
+                     such a key signs nothing"
+                ))
+            })?);
         }
-        Ok(Self { keys })
+        Ok(Self { keys, checked })
     }
 
     /// Number of replicas n.
@@ -99,6 +115,11 @@ impl ReplicaSet {
     /// The verifying key of `id`, if it is in the set.
     pub fn key(&self, id: ReplicaId) -> Option<&VerifyingKey> {
         self.keys.get(id.0 as usize)
+    }
+
+    /// The checked key of `id`, for verifying its signatures.
+    pub(crate) fn checked_key(&self, id: ReplicaId) -> Option<&PublicKey> {
+        self.checked.get(id.0 as usize)
     }
 
     /// Every replica id, in order.
@@ -139,5 +160,17 @@ mod tests {
         let err = ReplicaSet::new(vec![k, k]).unwrap_err();
         assert!(err.to_string().contains("same key"), "{err}");
         assert!(ReplicaSet::new(vec![]).is_err());
+    }
+
+    #[test]
+    fn refuses_small_order_keys() {
+        let good = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        // The identity: a valid point, and a key anyone can sign for under
+        // cofactored verification.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        let err = ReplicaSet::new(vec![good, weak]).unwrap_err();
+        assert!(err.to_string().contains("small order"), "{err}");
     }
 }

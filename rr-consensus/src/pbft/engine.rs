@@ -29,6 +29,7 @@ use super::message::{
     decode_and_verify, BlocksReply, Payload, Proof, SignedMessage, VerifiedMessage,
 };
 use super::replica::{Action, ExecuteBlock, Input, Now, Replica, WalRecord};
+use super::verdicts::{self, Verdicts};
 use super::wal::Wal;
 use crate::clock::Clock;
 use crate::transport::Network;
@@ -37,6 +38,11 @@ const TARGET: &str = "rr_consensus::pbft";
 
 /// Most whole blocks in one state-transfer reply (headers follow for the rest).
 const MAX_SERVE_BLOCKS: u64 = 64;
+/// Verdicts on replica messages kept, so a retransmitted message is not
+/// verified again: enough for every message of the in-flight window.
+const VERDICTS_KEPT: usize = 4096;
+/// ... and at most this many bytes of those messages.
+const VERDICTS_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Inputs the core handles between two flushes.
 const MAX_INPUTS_PER_ROUND: usize = 512;
 
@@ -199,25 +205,48 @@ impl<E: ContractExecutor> Pbft<E> {
                 }
             }));
         }
-        // Verification: in parallel on the blocking pool, results in order.
+        // Verification: in parallel on the blocking pool, results in order;
+        // a message that arrives again (a retransmission) is not verified
+        // again (see `verdicts`).
         {
             let set = replicas.clone();
             let parallelism = config.verify_parallelism;
+            let verdicts = Arc::new(Mutex::new(Verdicts::new(VERDICTS_KEPT, VERDICTS_MAX_BYTES)));
             helpers.push(tokio::spawn(async move {
                 let stream = futures::stream::unfold(raw_rx, |mut rx| async move {
                     rx.recv().await.map(|m| (m, rx))
                 });
+                let lookup = verdicts.clone();
                 let verified = stream
-                    .map(|(from, bytes): (ReplicaId, Bytes)| {
+                    .map(move |(from, bytes): (ReplicaId, Bytes)| {
+                        let key = verdicts::key(&bytes);
+                        let kept = lookup.lock().unwrap_or_else(|e| e.into_inner()).get(&key);
                         let set = set.clone();
-                        blocking(offload, move || {
-                            let m = decode_and_verify(&bytes, &set);
-                            (from, m)
-                        })
+                        async move {
+                            match kept {
+                                Some(m) => Ok((from, m, None)),
+                                None => {
+                                    blocking(offload, move || {
+                                        let m = decode_and_verify(&bytes, &set);
+                                        (from, m, Some((key, bytes.len())))
+                                    })
+                                    .await
+                                }
+                            }
+                        }
                     })
                     .buffered(parallelism);
                 let mut verified = std::pin::pin!(verified);
                 while let Some(r) = verified.next().await {
+                    let r = r.map(|(from, m, fresh)| {
+                        if let Some((key, size)) = fresh {
+                            verdicts
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(key, size, m.clone());
+                        }
+                        (from, m)
+                    });
                     match r {
                         // A new view is self-authenticating (the primary's
                         // signature and quorum certificates): anyone may relay it.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use rr_core::sig::{BatchVerifier, PublicKey};
 use rr_core::{
     codec, Block, BlockContext, BlockHash, BlockHeader, ReplicaId, SignedTransaction, Timestamp,
     VerifiedTransaction,
@@ -393,37 +393,39 @@ impl VerifiedMessage {
     }
 }
 
-/// Replica signatures collected for one batch verification.
+/// Replica signatures collected for one verification: a message and the
+/// certificates inside it. Verified under [`rr_core::sig`]'s rules, as one
+/// batch when there are several (their verdict does not depend on how they
+/// are grouped, so every replica reaches the same one).
 #[derive(Default)]
 struct SigBatch {
-    messages: Vec<Vec<u8>>,
-    signatures: Vec<Signature>,
-    keys: Vec<VerifyingKey>,
+    sigs: Vec<(PublicKey, Vec<u8>, Vec<u8>)>,
 }
 
 impl SigBatch {
     fn add(&mut self, set: &ReplicaSet, m: &SignedMessage) -> Result<(), MessageError> {
-        let key = *set.key(m.from).ok_or(MessageError::UnknownSender(m.from))?;
-        let sig: [u8; 64] = m
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| MessageError::BadSignature { from: m.from })?;
-        self.messages.push(signing_bytes(m.from, &m.payload));
-        self.signatures.push(Signature::from_bytes(&sig));
-        self.keys.push(key);
+        let key = *set
+            .checked_key(m.from)
+            .ok_or(MessageError::UnknownSender(m.from))?;
+        if m.signature.len() != 64 {
+            return Err(MessageError::BadSignature { from: m.from });
+        }
+        self.sigs
+            .push((key, signing_bytes(m.from, &m.payload), m.signature.clone()));
         Ok(())
     }
 
     fn verify(self, from: ReplicaId) -> Result<(), MessageError> {
         let bad = MessageError::BadSignature { from };
-        if self.signatures.len() == 1 {
-            return self.keys[0]
-                .verify_strict(&self.messages[0], &self.signatures[0])
-                .map_err(|_| bad);
+        if let [(key, message, signature)] = &self.sigs[..] {
+            // One signature (most messages): the key is already decompressed.
+            return key.verify(signature, message).then_some(()).ok_or(bad);
         }
-        let msgs: Vec<&[u8]> = self.messages.iter().map(Vec::as_slice).collect();
-        ed25519_dalek::verify_batch(&msgs, &self.signatures, &self.keys).map_err(|_| bad)
+        let mut batch = BatchVerifier::with_capacity(self.sigs.len());
+        for (key, message, signature) in &self.sigs {
+            batch.queue(&key.to_bytes(), signature, message);
+        }
+        batch.verify_all().map_err(|_| bad)
     }
 }
 
@@ -434,6 +436,9 @@ fn invalid(from: ReplicaId, reason: impl Into<String>) -> MessageError {
     }
 }
 
+/// Verifies the client transactions a message carries, as one ed25519 batch
+/// ([`SignedTransaction::verify_batch`]: the same verdict on each as single
+/// verification). One bad transaction refuses the whole message.
 fn verify_txs(
     from: ReplicaId,
     txs: &[SignedTransaction],
@@ -444,15 +449,13 @@ fn verify_txs(
             format!("{} transactions, over {MAX_BATCH_TXS}", txs.len()),
         ));
     }
-    txs.iter()
-        .cloned()
-        .map(|tx| {
-            tx.verify().map_err(|e| MessageError::BadTransaction {
-                from,
-                reason: e.to_string(),
-            })
+    SignedTransaction::verify_batch(txs.to_vec())
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| MessageError::BadTransaction {
+            from,
+            reason: e.to_string(),
         })
-        .collect()
 }
 
 fn check_payload(

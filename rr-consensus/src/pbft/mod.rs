@@ -18,6 +18,7 @@ mod engine;
 mod error;
 pub mod message;
 mod replica;
+mod verdicts;
 mod wal;
 
 pub use config::PbftConfig;
