@@ -105,8 +105,16 @@ impl FragmentStore {
 
     /// Every grant this replica holds a fragment for.
     pub fn grants(&self) -> Result<Vec<GrantId>, FragmentStoreError> {
+        self.grant_keys(FRAGMENTS)
+    }
+
+    /// The grant ids that key `table`.
+    fn grant_keys<V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<'static, &[u8], V>,
+    ) -> Result<Vec<GrantId>, FragmentStoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(FRAGMENTS).map_err(|e| self.err(e))?;
+        let t = txn.open_table(table).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| self.err(e))? {
             let (k, _) = item.map_err(|e| self.err(e))?;
@@ -150,16 +158,7 @@ impl FragmentStore {
 
     /// Revoked grants whose erasure is not yet confirmed on the ledger.
     pub fn unconfirmed(&self) -> Result<Vec<GrantId>, FragmentStoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(UNCONFIRMED).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            if let Ok(id) = <[u8; 32]>::try_from(k.value()) {
-                out.push(GrantId(id));
-            }
-        }
-        Ok(out)
+        self.grant_keys(UNCONFIRMED)
     }
 
     /// The erasure of `grant` is confirmed on the ledger (or can never be):

@@ -188,7 +188,28 @@ struct EncryptState {
     worker: Worker,
 }
 
-impl EncryptState {
+/// Where an envelope stream's chunks come from: reads the next one and hands
+/// it to the AEAD; `None` after the final one.
+trait ChunkSource: Send + Sized + 'static {
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = io::Result<Option<Pending>>> + Send;
+}
+
+/// The pending chunks of `source`, ending after the final one or the first
+/// error.
+fn chunks_of<S: ChunkSource>(source: S) -> impl Stream<Item = Pending> + Send + 'static {
+    futures::stream::unfold(Some(source), |state| async move {
+        let mut state = state?;
+        match state.next_chunk().await {
+            Ok(Some(pending)) => Some((pending, Some(state))),
+            Ok(None) => None,
+            Err(e) => Some((future::ready(Err(e)).boxed(), None)),
+        }
+    })
+}
+
+impl ChunkSource for EncryptState {
     /// Reads the next chunk and submits it; `None` after the final one.
     async fn next_chunk(&mut self) -> io::Result<Option<Pending>> {
         if matches!(self.worker, Worker::Finished) {
@@ -236,14 +257,7 @@ pub fn encrypt_stream(
         worker: Worker::Idle(op),
     };
     let header: Pending = future::ready(Ok(Bytes::copy_from_slice(&header))).boxed();
-    let chunks = futures::stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        match state.next_chunk().await {
-            Ok(Some(pending)) => Some((pending, Some(state))),
-            Ok(None) => None,
-            Err(e) => Some((future::ready(Err(e)).boxed(), None)),
-        }
-    });
+    let chunks = chunks_of(state);
     Ok(pipeline(
         futures::stream::once(future::ready(header)).chain(chunks),
     ))
@@ -257,7 +271,7 @@ struct DecryptState {
     worker: Worker,
 }
 
-impl DecryptState {
+impl ChunkSource for DecryptState {
     /// Reads the next chunk (the header first) and submits it; `None` after
     /// the final one.
     async fn next_chunk(&mut self) -> io::Result<Option<Pending>> {
@@ -311,14 +325,7 @@ pub fn decrypt_stream(key: &DataKey, ciphertext: ByteStream) -> ByteStream {
         // Replaced once the header is read.
         worker: Worker::Idle(Box::new(|_, _| Err(EnvelopeError::Truncated))),
     };
-    let chunks = futures::stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        match state.next_chunk().await {
-            Ok(Some(pending)) => Some((pending, Some(state))),
-            Ok(None) => None,
-            Err(e) => Some((future::ready(Err(e)).boxed(), None)),
-        }
-    });
+    let chunks = chunks_of(state);
     pipeline(chunks)
 }
 
