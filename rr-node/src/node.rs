@@ -381,6 +381,9 @@ pub struct Node<T: NodeTypes> {
     replica: ReplicaId,
     replica_key: Option<Arc<ed25519_dalek::SigningKey>>,
     confirming: Arc<std::sync::Mutex<std::collections::HashSet<GrantId>>>,
+    /// Blob copies being fetched from the peers, so that concurrent reads of
+    /// a damaged copy, or the start-up check and the follower, fetch once.
+    repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
     sealing: Option<Arc<crate::sealing::SealingKey>>,
     peers: Vec<crate::cluster::Peer>,
     contracts: ContractsConfig,
@@ -508,6 +511,7 @@ impl<T: NodeTypes> Node<T> {
             replica: parts.replica,
             replica_key: parts.replica_key.map(Arc::new),
             confirming: Arc::default(),
+            repairing: Arc::default(),
             sealing: parts.sealing.map(Arc::new),
             peers: parts.peers,
             contracts: parts.contracts,
@@ -1020,11 +1024,9 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
         // A cluster replica whose copy turns out damaged fetches a good one
         // from its peers (this read still fails; the client reads from
         // another replica, and the next read here is good).
-        let (blobs, peers, me) = (self.blobs.clone(), self.peers.clone(), self.replica);
+        let repair = self.blob_repair();
         let mut repair = Some(move || {
-            tokio::spawn(async move {
-                repair_blob(&*blobs, &peers, me, cid).await;
-            });
+            tokio::spawn(async move { repair.run(cid, false).await });
         });
         Ok(Box::pin(futures::StreamExt::map(stream, move |item| {
             if let Err(e) = &item {
@@ -1039,6 +1041,30 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
             }
             item
         })))
+    }
+}
+
+/// A replica's blob store and peers, for fetching a copy it lacks or holds
+/// damaged.
+struct BlobRepair<B: ?Sized> {
+    blobs: Arc<B>,
+    peers: Vec<crate::cluster::Peer>,
+    me: ReplicaId,
+    repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
+}
+
+impl<B: BlobStore + ?Sized> BlobRepair<B> {
+    /// Fetches `cid` from the peers (with `only_if_missing`, unless this
+    /// replica holds a copy), unless a fetch of it is already under way.
+    async fn run(&self, cid: rr_core::ContentId, only_if_missing: bool) {
+        if only_if_missing && !matches!(self.blobs.contains(&cid).await, Ok(false)) {
+            return;
+        }
+        if !self.repairing.lock().expect("repairing lock").insert(cid) {
+            return;
+        }
+        repair_blob(&*self.blobs, &self.peers, self.me, cid).await;
+        self.repairing.lock().expect("repairing lock").remove(&cid);
     }
 }
 
@@ -1225,10 +1251,10 @@ impl<T: NodeTypes> Node<T> {
                 };
                 let Some(last) = page.last() else { return };
                 after = Some(last.id);
+                let repair = node.blob_repair();
+                drop(node);
                 for record in page {
-                    if matches!(node.blobs.contains(&record.cid).await, Ok(false)) {
-                        repair_blob(&*node.blobs, &node.peers, node.replica, record.cid).await;
-                    }
+                    repair.run(record.cid, true).await;
                 }
             }
         });
@@ -1243,18 +1269,19 @@ impl<T: NodeTypes> Node<T> {
         let Some(info) = self.ledger.record(record)? else {
             return Ok(());
         };
-        let (blobs, peers, me, cid) = (
-            self.blobs.clone(),
-            self.peers.clone(),
-            self.replica,
-            info.cid,
-        );
-        tokio::spawn(async move {
-            if matches!(blobs.contains(&cid).await, Ok(false)) {
-                repair_blob(&*blobs, &peers, me, cid).await;
-            }
-        });
+        let repair = self.blob_repair();
+        tokio::spawn(async move { repair.run(info.cid, true).await });
         Ok(())
+    }
+
+    /// What a task needs to fetch a blob copy from the peers.
+    fn blob_repair(&self) -> BlobRepair<T::Blobs> {
+        BlobRepair {
+            blobs: self.blobs.clone(),
+            peers: self.peers.clone(),
+            me: self.replica,
+            repairing: self.repairing.clone(),
+        }
     }
 
     /// Submits this replica's signed erasure confirmation for `grant`
