@@ -53,4 +53,5 @@ put_s=$(secs "$work/put.time"); get_s=$(secs "$work/get.time")
 echo "record: ${size_mib} MiB, bytes equal after get"
 awk -v m="$size_mib" -v p="$put_s" -v g="$get_s" 'BEGIN {
     printf "put: %.2f s, %.0f MiB/s\nget: %.2f s, %.0f MiB/s\n", p, m/p, g, m/g }'
+echo "cpu (user+sys): rr put $(awk -F": " "/User time/{u=\$2} /System time/{s=\$2} END{print u+s}" "$work/put.time") s, rr get $(awk -F": " "/User time/{u=\$2} /System time/{s=\$2} END{print u+s}" "$work/get.time") s, rr-node (both) $(awk -F": " "/User time/{u=\$2} /System time/{s=\$2} END{print u+s}" "$work/node.time") s"
 echo "peak RSS: rr put $(rss "$work/put.time") MiB, rr get $(rss "$work/get.time") MiB, rr-node $(rss "$work/node.time") MiB"

@@ -6,8 +6,9 @@
 //! cost: the dev node through one [`HttpClient`], the cluster through
 //! [`Replicas`] of four (the client fans a retrieval out to every replica,
 //! needs `f + 1` matching receipts and `m = f + 1` capsule fragments). The
-//! cluster runs `PbftConfig::default()` (batches of up to 100, no batching
-//! timer: an idle call is proposed at once), the dev node `SoloConfig::default()`.
+//! cluster runs `PbftConfig::default()` (batches of up to 100; a call that
+//! finds the pipeline idle is proposed at once), the dev node
+//! `SoloConfig::default()`.
 //!
 //! What it prints, as markdown:
 //!

@@ -11,8 +11,20 @@ pub struct PbftConfig {
     /// Most transactions in one batch (block). Default 100, ResilientDB's.
     pub max_batch: usize,
     /// How long the primary lets a partial batch wait for more transactions
-    /// while batches are in flight. Default 0: under load transactions pile up
-    /// while the window is busy, so batches fill without a timer.
+    /// while batches are in flight. With nothing in flight a batch is proposed
+    /// at once, whatever its size, and a full batch never waits; so under
+    /// moderate load calls gather while the previous batch is ordered, and
+    /// under heavy load full batches fill the pipeline. Default 20 ms.
+    ///
+    /// With 0 every call that arrives while the pipeline has room starts a
+    /// batch of its own: at moderate load that means many tiny blocks whose
+    /// fixed costs (votes, signatures, fsyncs) swamp the machine. Measured on
+    /// 2 cores at 4,000 tx/s offered (`pbft_bench --rate 4000`): p50 47–50 ms
+    /// with 0, 20–27 ms with 10–30 ms, the same peak throughput.
+    ///
+    /// The delay is checked when the core handles input or ticks, so it is a
+    /// bound on the wait only while traffic flows (it always does when a
+    /// batch waits behind one in flight: that one's votes arrive).
     pub max_batch_delay: Duration,
     /// Most batches proposed and not yet executed at once. Default 16.
     pub max_inflight: u64,
@@ -54,7 +66,7 @@ impl Default for PbftConfig {
     fn default() -> Self {
         Self {
             max_batch: 100,
-            max_batch_delay: Duration::ZERO,
+            max_batch_delay: Duration::from_millis(20),
             max_inflight: 16,
             checkpoint_interval: 64,
             window: 256,

@@ -116,6 +116,12 @@ fn status_of(head: &Head, set: &ReplicaSet) -> EngineStatus {
     }
 }
 
+/// Replica messages up to this size are verified on the async task that
+/// receives them (see the verification stage in [`Pbft::start`]): a vote or a
+/// checkpoint is one signature check, cheaper than the two context switches of
+/// a trip to the blocking pool.
+const INLINE_VERIFY_MAX_BYTES: usize = 512;
+
 /// Runs `f` on the blocking pool, or right here when `offload` is off (see
 /// [`PbftConfig::offload_blocking`]).
 async fn blocking<T: Send + 'static>(
@@ -222,10 +228,22 @@ impl<E: ContractExecutor> Pbft<E> {
                         let key = verdicts::key(&bytes);
                         let kept = lookup.lock().unwrap_or_else(|e| e.into_inner()).get(&key);
                         let set = set.clone();
+                        // A small message (a vote, a checkpoint, a status,
+                        // a pre-prepare of a call or two) is one or two
+                        // signature checks: cheaper to verify right here
+                        // than to hand to a blocking thread and back, which
+                        // costs two context switches. Bigger ones go to the
+                        // blocking pool, so a worker never stalls for long.
+                        let inline = kept.is_none() && bytes.len() <= INLINE_VERIFY_MAX_BYTES;
+                        let now = inline.then(|| {
+                            let m = decode_and_verify(&bytes, &set);
+                            (from, m, Some((key, bytes.len())))
+                        });
                         async move {
-                            match kept {
-                                Some(m) => Ok((from, m, None)),
-                                None => {
+                            match (kept, now) {
+                                (Some(m), _) => Ok((from, m, None)),
+                                (None, Some(done)) => Ok(done),
+                                (None, None) => {
                                     blocking(offload, move || {
                                         let m = decode_and_verify(&bytes, &set);
                                         (from, m, Some((key, bytes.len())))
