@@ -50,7 +50,9 @@ pub struct TxBody {
 }
 
 impl TxBody {
-    fn signing_bytes(&self) -> Vec<u8> {
+    /// The bytes the signer signs: a domain tag, then the body's canonical
+    /// encoding. A client in another language signs exactly these.
+    pub fn signing_bytes(&self) -> Vec<u8> {
         let mut msg = TX_DOMAIN.to_vec();
         msg.extend_from_slice(&codec::encode(self));
         msg
