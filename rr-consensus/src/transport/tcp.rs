@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use rr_core::{codec, ReplicaId};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,12 @@ pub struct TcpConfig {
     /// Messages queued per peer while it is slow or unreachable; more are
     /// dropped (the protocol retransmits). Default 8192.
     pub queue: usize,
+    /// Bytes held per peer, each way: sent and not yet written to its link
+    /// (more are dropped, as above), and received and not yet taken by the
+    /// engine (reading from the peer waits until the engine catches up).
+    /// Counting messages alone is no bound on memory: 8,192 queued
+    /// pre-prepares can be gigabytes. At least `max_frame`. Default 64 MiB.
+    pub queue_bytes: usize,
     /// First reconnect delay. Default 50 ms.
     pub backoff_min: Duration,
     /// Longest reconnect delay. Default 2 s.
@@ -67,6 +74,7 @@ impl TcpConfig {
             peers,
             max_frame: MAX_MESSAGE_BYTES,
             queue: 8192,
+            queue_bytes: 64 * 1024 * 1024,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
@@ -271,8 +279,12 @@ async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 /// The TCP replica network of one replica.
 pub struct TcpNetwork {
     me: ReplicaId,
-    out: Vec<Option<mpsc::Sender<Bytes>>>,
-    inbox: tokio::sync::Mutex<mpsc::Receiver<(ReplicaId, Bytes)>>,
+    /// Per peer: its send queue and the bytes in it.
+    out: Vec<Option<(mpsc::Sender<Bytes>, Arc<AtomicUsize>)>>,
+    queue_bytes: usize,
+    /// What arrived, each message with its share of its sender's
+    /// [`TcpConfig::queue_bytes`], given back when the engine takes it.
+    inbox: tokio::sync::Mutex<mpsc::Receiver<(ReplicaId, Bytes, OwnedSemaphorePermit)>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -300,10 +312,22 @@ impl TcpNetwork {
                 set.n()
             )));
         }
+        if cfg.queue_bytes < cfg.max_frame || u32::try_from(cfg.queue_bytes).is_err() {
+            return Err(crate::pbft::ConfigError(format!(
+                "queue_bytes ({}) must be at least max_frame ({}) and below 4 GiB",
+                cfg.queue_bytes, cfg.max_frame
+            )));
+        }
         let me = key.id();
         let key = Arc::new(key);
         let cfg = Arc::new(cfg);
         let (inbox_tx, inbox_rx) = mpsc::channel(cfg.queue);
+        // Each peer's budget of received bytes the engine has not taken yet.
+        let budgets: Arc<Vec<Arc<Semaphore>>> = Arc::new(
+            (0..set.n())
+                .map(|_| Arc::new(Semaphore::new(cfg.queue_bytes)))
+                .collect(),
+        );
         // The live inbound link of each peer: a peer dials again when its
         // link stalls or breaks, and its newest authenticated link replaces
         // the older one (which may never see the peer's close).
@@ -319,12 +343,13 @@ impl TcpNetwork {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
-                    let (key, set, cfg, inbox, inbound) = (
+                    let (key, set, cfg, inbox, inbound, budgets) = (
                         key.clone(),
                         set.clone(),
                         cfg.clone(),
                         inbox_tx.clone(),
                         inbound.clone(),
+                        budgets.clone(),
                     );
                     tokio::spawn(async move {
                         let hs =
@@ -359,7 +384,16 @@ impl TcpNetwork {
                             };
                             match frame {
                                 Some(Ok(b)) => {
-                                    if inbox.send((peer, b.freeze())).await.is_err() {
+                                    // Frames are at most max_frame <= queue_bytes < 4 GiB.
+                                    let size = u32::try_from(b.len()).unwrap_or(u32::MAX);
+                                    let Ok(permit) = budgets[peer.0 as usize]
+                                        .clone()
+                                        .acquire_many_owned(size)
+                                        .await
+                                    else {
+                                        return;
+                                    };
+                                    if inbox.send((peer, b.freeze(), permit)).await.is_err() {
                                         return;
                                     }
                                 }
@@ -382,7 +416,8 @@ impl TcpNetwork {
                 continue;
             }
             let (tx, mut rx) = mpsc::channel::<Bytes>(cfg.queue);
-            out.push(Some(tx));
+            let queued = Arc::new(AtomicUsize::new(0));
+            out.push(Some((tx, queued.clone())));
             let (key, set, cfg) = (key.clone(), set.clone(), cfg.clone());
             tasks.push(tokio::spawn(async move {
                 let mut backoff = cfg.backoff_min;
@@ -402,8 +437,10 @@ impl TcpNetwork {
                                 };
                                 // Write what is queued, then flush once.
                                 let write = async {
+                                    queued.fetch_sub(first.len(), Ordering::AcqRel);
                                     link.feed(first).await?;
                                     while let Ok(b) = rx.try_recv() {
+                                        queued.fetch_sub(b.len(), Ordering::AcqRel);
                                         link.feed(b).await?;
                                     }
                                     SinkExt::<Bytes>::flush(&mut link).await
@@ -432,6 +469,7 @@ impl TcpNetwork {
         Ok(Self {
             me,
             out,
+            queue_bytes: cfg.queue_bytes,
             inbox: tokio::sync::Mutex::new(inbox_rx),
             tasks,
         })
@@ -449,13 +487,94 @@ impl Drop for TcpNetwork {
 #[async_trait::async_trait]
 impl Network for TcpNetwork {
     async fn send(&self, to: ReplicaId, message: Bytes) {
-        if let Some(Some(q)) = self.out.get(to.0 as usize) {
-            // Full: the peer is slow or away; the protocol retransmits.
-            let _ = q.try_send(message);
+        if let Some(Some((q, queued))) = self.out.get(to.0 as usize) {
+            // Full, in messages or bytes: the peer is slow or away; the
+            // protocol retransmits.
+            let size = message.len();
+            if queued.fetch_add(size, Ordering::AcqRel) + size > self.queue_bytes {
+                queued.fetch_sub(size, Ordering::AcqRel);
+                return;
+            }
+            if q.try_send(message).is_err() {
+                queued.fetch_sub(size, Ordering::AcqRel);
+            }
         }
     }
 
     async fn recv(&self) -> Option<(ReplicaId, Bytes)> {
-        self.inbox.lock().await.recv().await
+        // The permit goes back to the sender's budget here.
+        let (from, bytes, _permit) = self.inbox.lock().await.recv().await?;
+        Some((from, bytes))
+    }
+}
+
+#[cfg(test)]
+impl TcpNetwork {
+    /// Bytes waiting in the send queue to `peer`.
+    fn queued_bytes(&self, peer: ReplicaId) -> usize {
+        self.out
+            .get(peer.0 as usize)
+            .and_then(|o| o.as_ref())
+            .map_or(0, |(_, q)| q.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pbft::{ReplicaKey, ReplicaSet};
+    use ed25519_dalek::SigningKey;
+
+    fn key(i: u8) -> SigningKey {
+        SigningKey::from_bytes(&[i + 1; 32])
+    }
+
+    /// Addresses of `n` replicas: this one's listener, then ports nobody
+    /// listens on any more (peers that are away).
+    async fn me_and_absent_peers(n: usize) -> (TcpListener, Vec<SocketAddr>) {
+        let me = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peers = vec![me.local_addr().unwrap()];
+        for _ in 1..n {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            peers.push(l.local_addr().unwrap());
+        }
+        (me, peers)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_away_holds_at_most_queue_bytes_of_messages() {
+        let set = ReplicaSet::new((0..4).map(|i| key(i).verifying_key()).collect()).unwrap();
+        let (me, peers) = me_and_absent_peers(4).await;
+        let mut cfg = TcpConfig::new(peers);
+        cfg.max_frame = 4096;
+        cfg.queue_bytes = 10 * 1024;
+        let net = TcpNetwork::start(ReplicaKey::new(ReplicaId(0), key(0)), set, me, cfg).unwrap();
+        // 100 KiB for a peer that never answers: far fewer messages than the
+        // count limit (8,192), ten times the byte budget.
+        for _ in 0..100 {
+            net.send(ReplicaId(1), Bytes::from(vec![7u8; 1024])).await;
+        }
+        let held = net.queued_bytes(ReplicaId(1));
+        assert_eq!(
+            held,
+            10 * 1024,
+            "the queue keeps what fits and drops the rest"
+        );
+        // Another peer's budget is its own.
+        net.send(ReplicaId(2), Bytes::from(vec![7u8; 1024])).await;
+        assert_eq!(net.queued_bytes(ReplicaId(2)), 1024);
+    }
+
+    #[tokio::test]
+    async fn a_byte_budget_below_the_largest_frame_is_refused() {
+        let set = ReplicaSet::new((0..4).map(|i| key(i).verifying_key()).collect()).unwrap();
+        let (me, peers) = me_and_absent_peers(4).await;
+        let mut cfg = TcpConfig::new(peers);
+        cfg.max_frame = 4096;
+        cfg.queue_bytes = 4095;
+        let err = TcpNetwork::start(ReplicaKey::new(ReplicaId(0), key(0)), set, me, cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("queue_bytes"), "{err}");
     }
 }
