@@ -177,6 +177,20 @@ struct Run {
 }
 
 impl Run {
+    /// The run that started at `start` (CPU time `cpu0` then) and committed
+    /// calls with these latencies.
+    fn finish(start: Instant, cpu0: Option<Duration>, mut latencies: Vec<Duration>) -> Self {
+        let elapsed = start.elapsed();
+        let cpu = cpu_time().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+        latencies.sort();
+        Run {
+            committed: latencies.len(),
+            elapsed,
+            latencies,
+            cpu,
+        }
+    }
+
     fn tps(&self) -> f64 {
         self.committed as f64 / self.elapsed.as_secs_f64()
     }
@@ -232,15 +246,7 @@ async fn load<S: ConsensusEngine>(
     for h in handles {
         latencies.extend(h.await.expect("client task"));
     }
-    let elapsed = start.elapsed();
-    let cpu = cpu_time().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
-    latencies.sort();
-    Run {
-        committed: latencies.len(),
-        elapsed,
-        latencies,
-        cpu,
-    }
+    Run::finish(start, cpu0, latencies)
 }
 
 /// Open loop: offers `rate` calls per second for `seconds`, each due at its
@@ -295,15 +301,7 @@ async fn open_loop<S: ConsensusEngine>(
             latencies.push(l);
         }
     }
-    let elapsed = start.elapsed();
-    let cpu = cpu_time().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
-    latencies.sort();
-    Run {
-        committed: latencies.len(),
-        elapsed,
-        latencies,
-        cpu,
-    }
+    Run::finish(start, cpu0, latencies)
 }
 
 /// Signed calls of `n` distinct signers (as the load's clients are).

@@ -541,14 +541,19 @@ mod tests {
         (me, peers)
     }
 
-    #[tokio::test]
-    async fn a_peer_that_is_away_holds_at_most_queue_bytes_of_messages() {
+    /// Replica 0 of 4, the others away, frames up to 4 KiB and `queue_bytes`.
+    async fn start_with_budget(queue_bytes: usize) -> Result<TcpNetwork, crate::pbft::ConfigError> {
         let set = ReplicaSet::new((0..4).map(|i| key(i).verifying_key()).collect()).unwrap();
         let (me, peers) = me_and_absent_peers(4).await;
         let mut cfg = TcpConfig::new(peers);
         cfg.max_frame = 4096;
-        cfg.queue_bytes = 10 * 1024;
-        let net = TcpNetwork::start(ReplicaKey::new(ReplicaId(0), key(0)), set, me, cfg).unwrap();
+        cfg.queue_bytes = queue_bytes;
+        TcpNetwork::start(ReplicaKey::new(ReplicaId(0), key(0)), set, me, cfg)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_away_holds_at_most_queue_bytes_of_messages() {
+        let net = start_with_budget(10 * 1024).await.unwrap();
         // 100 KiB for a peer that never answers: far fewer messages than the
         // count limit (8,192), ten times the byte budget.
         for _ in 0..100 {
@@ -567,14 +572,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_byte_budget_below_the_largest_frame_is_refused() {
-        let set = ReplicaSet::new((0..4).map(|i| key(i).verifying_key()).collect()).unwrap();
-        let (me, peers) = me_and_absent_peers(4).await;
-        let mut cfg = TcpConfig::new(peers);
-        cfg.max_frame = 4096;
-        cfg.queue_bytes = 4095;
-        let err = TcpNetwork::start(ReplicaKey::new(ReplicaId(0), key(0)), set, me, cfg)
-            .unwrap_err()
-            .to_string();
+        let err = start_with_budget(4095).await.unwrap_err().to_string();
         assert!(err.contains("queue_bytes"), "{err}");
     }
 }
