@@ -24,10 +24,12 @@
 //! through the `ed25519-zebra` crate, its reference implementation; signer
 //! keys through the same equations written here against curve25519-dalek, so
 //! that a signer's decompressed key can be kept between calls (a test checks
-//! these against `ed25519-zebra` verdict for verdict). Every torsion term is multiplied by 8 and
-//! vanishes whatever the coefficients, so the verdict is the same whichever
-//! way a replica verifies (a batch holding a signature the single check
-//! refuses passes with probability about 2⁻¹²⁸).
+//! these against `ed25519-zebra` verdict for verdict).
+//!
+//! Every torsion term is multiplied by 8 and vanishes whatever the
+//! coefficients, so the verdict is the same whichever way a replica verifies
+//! (a batch holding a signature the single check refuses passes with
+//! probability about 2⁻¹²⁸).
 //!
 //! # What is refused on top of ZIP-215
 //!
