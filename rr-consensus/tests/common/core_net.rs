@@ -175,6 +175,12 @@ impl Net {
         }
     }
 
+    /// Queues `t` for replica `at` without running anything: calls queued
+    /// together arrive one after another, before the messages they cause.
+    pub fn enqueue(&mut self, at: usize, t: &VerifiedTransaction) {
+        self.inbox.push_back((at, Input::Request(t.clone())));
+    }
+
     /// Submits `t` at the replicas `at`.
     pub fn request(&mut self, at: &[usize], t: &VerifiedTransaction) {
         for i in at {
