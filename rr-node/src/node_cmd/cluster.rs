@@ -94,6 +94,53 @@ struct ReplicaSettings {
     log: String,
     /// Every replica, in order.
     peers: Vec<Peer>,
+    /// The ordering engine's batching (`[pbft]`); every key optional.
+    #[serde(default, skip_serializing_if = "PbftSettings::is_default")]
+    pbft: PbftSettings,
+}
+
+/// `[pbft]` in `node.toml`: how the primary batches calls. Replicas of one
+/// cluster may differ here (only the primary's settings shape the blocks), but
+/// the primary changes with the view, so give them all the same.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PbftSettings {
+    /// Most calls in one block. Default 100 (ResilientDB's); 200–400 gives
+    /// more throughput under heavy load, at some latency (see the README's
+    /// `pbft_bench` figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_batch: Option<usize>,
+    /// How long a partial batch may wait for more calls while another batch
+    /// is being ordered, in milliseconds. Default 20. A call that finds the
+    /// pipeline idle is proposed at once whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_batch_delay_ms: Option<u64>,
+    /// Most blocks proposed and not yet executed. Default 16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_inflight: Option<u64>,
+}
+
+impl PbftSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The engine settings: the defaults, with what `[pbft]` sets, checked.
+    fn config(&self) -> anyhow::Result<PbftConfig> {
+        let d = PbftConfig::default();
+        let config = PbftConfig {
+            max_batch: self.max_batch.unwrap_or(d.max_batch),
+            max_batch_delay: self
+                .max_batch_delay_ms
+                .map_or(d.max_batch_delay, std::time::Duration::from_millis),
+            max_inflight: self.max_inflight.unwrap_or(d.max_inflight),
+            ..d
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[pbft] in the configuration: {e}"))?;
+        Ok(config)
+    }
 }
 
 fn default_scheme() -> String {
@@ -131,7 +178,7 @@ impl ReplicaSettings {
             data_dir: self.data_dir.clone(),
             p2p_listen,
             peers: self.peers.clone(),
-            pbft: PbftConfig::default(),
+            pbft: self.pbft.config()?,
             max_blob_size: self.max_blob_size,
         };
         config.validate()?;
@@ -346,6 +393,7 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
             max_blob_size: default_max_blob(),
             log: args.log.clone(),
             peers: peers.clone(),
+            pbft: PbftSettings::default(),
         };
         std::fs::write(&m.config, toml::to_string_pretty(&settings)?)
             .with_context(|| format!("cannot write {}", m.config.display()))?;
@@ -520,4 +568,62 @@ pub async fn localnet(args: LocalnetArgs) -> anyhow::Result<()> {
     cluster.write(&cluster_path)?;
     eprintln!("cluster stopped; run the same command to start it again");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> anyhow::Result<ReplicaSettings> {
+        let text = format!(
+            "replica = 0\ndata_dir = \"/tmp/r0\"\nlisten = \"127.0.0.1:7000\"\npeers = []\n{extra}"
+        );
+        Ok(toml::from_str(&text)?)
+    }
+
+    #[test]
+    fn pbft_batching_comes_from_the_configuration_or_the_defaults() {
+        let d = PbftConfig::default();
+        let none = settings("").unwrap().pbft.config().unwrap();
+        assert_eq!(
+            (none.max_batch, none.max_batch_delay, none.max_inflight),
+            (d.max_batch, d.max_batch_delay, d.max_inflight)
+        );
+        let set = settings("[pbft]\nmax_batch = 400\nmax_batch_delay_ms = 5\nmax_inflight = 4\n")
+            .unwrap()
+            .pbft
+            .config()
+            .unwrap();
+        assert_eq!(set.max_batch, 400);
+        assert_eq!(set.max_batch_delay, std::time::Duration::from_millis(5));
+        assert_eq!(set.max_inflight, 4);
+        assert_eq!(set.checkpoint_interval, d.checkpoint_interval);
+    }
+
+    #[test]
+    fn bad_pbft_settings_are_refused_with_what_is_wrong() {
+        let err = settings("[pbft]\nmax_batch = 0\n")
+            .unwrap()
+            .pbft
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[pbft]") && err.contains("max_batch"), "{err}");
+        let err = settings("[pbft]\nbatch = 10\n").err().unwrap().to_string();
+        assert!(
+            err.contains("unknown field") && err.contains("batch"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_configuration_without_pbft_settings_is_written_without_the_table() {
+        let s = settings("").unwrap();
+        let text = toml::to_string_pretty(&s).unwrap();
+        assert!(!text.contains("[pbft]"), "{text}");
+        assert_eq!(
+            toml::from_str::<ReplicaSettings>(&text).unwrap().pbft,
+            s.pbft
+        );
+    }
 }
