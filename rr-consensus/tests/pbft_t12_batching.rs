@@ -24,6 +24,13 @@ fn config(delay_ms: u64) -> PbftConfig {
     }
 }
 
+/// Every replica has executed up to `height`.
+fn all_at(net: &Net, height: u64) {
+    for i in 0..common::core_net::N {
+        assert_eq!(net.height(i), height, "replica {i}");
+    }
+}
+
 /// The sizes of the proposed batches, in order.
 fn batch_sizes(net: &Net) -> Vec<usize> {
     net.proposals.iter().map(|(_, _, txs)| txs.len()).collect()
@@ -53,9 +60,7 @@ fn calls_arriving_while_a_batch_is_in_flight_gather_into_the_next() {
         calls.iter().map(|t| t.id()).collect::<Vec<_>>(),
         "in arrival order"
     );
-    for i in 0..4 {
-        assert_eq!(net.height(i), 3, "replica {i}");
-    }
+    all_at(&net, 3);
 }
 
 #[test]
@@ -67,9 +72,7 @@ fn with_no_delay_every_call_that_finds_room_starts_a_block() {
     }
     net.settle();
     assert_eq!(batch_sizes(&net), vec![1; 6]);
-    for i in 0..4 {
-        assert_eq!(net.height(i), 6, "replica {i}");
-    }
+    all_at(&net, 6);
 }
 
 #[test]
@@ -94,7 +97,5 @@ fn a_partial_batch_stuck_behind_a_block_goes_when_the_delay_has_passed() {
     net.up[2] = true;
     net.up[3] = true;
     net.pass(200);
-    for i in 0..4 {
-        assert_eq!(net.height(i), 2, "replica {i}");
-    }
+    all_at(&net, 2);
 }
