@@ -13,8 +13,8 @@ use rr_node::{collect, ClientError, NodeError};
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE, HEADER_LEN, TAG_LEN};
 use rr_pre::{Umbral, UmbralCapsule};
 
-/// A little over 1 MiB: four full chunks and a short final one.
-const SIZE: usize = 1024 * 1024 + 1000;
+/// Four full chunks and a short final one.
+const SIZE: usize = (CHUNKS - 1) * DEFAULT_CHUNK_SIZE + 1000;
 const SEALED_CHUNK: usize = DEFAULT_CHUNK_SIZE + TAG_LEN;
 const CHUNKS: usize = 5;
 

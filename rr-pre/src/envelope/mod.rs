@@ -78,8 +78,13 @@ pub const NONCE_PREFIX_LEN: usize = 19;
 pub const HEADER_LEN: usize = 4 + 1 + 4 + NONCE_PREFIX_LEN;
 /// Length of the Poly1305 tag that ends every chunk.
 pub const TAG_LEN: usize = 16;
-/// The default plaintext chunk size, 256 KiB.
-pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
+/// The default plaintext chunk size, 1 MiB (as Tink's streaming AEAD
+/// segments). Larger chunks mean fewer hand-offs between the reader, the
+/// AEAD and the writer; a 1 GiB record through `rr` went from 41–45% to over
+/// half of this crate's raw envelope throughput with it (and buffer reuse).
+/// Every envelope names its own chunk size, so ones sealed with another size
+/// still open.
+pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 /// The smallest plaintext chunk size accepted, 16 KiB.
 pub const MIN_CHUNK_SIZE: usize = 16 * 1024;
 /// The largest plaintext chunk size accepted, 4 MiB.
