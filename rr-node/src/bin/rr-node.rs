@@ -268,7 +268,11 @@ async fn serve<T: NodeTypes>(
     Ok(())
 }
 
+#[path = "../malloc_tuning.rs"]
+mod malloc_tuning;
+
 fn main() -> ExitCode {
+    malloc_tuning::tune();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,7 +21,11 @@ use clap::Parser;
 #[path = "../cli/mod.rs"]
 mod cli;
 
+#[path = "../malloc_tuning.rs"]
+mod malloc_tuning;
+
 fn main() -> ExitCode {
+    malloc_tuning::tune();
     let parsed = match cli::Cli::try_parse() {
         Ok(parsed) => parsed,
         Err(err) => {
