@@ -506,9 +506,17 @@ impl Globals {
             "encrypting and uploading",
         );
         // Read and encrypted on a thread of its own, ahead of the upload.
-        let reader = progress::track_read(f, bar.clone());
-        let out = with_client!(&client, c => c.put_reader(reader, media_type).await)
-            .map_err(self.fail(&what))?;
+        // Without a bar the file goes in as it is: std reads a `File` into
+        // uninitialised memory, while any wrapper costs a memset per chunk
+        // (6% of a 1 GiB put's CPU).
+        let out = match &bar {
+            None => with_client!(&client, c => c.put_reader(f, media_type).await),
+            Some(bar) => {
+                let reader = progress::track_read(f, bar.clone());
+                with_client!(&client, c => c.put_reader(reader, media_type).await)
+            }
+        }
+        .map_err(self.fail(&what))?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }

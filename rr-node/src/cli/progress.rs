@@ -45,22 +45,20 @@ pub fn track(stream: ByteStream, bar: Option<ProgressBar>) -> ByteStream {
 }
 
 /// `reader`, advancing `bar` by what each read returns.
-pub fn track_read<R: Read>(reader: R, bar: Option<ProgressBar>) -> TrackedRead<R> {
+pub fn track_read<R: Read>(reader: R, bar: ProgressBar) -> TrackedRead<R> {
     TrackedRead { reader, bar }
 }
 
 /// See [`track_read`].
 pub struct TrackedRead<R> {
     reader: R,
-    bar: Option<ProgressBar>,
+    bar: ProgressBar,
 }
 
 impl<R: Read> Read for TrackedRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.reader.read(buf)?;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        }
+        self.bar.inc(n as u64);
         Ok(n)
     }
 }
@@ -93,7 +91,7 @@ mod tests {
         let b = ProgressBar::hidden();
         b.set_length(10);
         let mut out = Vec::new();
-        track_read(&[7u8; 10][..], Some(b.clone()))
+        track_read(&[7u8; 10][..], b.clone())
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, [7; 10]);
