@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A 1 GiB record through the real binaries: `rr put` and `rr get` against
 # `rr-node dev` on 127.0.0.1, with throughput and the peak RSS of each process
-# (GNU time: `apt-get install time` if /usr/bin/time is missing).
+# (GNU time: `apt-get install time` if /usr/bin/time is missing). Compare the
+# MiB/s with `cargo bench -p rr-pre --bench envelope -- 64MiB` run alongside.
 #
 #   bash scripts/bench_cli_1gib.sh [SIZE_MIB]      (default 1024)
 #
@@ -54,4 +55,6 @@ echo "record: ${size_mib} MiB, bytes equal after get"
 awk -v m="$size_mib" -v p="$put_s" -v g="$get_s" 'BEGIN {
     printf "put: %.2f s, %.0f MiB/s\nget: %.2f s, %.0f MiB/s\n", p, m/p, g, m/g }'
 echo "cpu (user+sys): rr put $(awk -F": " "/User time/{u=\$2} /System time/{s=\$2} END{print u+s}" "$work/put.time") s, rr get $(awk -F": " "/User time/{u=\$2} /System time/{s=\$2} END{print u+s}" "$work/get.time") s, rr-node (both) $(awk -F": " "/User time/{u=\$2} /System time/{s=\$2} END{print u+s}" "$work/node.time") s"
+faults() { awk -F': ' '/Minor .*page faults/ {print $2}' "$1"; }
+echo "minor page faults: rr put $(faults "$work/put.time"), rr get $(faults "$work/get.time"), rr-node $(faults "$work/node.time")"
 echo "peak RSS: rr put $(rss "$work/put.time") MiB, rr get $(rss "$work/get.time") MiB, rr-node $(rss "$work/node.time") MiB"
