@@ -21,9 +21,16 @@ const MMAP_THRESHOLD: libc::c_int = 8 << 20;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: libc::c_int = 32 << 20;
 
-/// Applies the settings. Call first thing in `main`, before any thread starts.
+/// Applies the settings, unless the operator set glibc's malloc tunables
+/// themselves (`GLIBC_TUNABLES=glibc.malloc.…`): theirs win. Call first
+/// thing in `main`, before any thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn tune() {
+    if std::env::var_os("GLIBC_TUNABLES")
+        .is_some_and(|v| v.to_string_lossy().contains("glibc.malloc."))
+    {
+        return;
+    }
     #[allow(unsafe_code)]
     // SAFETY: `mallopt` only sets allocator parameters; it is called here
     // before the program starts any other thread, and both values are in
