@@ -26,9 +26,7 @@ const TRIM_THRESHOLD: libc::c_int = 32 << 20;
 /// thing in `main`, before any thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn tune() {
-    if std::env::var_os("GLIBC_TUNABLES")
-        .is_some_and(|v| v.to_string_lossy().contains("glibc.malloc."))
-    {
+    if operator_tuned(std::env::var_os("GLIBC_TUNABLES").as_deref()) {
         return;
     }
     #[allow(unsafe_code)]
@@ -41,6 +39,35 @@ pub fn tune() {
     }
 }
 
+/// Whether `GLIBC_TUNABLES` (its value, if set) sets any of malloc's tunables.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn operator_tuned(tunables: Option<&std::ffi::OsStr>) -> bool {
+    tunables.is_some_and(|v| {
+        v.to_string_lossy()
+            .split(':')
+            .any(|t| t.starts_with("glibc.malloc."))
+    })
+}
+
 /// Applies the settings (nothing to do on this platform).
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune() {}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::operator_tuned;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn an_operators_malloc_tunables_win() {
+        assert!(!operator_tuned(None));
+        assert!(!operator_tuned(Some(OsStr::new(""))));
+        assert!(!operator_tuned(Some(OsStr::new("glibc.rtld.nns=2"))));
+        assert!(operator_tuned(Some(OsStr::new(
+            "glibc.malloc.trim_threshold=0"
+        ))));
+        assert!(operator_tuned(Some(OsStr::new(
+            "glibc.rtld.nns=2:glibc.malloc.arena_max=2"
+        ))));
+    }
+}
