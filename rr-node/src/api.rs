@@ -211,6 +211,79 @@ pub trait NodeApi: Send + Sync + 'static {
     async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError>;
     /// Streams a blob, checked against its content id.
     async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError>;
+    /// Streams a blob from byte `offset` on: what [`NodeApi::get_blob`]
+    /// yields less its first `offset` bytes, ending with the same check of
+    /// the whole copy. A reader resumes a broken download with it. An offset
+    /// past the blob's end ends the stream with an [`OffsetPastEnd`] error.
+    ///
+    /// The default reads the whole blob and drops the prefix
+    /// ([`skip_prefix`]); a remote node sends only the rest.
+    async fn get_blob_from(&self, cid: ContentId, offset: u64) -> Result<ByteStream, NodeError> {
+        Ok(skip_prefix(self.get_blob(cid).await?, offset))
+    }
+}
+
+/// A blob download asked to start past the blob's end (see
+/// [`NodeApi::get_blob_from`]); it comes inside an `io::Error`, see
+/// [`OffsetPastEnd::from_io`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("offset {offset} is past the blob's end: it is {len} bytes long")]
+pub struct OffsetPastEnd {
+    /// The offset asked for.
+    pub offset: u64,
+    /// The blob's length.
+    pub len: u64,
+}
+
+impl OffsetPastEnd {
+    /// The [`OffsetPastEnd`] inside `err`, if that is what it carries.
+    pub fn from_io(err: &std::io::Error) -> Option<&OffsetPastEnd> {
+        err.get_ref()?.downcast_ref()
+    }
+}
+
+/// `stream` without its first `offset` bytes. Errors pass through and end
+/// it; if it ends cleanly before `offset`, it ends with an
+/// [`OffsetPastEnd`] error (kind [`std::io::ErrorKind::InvalidInput`])
+/// instead.
+pub fn skip_prefix(stream: ByteStream, offset: u64) -> ByteStream {
+    use bytes::Buf;
+    use futures::StreamExt;
+    if offset == 0 {
+        return stream;
+    }
+    Box::pin(futures::stream::unfold(
+        Some((stream, offset)),
+        move |state| async move {
+            let (mut stream, mut left) = state?;
+            loop {
+                match stream.next().await {
+                    Some(Ok(mut chunk)) => {
+                        if left == 0 {
+                            return Some((Ok(chunk), Some((stream, 0))));
+                        }
+                        let len = chunk.len() as u64;
+                        if len <= left {
+                            left -= len;
+                            continue;
+                        }
+                        chunk.advance(left as usize);
+                        return Some((Ok(chunk), Some((stream, 0))));
+                    }
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    None if left == 0 => return None,
+                    None => {
+                        let len = offset - left;
+                        let err = std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            OffsetPastEnd { offset, len },
+                        );
+                        return Some((Err(err), None));
+                    }
+                }
+            }
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -254,5 +327,73 @@ mod tests {
             short.check(&scope, now()),
             Err(NodeError::Unauthorized(_))
         ));
+    }
+
+    /// What `skip_prefix` makes of items `parts` skipping `offset` bytes:
+    /// the bytes, and the error it ended with.
+    fn skipped(parts: &[&'static [u8]], offset: u64) -> (Vec<u8>, Option<std::io::Error>) {
+        use futures::StreamExt;
+        let items: Vec<std::io::Result<bytes::Bytes>> = parts
+            .iter()
+            .map(|p| Ok(bytes::Bytes::from_static(p)))
+            .collect();
+        let mut stream = skip_prefix(Box::pin(futures::stream::iter(items)), offset);
+        let mut out = Vec::new();
+        while let Some(item) = futures::executor::block_on(stream.next()) {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    #[test]
+    fn skip_prefix_drops_exactly_the_offset() {
+        let parts: &[&'static [u8]] = &[b"hello ", b"wide ", b"world"];
+        for offset in 0..=16u64 {
+            let (out, err) = skipped(parts, offset);
+            assert!(err.is_none(), "offset {offset}: {err:?}");
+            assert_eq!(
+                out,
+                &b"hello wide world"[offset as usize..],
+                "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn skip_prefix_past_the_end_says_so() {
+        let (out, err) = skipped(&[b"hello ", b"world"], 12);
+        assert!(out.is_empty());
+        let err = err.expect("an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(
+            OffsetPastEnd::from_io(&err),
+            Some(&OffsetPastEnd {
+                offset: 12,
+                len: 11
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            "offset 12 is past the blob's end: it is 11 bytes long"
+        );
+    }
+
+    #[test]
+    fn skip_prefix_passes_errors_through_and_stops() {
+        use futures::StreamExt;
+        let items: Vec<std::io::Result<bytes::Bytes>> = vec![
+            Ok(bytes::Bytes::from_static(b"abc")),
+            Err(std::io::Error::other("disk on fire")),
+            Ok(bytes::Bytes::from_static(b"def")),
+        ];
+        let out: Vec<_> = futures::executor::block_on(
+            skip_prefix(Box::pin(futures::stream::iter(items)), 1).collect(),
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].as_ref().unwrap().as_ref(), b"bc");
+        assert_eq!(out[1].as_ref().unwrap_err().to_string(), "disk on fire");
     }
 }

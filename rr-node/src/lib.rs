@@ -72,7 +72,7 @@ pub mod node;
 pub mod replicas;
 pub mod sealing;
 
-pub use api::{Authorization, FragmentDelivery, NodeApi};
+pub use api::{skip_prefix, Authorization, FragmentDelivery, NodeApi, OffsetPastEnd};
 pub use client::{
     collect, write_stream_to_file, Client, ClientError, GrantOptions, GrantReport, Identity,
     PendingFragment, PublicCard, PutOutcome, RetrieveReport, RevokeReport, RootIdentity,

@@ -349,3 +349,73 @@ async fn openapi_describes_every_route_and_info_answers() {
     assert!(HttpClient::new("not a url").is_err());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_downloads_start_at_an_offset() {
+    let server = Server::start(64 * 1024 * 1024).await;
+    let api = HttpClient::new(&server.url).unwrap();
+    // A small blob (checked before the answer starts) and one larger than
+    // that, which streams.
+    for len in [1_000usize, 5 * 1024 * 1024 + 7] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let cid = api.put_blob(byte_stream_of(data.clone())).await.unwrap();
+        for offset in [0, 1, len / 2, len - 1, len] {
+            let rest = collect(api.get_blob_from(cid, offset as u64).await.unwrap())
+                .await
+                .unwrap();
+            assert_eq!(rest, data[offset..], "len {len}, offset {offset}");
+        }
+        // Past the end: a clear error, and the blob is still whole.
+        match api.get_blob_from(cid, len as u64 + 1).await {
+            Err(NodeError::Remote {
+                status,
+                code,
+                message,
+            }) => {
+                assert_eq!((status, code.as_str()), (416, "malformed_request"));
+                assert!(message.contains("past the blob's end"), "{message}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(
+            collect(api.get_blob(cid).await.unwrap()).await.unwrap(),
+            data
+        );
+    }
+
+    // A malformed query is refused.
+    let http = reqwest::Client::new();
+    let cid = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+    for query in [
+        "offset=abc",
+        "offset=",
+        "offset=-1",
+        "from=3",
+        "offset=1&x=2",
+    ] {
+        let resp = http
+            .get(format!("{}/v1/blobs/{cid}?{query}", server.url))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = error_of(resp).await;
+        assert_eq!(
+            (status, body.error.code.as_str()),
+            (400, "malformed_request"),
+            "{query}"
+        );
+        assert!(
+            body.error.message.contains("offset=N"),
+            "{}",
+            body.error.message
+        );
+    }
+    // An unknown blob is unknown at any offset.
+    let resp = http
+        .get(format!("{}/v1/blobs/{cid}?offset=3", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(resp).await.1.error.code, "unknown_blob");
+    server.stop().await;
+}

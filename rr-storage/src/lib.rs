@@ -12,5 +12,5 @@
 pub mod blob;
 pub mod ledger;
 
-pub use blob::{FsBlobStore, FsBlobStoreConfig, MemoryBlobStore};
+pub use blob::{verified, FsBlobStore, FsBlobStoreConfig, MemoryBlobStore};
 pub use ledger::{Head, Ledger, LedgerError};

@@ -192,9 +192,15 @@ impl NodeApi for HttpClient {
     }
 
     async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
-        let resp = self
-            .send(self.http.get(self.url(&format!("/v1/blobs/{cid}"))))
-            .await?;
+        self.get_blob_from(cid, 0).await
+    }
+
+    async fn get_blob_from(&self, cid: ContentId, offset: u64) -> Result<ByteStream, NodeError> {
+        let path = match offset {
+            0 => format!("/v1/blobs/{cid}"),
+            n => format!("/v1/blobs/{cid}?offset={n}"),
+        };
+        let resp = self.send(self.http.get(self.url(&path))).await?;
         if resp.status() != StatusCode::OK {
             return Err(NodeError::Transport(format!(
                 "unexpected HTTP {} for blob {cid}",

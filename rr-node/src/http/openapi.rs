@@ -116,8 +116,11 @@ pub fn openapi_document() -> Value {
                 "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                 "responses": with(json!({"201": {"description": "Stored", "content": {"application/json": {"schema": {"type": "object", "properties": {"cid": {"type": "string"}}}}}}}))}},
             "/v1/blobs/{cid}": {"get": {"summary": "Stream a blob; the node checks it against its CID and aborts the stream if it does not match", "operationId": "getBlob",
-                "parameters": [{"name": "cid", "in": "path", "required": true, "schema": {"type": "string"}, "description": "CIDv1 (base32, bafkrei...)"}],
-                "responses": with(json!({"200": {"description": "The blob", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}))}},
+                "description": "With offset=N the answer is the blob less its first N bytes (the node still checks its whole copy): a client resumes a broken download with it, from the same or another replica. Not an HTTP range: the answer is 200 with the rest of the blob, whose length the node learns only as it reads.",
+                "parameters": [{"name": "cid", "in": "path", "required": true, "schema": {"type": "string"}, "description": "CIDv1 (base32, bafkrei...)"},
+                    {"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "format": "int64", "minimum": 0, "default": 0}, "description": "Bytes to skip; the only query this route takes (anything else is malformed_request)"}],
+                "responses": with(json!({"200": {"description": "The blob, from offset on", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "416": {"description": "offset is past the blob's end (code malformed_request)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}))}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
                 "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}}
         },

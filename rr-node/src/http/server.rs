@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use rr_core::{
 use serde_json::json;
 
 use super::error::ApiError;
-use crate::api::{Authorization, NodeApi};
+use crate::api::{Authorization, NodeApi, OffsetPastEnd};
 use crate::node::NodeError;
 
 /// Settings of the HTTP server.
@@ -319,10 +319,37 @@ async fn put_blob(
 /// a damaged copy gets a JSON `integrity` error instead of a broken stream.
 const CHECKED_BEFORE_SENDING: usize = 4 * 1024 * 1024;
 
-async fn get_blob(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<Response> {
+/// The byte offset a blob download starts at: `?offset=N`, or 0 without a
+/// query.
+fn blob_offset(query: Option<&str>) -> ApiResult<u64> {
+    let query = query.unwrap_or("");
+    if query.is_empty() {
+        return Ok(0);
+    }
+    query
+        .strip_prefix("offset=")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                format!(
+                    "a blob download takes one query, offset=N (the bytes to skip, a decimal u64), not {query:?}"
+                ),
+            )
+        })
+}
+
+async fn get_blob(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
     use futures::StreamExt;
     let cid: ContentId = parse(&cid)?;
-    let mut stream = s.api.get_blob(cid).await?;
+    let offset = blob_offset(query.as_deref())?;
+    let mut stream = s.api.get_blob_from(cid, offset).await?;
     // Read ahead: if the whole blob fits, it is verified before we answer.
     let mut head = Vec::new();
     let mut ended = false;
@@ -330,6 +357,13 @@ async fn get_blob(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResu
         match stream.next().await {
             Some(Ok(chunk)) => head.extend_from_slice(&chunk),
             Some(Err(e)) => {
+                if let Some(past) = OffsetPastEnd::from_io(&e) {
+                    return Err(ApiError::new(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "malformed_request",
+                        past.to_string(),
+                    ));
+                }
                 let err = match rr_core::BlobError::from_io(&e) {
                     Some(rr_core::BlobError::Integrity { cid, actual }) => {
                         rr_core::BlobError::Integrity {

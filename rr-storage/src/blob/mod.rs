@@ -73,8 +73,10 @@ fn check_integrity(hasher: Sha256, cid: ContentId) -> Option<io::Error> {
 
 /// Wraps `inner` so that it hashes what it yields and, at its end, checks the
 /// hash against `cid`: a mismatch ends the stream with
-/// [`BlobError::Integrity`] (as an `io::Error`) instead of a clean end.
-fn verified(inner: ByteStream, cid: ContentId) -> ByteStream {
+/// [`BlobError::Integrity`] (as an `io::Error`, see [`BlobError::from_io`])
+/// instead of a clean end. For a reader that gets a blob's bytes from
+/// somewhere it does not trust, or from several places.
+pub fn verified(inner: ByteStream, cid: ContentId) -> ByteStream {
     Box::pin(Verified {
         inner,
         cid,
