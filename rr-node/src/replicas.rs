@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `submit`, reads | the first replica that answers (a down one is skipped) |
 //! | `put_blob` | streams the ciphertext to every replica at once; succeeds at `2f + 1` stored copies with the same content id |
-//! | `get_blob` | the first replica that opens the blob (the envelope's authentication catches a lying one) |
+//! | `get_blob` | the first replica that opens the blob; if its stream breaks off, the next one carries on from the same byte; the whole is checked against the content id |
 //! | `deliver_fragments` | fragment `i` to replica `i`, all at once; names the ones that did not take it |
 //! | `retrieve` | the same signed `Retrieve` to every replica (it is ordered and audited once); gathers their capsule fragments and needs `f + 1` matching receipts |
 //!
@@ -522,10 +522,31 @@ impl NodeApi for Replicas {
     }
 
     async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
+        self.get_blob_from(cid, 0).await
+    }
+
+    async fn get_blob_from(&self, cid: ContentId, offset: u64) -> Result<ByteStream, NodeError> {
         let mut failures = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
-            match m.get_blob(cid).await {
-                Ok(stream) => return Ok(stream),
+            match m.get_blob_from(cid, offset).await {
+                Ok(stream) => {
+                    let download = ResumableDownload {
+                        members: self.members.clone(),
+                        cid,
+                        current: i,
+                        tried: vec![i],
+                        delivered: offset,
+                    };
+                    let stream = download.stream(stream);
+                    // Checked here too: the bytes may come from several
+                    // replicas, and each one checks only its own copy. A
+                    // suffix cannot be checked against the blob's id.
+                    return Ok(if offset == 0 {
+                        rr_storage::verified(stream, cid)
+                    } else {
+                        stream
+                    });
+                }
                 Err(e) => failures.push((i, e)),
             }
         }
@@ -543,6 +564,83 @@ impl NodeApi for Replicas {
             ))),
             Some((_, e)) => Err(e),
         }
+    }
+}
+
+/// A blob download from a cluster that, if its replica's stream breaks off,
+/// carries on from the same byte with the next replica that serves it.
+struct ResumableDownload {
+    members: Vec<Arc<dyn NodeApi>>,
+    cid: ContentId,
+    /// The replica streaming now.
+    current: usize,
+    /// Replicas asked so far (each is asked once).
+    tried: Vec<usize>,
+    /// Bytes of the blob handed out so far (counting any starting offset).
+    delivered: u64,
+}
+
+impl ResumableDownload {
+    /// `first` (the current replica's stream), resumed elsewhere on error.
+    fn stream(self, first: ByteStream) -> ByteStream {
+        Box::pin(futures::stream::unfold(
+            Some((self, first)),
+            |state| async move {
+                let (mut this, mut stream) = state?;
+                loop {
+                    match stream.next().await {
+                        Some(Ok(chunk)) => {
+                            this.delivered += chunk.len() as u64;
+                            return Some((Ok(chunk), Some((this, stream))));
+                        }
+                        None => return None,
+                        Some(Err(e)) => match this.resume(&e).await {
+                            Some(next) => stream = next,
+                            None => return Some((Err(e), None)),
+                        },
+                    }
+                }
+            },
+        ))
+    }
+
+    /// The rest of the blob from a replica not asked yet, after the current
+    /// one failed with `err`; `None` if none can serve it.
+    async fn resume(&mut self, err: &std::io::Error) -> Option<ByteStream> {
+        let n = self.members.len();
+        let from = self.current;
+        for j in (1..n).map(|k| (from + k) % n) {
+            if self.tried.contains(&j) {
+                continue;
+            }
+            self.tried.push(j);
+            match self.members[j]
+                .get_blob_from(self.cid, self.delivered)
+                .await
+            {
+                Ok(rest) => {
+                    tracing::warn!(
+                        target: "rr_node::replicas",
+                        cid = %self.cid,
+                        from,
+                        to = j,
+                        offset = self.delivered,
+                        error = %err,
+                        "blob download broke off; resuming from another replica"
+                    );
+                    self.current = j;
+                    return Some(rest);
+                }
+                Err(e) => tracing::warn!(
+                    target: "rr_node::replicas",
+                    cid = %self.cid,
+                    replica = j,
+                    error = %e,
+                    "blob download: replica cannot resume it"
+                ),
+            }
+        }
+        None
     }
 }
 
@@ -586,4 +684,154 @@ fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rr_core::{BlobError, BlobStore};
+
+    mockall::mock! {
+        Api {}
+        #[async_trait::async_trait]
+        impl NodeApi for Api {
+            async fn info(&self) -> Result<NodeInfo, NodeError>;
+            async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError>;
+            async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError>;
+            async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
+            async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError>;
+            async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError>;
+            async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError>;
+            async fn grants_of_record(&self, id: RecordId, auth: Authorization) -> Result<Vec<GrantInfo>, NodeError>;
+            async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError>;
+            async fn listing(&self, account: AccountId, auth: Authorization) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError>;
+            async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError>;
+            async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError>;
+            async fn get_blob_from(&self, cid: ContentId, offset: u64) -> Result<ByteStream, NodeError>;
+        }
+    }
+
+    const LEN: usize = 300_000;
+
+    fn blob() -> (Bytes, ContentId) {
+        let data: Bytes = (0..LEN)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        let cid =
+            futures::executor::block_on(rr_storage::MemoryBlobStore::new().put_bytes(data.clone()))
+                .unwrap();
+        (data, cid)
+    }
+
+    /// `data` in 64 KiB items, then `end` (an error) if given.
+    fn stream_of(data: Bytes, end: Option<std::io::Error>) -> ByteStream {
+        let mut items: Vec<std::io::Result<Bytes>> = data
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        items.extend(end.map(Err));
+        Box::pin(futures::stream::iter(items))
+    }
+
+    fn broke() -> std::io::Error {
+        std::io::Error::other("connection reset by peer")
+    }
+
+    /// A replica that serves `data` from any offset, breaking off after
+    /// `cut` bytes of the blob if given; it expects to be asked `times`.
+    fn replica(data: &Bytes, cid: ContentId, cut: Option<usize>, times: usize) -> Arc<dyn NodeApi> {
+        let data = data.clone();
+        let mut m = MockApi::new();
+        m.expect_get_blob_from()
+            .withf(move |c, _| *c == cid)
+            .times(times)
+            .returning(move |_, offset| {
+                let start = (offset as usize).min(data.len());
+                Ok(match cut {
+                    Some(cut) => stream_of(data.slice(start..cut.max(start)), Some(broke())),
+                    None => stream_of(data.slice(start..), None),
+                })
+            });
+        Arc::new(m)
+    }
+
+    fn refusing(times: usize) -> Arc<dyn NodeApi> {
+        let mut m = MockApi::new();
+        m.expect_get_blob_from()
+            .times(times)
+            .returning(|cid, _| Err(NodeError::NotFound(format!("no blob {cid} here"))));
+        Arc::new(m)
+    }
+
+    async fn read_all(r: &Replicas, cid: ContentId) -> (Vec<u8>, Option<std::io::Error>) {
+        let mut stream = r.get_blob(cid).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    #[tokio::test]
+    async fn a_broken_download_carries_on_from_the_next_replica() {
+        let (data, cid) = blob();
+        // Replica 0 breaks off mid-item, replica 1 does not have it, replica
+        // 2 serves the rest; replica 3 is never asked.
+        let members = vec![
+            replica(&data, cid, Some(100_000), 1),
+            refusing(1),
+            replica(&data, cid, None, 1),
+            replica(&data, cid, None, 0),
+        ];
+        let r = Replicas::new(members).unwrap();
+        let (out, err) = read_all(&r, cid).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(out, data);
+    }
+
+    #[tokio::test]
+    async fn a_download_no_replica_can_resume_fails_with_the_break() {
+        let (data, cid) = blob();
+        let members = vec![
+            replica(&data, cid, Some(100_000), 1),
+            refusing(1),
+            replica(&data, cid, Some(200_000), 1),
+            refusing(1),
+        ];
+        let r = Replicas::new(members).unwrap();
+        let (out, err) = read_all(&r, cid).await;
+        // Each replica is asked once: 0 gave 100,000 bytes, 2 the next
+        // 100,000, and the last break is what the reader sees.
+        assert_eq!(out, data[..200_000]);
+        assert_eq!(err.unwrap().to_string(), "connection reset by peer");
+    }
+
+    #[tokio::test]
+    async fn damaged_bytes_from_one_replica_fail_the_check_after_resuming() {
+        let (data, cid) = blob();
+        let mut bad = data.to_vec();
+        bad[5] ^= 1;
+        let bad = Bytes::from(bad);
+        // Replica 0 sends a damaged copy in full and then aborts (what a
+        // node does when its copy fails its own check); replica 1 has
+        // nothing left to send. The reader's own check catches it.
+        let members = vec![
+            replica(&bad, cid, Some(LEN), 1),
+            replica(&data, cid, None, 1),
+            replica(&data, cid, None, 0),
+            replica(&data, cid, None, 0),
+        ];
+        let r = Replicas::new(members).unwrap();
+        let (out, err) = read_all(&r, cid).await;
+        assert_eq!(out, bad);
+        let err = err.expect("an integrity error");
+        match BlobError::from_io(&err) {
+            Some(BlobError::Integrity { cid: c, .. }) => assert_eq!(*c, cid),
+            other => panic!("expected an integrity error, got {other:?}: {err}"),
+        }
+    }
 }
