@@ -618,7 +618,14 @@ impl ResumableDownload {
                 .get_blob_from(self.cid, self.delivered)
                 .await
             {
-                Ok(mut rest) => match rest.next().await {
+                // Peeks at the first non-empty item: does the replica have
+                // anything left to send from here?
+                Ok(mut rest) => match rest
+                    .by_ref()
+                    .skip_while(|i| futures::future::ready(matches!(i, Ok(b) if b.is_empty())))
+                    .next()
+                    .await
+                {
                     Some(Ok(first)) => {
                         let first = futures::stream::once(async { Ok(first) });
                         Ok(Box::pin(first.chain(rest)) as ByteStream)
@@ -812,6 +819,31 @@ mod tests {
         let (out, err) = read_all(&r, cid).await;
         assert!(err.is_none(), "{err:?}");
         assert_eq!(out, data);
+    }
+
+    #[tokio::test]
+    async fn empty_items_do_not_count_as_bytes_left() {
+        let (data, cid) = blob();
+        // Replica 1 answers at the blob's end with an empty item and then a
+        // clean end: nothing left, so the break is not resumed.
+        let mut empty = MockApi::new();
+        empty
+            .expect_get_blob_from()
+            .times(1)
+            .returning(|_, _| Ok(Box::pin(futures::stream::iter(vec![Ok(Bytes::new())]))));
+        let members = vec![
+            replica(&data, cid, Some(LEN), 1),
+            Arc::new(empty) as Arc<dyn NodeApi>,
+            refusing(0),
+            refusing(0),
+        ];
+        let r = Replicas::new(members).unwrap();
+        let (out, err) = read_all(&r, cid).await;
+        assert_eq!(out, data);
+        assert_eq!(
+            err.expect("the break").to_string(),
+            "connection reset by peer"
+        );
     }
 
     #[tokio::test]
