@@ -527,6 +527,7 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(NoopExecutor),
             Arc::new(SystemClock),
             SoloConfig::default(),
+            ReplicaKey::new(ReplicaId(0), SigningKey::from_bytes(&[200; 32])),
         )?);
         let txs = presign(a.clients, per_client).await;
         let run = load(vec![solo.clone()], txs, a.seconds, verifier).await;

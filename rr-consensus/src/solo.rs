@@ -1,17 +1,20 @@
 //! The one-replica engine.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use rr_core::cert::{Certificate, HeaderSignature, LedgerHeader};
 use rr_core::{
     Block, BlockContext, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus,
-    Execution, Overlay, Receipt, VerifiedTransaction, WriteSet,
+    Execution, Overlay, Receipt, TxId, VerifiedTransaction, WriteSet,
 };
 use rr_storage::{Head, Ledger};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info};
 
 use crate::clock::Clock;
+use crate::pbft::ReplicaKey;
 
 const TARGET: &str = "rr_consensus::solo";
 
@@ -60,19 +63,25 @@ impl SoloConfig {
     }
 }
 
-struct Submission {
-    tx: VerifiedTransaction,
-    reply: oneshot::Sender<Result<Receipt, ConsensusError>>,
-}
+type Reply = oneshot::Sender<Result<Receipt, ConsensusError>>;
+/// Replies waiting for each queued transaction: a resubmission joins them.
+type Waiters = Mutex<HashMap<TxId, Vec<Reply>>>;
 
 /// The one-replica engine: orders submitted transactions into blocks, executes
 /// them in order, commits each block durably, then answers. When more calls
 /// wait than one block holds, several blocks are committed in one durable
 /// transaction.
 ///
+/// It signs each block's header with its key as it commits it, so every
+/// header is certified (1 of 1) the moment its block is: a dev node and a
+/// cluster give clients the same certificates to check.
+///
 /// Restart-safe: [`Solo::start`] resumes at the ledger's head.
 pub struct Solo<E> {
-    queue: RwLock<Option<mpsc::Sender<Submission>>>,
+    queue: RwLock<Option<mpsc::Sender<VerifiedTransaction>>>,
+    waiters: Arc<Waiters>,
+    ledger: Arc<Ledger>,
+    key: ReplicaKey,
     status: Arc<RwLock<EngineStatus>>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     _executor: std::marker::PhantomData<fn() -> E>,
@@ -98,33 +107,51 @@ fn status_of(head: &Head) -> EngineStatus {
     }
 }
 
+fn storage(e: impl std::fmt::Display) -> ConsensusError {
+    ConsensusError::Storage(e.to_string())
+}
+
+/// The replica's signature over `header`.
+fn sign(key: &ReplicaKey, header: &LedgerHeader) -> HeaderSignature {
+    HeaderSignature {
+        replica: key.id(),
+        signature: key.sign(&LedgerHeader::signing_bytes(&header.hash())).to_bytes().to_vec(),
+    }
+}
+
 impl<E: ContractExecutor> Solo<E> {
-    /// Starts the engine on `ledger`, resuming at its head. Must be called
-    /// inside a tokio runtime.
+    /// Starts the engine on `ledger`, resuming at its head, signing headers
+    /// with `key` (the replica set is that one key; `key.id()` should be
+    /// replica 0). Must be called inside a tokio runtime.
     pub fn start(
         ledger: Arc<Ledger>,
         executor: Arc<E>,
         clock: Arc<dyn Clock>,
         config: SoloConfig,
+        key: ReplicaKey,
     ) -> Result<Self, ConsensusError> {
         config.validate().map_err(ConsensusError::Storage)?;
-        let head = ledger
-            .head()
-            .map_err(|e| ConsensusError::Storage(e.to_string()))?;
+        let head = ledger.head().map_err(storage)?;
         info!(target: TARGET, height = head.height, "solo engine starting");
         let status = Arc::new(RwLock::new(status_of(&head)));
+        let waiters: Arc<Waiters> = Arc::default();
         let (sender, receiver) = mpsc::channel(config.queue_capacity);
-        let task = tokio::spawn(run(
+        let task = tokio::spawn(run(Run {
             receiver,
-            ledger,
+            ledger: ledger.clone(),
             executor,
             clock,
             config,
             head,
-            status.clone(),
-        ));
+            status: status.clone(),
+            waiters: waiters.clone(),
+            key: key.clone(),
+        }));
         Ok(Self {
             queue: RwLock::new(Some(sender)),
+            waiters,
+            ledger,
+            key,
             status,
             task: tokio::sync::Mutex::new(Some(task)),
             _executor: std::marker::PhantomData,
@@ -132,15 +159,45 @@ impl<E: ContractExecutor> Solo<E> {
     }
 }
 
-async fn run<E: ContractExecutor>(
-    mut receiver: mpsc::Receiver<Submission>,
+struct Run<E> {
+    receiver: mpsc::Receiver<VerifiedTransaction>,
     ledger: Arc<Ledger>,
     executor: Arc<E>,
     clock: Arc<dyn Clock>,
     config: SoloConfig,
-    mut head: Head,
+    head: Head,
     status: Arc<RwLock<EngineStatus>>,
-) {
+    waiters: Arc<Waiters>,
+    key: ReplicaKey,
+}
+
+async fn run<E: ContractExecutor>(r: Run<E>) {
+    let Run {
+        mut receiver,
+        ledger,
+        executor,
+        clock,
+        config,
+        mut head,
+        status,
+        waiters,
+        key,
+    } = r;
+    let answer = |id: &TxId, result: Result<Receipt, ConsensusError>| {
+        for reply in waiters
+            .lock()
+            .expect("waiters lock")
+            .remove(id)
+            .unwrap_or_default()
+        {
+            // A caller that went away still had its call committed.
+            let copy = match &result {
+                Ok(r) => Ok(r.clone()),
+                Err(e) => Err(ConsensusError::Storage(e.to_string())),
+            };
+            let _ = reply.send(copy);
+        }
+    };
     // Group commit: when more calls wait than one block holds, they are cut
     // into several blocks that are executed one after another and committed
     // in one durable transaction (one fsync for all).
@@ -161,29 +218,25 @@ async fn run<E: ContractExecutor>(
 
         // Block time never goes backwards, whatever the wall clock does.
         let time = clock.now().max(head.time);
-        let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|s| (s.tx, s.reply)).unzip();
+        let ids: Vec<TxId> = batch.iter().map(VerifiedTransaction::id).collect();
         let ledger2 = ledger.clone();
         let executor2 = executor.clone();
         let max_batch = config.max_batch;
         let start = head;
+        let key2 = key.clone();
         let result = tokio::task::spawn_blocking(move || {
-            execute_group(&ledger2, &*executor2, start, time, txs, max_batch)
+            execute_group(&ledger2, &*executor2, &key2, start, time, batch, max_batch)
         })
         .await
-        .unwrap_or_else(|join| {
-            Err(ConsensusError::Storage(format!(
-                "block task failed: {join}"
-            )))
-        });
+        .unwrap_or_else(|join| Err(storage(format!("block task failed: {join}"))));
 
         match result {
             Ok((new_head, receipts)) => {
                 debug!(target: TARGET, height = new_head.height, txs = receipts.len(), "blocks committed");
                 head = new_head;
                 *status.write().expect("status lock") = status_of(&head);
-                for (reply, receipt) in replies.into_iter().zip(receipts) {
-                    // A caller that went away still had its call committed.
-                    let _ = reply.send(Ok(receipt));
+                for receipt in receipts {
+                    answer(&receipt.tx.clone(), Ok(receipt));
                 }
             }
             Err(e) => {
@@ -192,12 +245,12 @@ async fn run<E: ContractExecutor>(
                 // fail again, so stop rather than spin; a restart resumes at the head.
                 error!(target: TARGET, height = head.height + 1, error = %e, "block failed; engine stopping");
                 let msg = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(ConsensusError::Storage(msg.clone())));
+                for id in &ids {
+                    answer(id, Err(ConsensusError::Storage(msg.clone())));
                 }
                 receiver.close();
-                while let Some(s) = receiver.recv().await {
-                    let _ = s.reply.send(Err(ConsensusError::Storage(msg.clone())));
+                while let Some(tx) = receiver.recv().await {
+                    answer(&tx.id(), Err(ConsensusError::Storage(msg.clone())));
                 }
                 return;
             }
@@ -211,17 +264,18 @@ const MAX_GROUP_BLOCKS: usize = 8;
 
 /// Cuts `txs` into blocks of at most `max_batch` after `head`, all at `time`,
 /// executes them in order (each reading the state the ones before it left,
-/// their writes layered over one ledger snapshot) and commits them in one
-/// durable transaction. Returns the new head and the receipts, in `txs` order.
+/// their writes layered over one ledger snapshot) and commits them, each
+/// header signed with `key`, in one durable transaction. Returns the new
+/// head and the receipts, in `txs` order.
 fn execute_group<E: ContractExecutor>(
     ledger: &Ledger,
     executor: &E,
+    key: &ReplicaKey,
     head: Head,
     time: rr_core::Timestamp,
     txs: Vec<VerifiedTransaction>,
     max_batch: usize,
 ) -> Result<(Head, Vec<Receipt>), ConsensusError> {
-    let storage = |e: rr_storage::LedgerError| ConsensusError::Storage(e.to_string());
     let snapshot = ledger.snapshot().map_err(storage)?;
     let mut pending = WriteSet::new();
     let mut next = head;
@@ -246,17 +300,25 @@ fn execute_group<E: ContractExecutor>(
                 .map(VerifiedTransaction::into_inner)
                 .collect(),
         );
-        next = next.next(&block, &execution).map_err(storage)?;
+        next = Head {
+            height: ctx.height,
+            block_hash: block.header.hash(),
+            time,
+            state_digest: Default::default(),
+        };
         if rest.peek().is_some() {
             pending.extend(execution.writes.clone());
         }
         blocks.push((block, execution));
     }
     drop(snapshot);
-    let committed = ledger.commit_blocks(&blocks).map_err(storage)?;
-    debug_assert_eq!(committed, next);
+    let signer = |h: &LedgerHeader| sign(key, h);
+    let committed = ledger
+        .commit_blocks(&blocks, Some(&signer))
+        .map_err(storage)?;
+    let head = committed.last().map_or(head, |c| c.head);
     let receipts = blocks.into_iter().flat_map(|(_, e)| e.receipts).collect();
-    Ok((committed, receipts))
+    Ok((head, receipts))
 }
 
 impl<E: ContractExecutor> ConsensusEngine for Solo<E> {
@@ -267,17 +329,64 @@ impl<E: ContractExecutor> ConsensusEngine for Solo<E> {
             .expect("queue lock")
             .clone()
             .ok_or(ConsensusError::Stopped)?;
+        let id = tx.id();
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(Submission { tx, reply })
-            .await
-            .map_err(|_| ConsensusError::Stopped)?;
+        let queued = {
+            // Under the waiters lock, so a commit of this id cannot slip
+            // between the check and the enqueue: it answers its waiters
+            // under the same lock, after the ledger has it.
+            let mut waiters = self.waiters.lock().expect("waiters lock");
+            if let Some(receipt) = self.ledger.receipt(&id).map_err(storage)? {
+                // A retry of a committed call: its receipt, no new block.
+                return Ok(receipt);
+            }
+            match waiters.get_mut(&id) {
+                Some(queued) => {
+                    queued.push(reply);
+                    true
+                }
+                None => {
+                    waiters.insert(id, vec![reply]);
+                    false
+                }
+            }
+        };
+        if queued {
+            // The same call is waiting already: its answer is this one's.
+            return answer.await.map_err(|_| ConsensusError::Stopped)?;
+        }
+        if sender.send(tx).await.is_err() {
+            self.waiters.lock().expect("waiters lock").remove(&id);
+            return Err(ConsensusError::Stopped);
+        }
         drop(sender);
         answer.await.map_err(|_| ConsensusError::Stopped)?
     }
 
     fn status(&self) -> EngineStatus {
         self.status.read().expect("status lock").clone()
+    }
+
+    async fn certificate(&self, height: u64) -> Result<Certificate, ConsensusError> {
+        loop {
+            if let Some(mut cert) = self.ledger.certificate(height).map_err(storage)? {
+                if !cert.signatures.iter().any(|s| s.replica == self.key.id()) {
+                    // A header committed without a signature (a migrated
+                    // ledger, genesis): this replica is the whole set.
+                    let own = sign(&self.key, &cert.header);
+                    cert.signatures = vec![own];
+                    self.ledger
+                        .put_signatures(height, &cert.signatures)
+                        .map_err(storage)?;
+                }
+                return Ok(cert);
+            }
+            if self.queue.read().expect("queue lock").is_none() {
+                return Err(ConsensusError::Stopped);
+            }
+            // Not committed yet: the caller bounds the wait.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn shutdown(&self) -> Result<(), ConsensusError> {

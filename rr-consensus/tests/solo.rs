@@ -21,8 +21,16 @@ fn start<E: ContractExecutor>(ledger: &Arc<Ledger>, exec: E, clock: &Arc<ManualC
         Arc::new(exec),
         clock.clone(),
         SoloConfig::default(),
+        key(),
     )
     .unwrap()
+}
+
+fn key() -> rr_consensus::ReplicaKey {
+    rr_consensus::ReplicaKey::new(
+        rr_core::ReplicaId(0),
+        ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +86,22 @@ async fn orders_batches_and_survives_restart() {
     let ledger = Arc::new(Ledger::open(&path).unwrap());
     let solo = start(&ledger, NonceExecutor, &clock);
     assert_eq!(solo.status(), status);
-    let replay = solo.submit(tx(&key, 7)).await.unwrap();
+    // The same transaction again: its original receipt, and no new block.
+    let again = solo.submit(tx(&key, 7)).await.unwrap();
+    assert_eq!(again, receipts[7]);
+    assert_eq!(solo.status(), status);
+    // Another call under a used nonce: ordered, and refused as a replay.
+    let other = TxBody {
+        signer: rr_core::AccountId::from_verifying_key(&key.verifying_key()),
+        nonce: 7,
+        call: rr_core::Call::Revoke(rr_core::Revoke {
+            grant: rr_core::GrantId([2; 32]),
+        }),
+    }
+    .sign(&key)
+    .verify()
+    .unwrap();
+    let replay = solo.submit(other).await.unwrap();
     assert!(matches!(
         replay.outcome,
         Outcome::Refused(Refusal {
@@ -88,11 +111,31 @@ async fn orders_batches_and_survives_restart() {
     ));
     assert_eq!(replay.context.height, status.height + 1);
     assert_eq!(replay.context.time, Timestamp(1_005));
-    // The first receipt of that transaction id is still the original.
+    // The first receipt of the transaction id is still the original.
     assert_eq!(
         ledger.receipt(&receipts[7].tx).unwrap().unwrap(),
         receipts[7]
     );
+    // Every header is certified by the engine's own signature (1 of 1).
+    let set = rr_core::cert::ReplicaSetInfo::new(vec![rr_core::AccountId::from_verifying_key(
+        &ed25519_dalek::SigningKey::from_bytes(&[42; 32]).verifying_key(),
+    )])
+    .unwrap();
+    for h in [1, replay.context.height] {
+        let cert = solo.certificate(h).await.unwrap();
+        assert_eq!(cert.header.height, h);
+        // The ledger was opened for no replica set (the zero digest): the
+        // signatures are checked against the key itself.
+        assert_eq!(cert.signatures.len(), 1);
+        let mut named = cert.clone();
+        named.header.replica_set = set.digest();
+        assert!(named.verify(&set).is_err(), "the set digest is signed too");
+        assert!(rr_core::sig::verify(
+            &set.keys()[0].0,
+            &cert.signatures[0].signature,
+            &rr_core::cert::LedgerHeader::signing_bytes(&cert.header.hash())
+        ));
+    }
     solo.shutdown().await.unwrap();
 }
 
@@ -186,6 +229,7 @@ async fn group_commit_executes_each_block_on_the_state_the_ones_before_left() {
             max_batch: 3,
             ..SoloConfig::default()
         },
+        key(),
     )
     .unwrap();
     let key = SigningKey::from_bytes(&[6; 32]);

@@ -115,6 +115,13 @@ pub enum ErrorCode {
     SchemeMismatch,
     /// Only a replica of this ledger may do this (for itself).
     NotReplica,
+    /// A grant's threshold m is below f + 1: f Byzantine replicas could
+    /// re-encrypt for it on their own.
+    ThresholdTooLow,
+    /// A grant of a single-proxy scheme (recrypt: any one replica holds the
+    /// whole re-encryption key) on a cluster that tolerates Byzantine
+    /// replicas, which its operator has not allowed.
+    SingleProxyRefused,
 }
 
 impl ErrorCode {
@@ -133,6 +140,8 @@ impl ErrorCode {
             ErrorCode::PurposeMismatch => "purpose_mismatch",
             ErrorCode::SchemeMismatch => "scheme_mismatch",
             ErrorCode::NotReplica => "not_replica",
+            ErrorCode::ThresholdTooLow => "threshold_too_low",
+            ErrorCode::SingleProxyRefused => "single_proxy_refused",
         }
     }
 }
@@ -140,7 +149,7 @@ impl ErrorCode {
 impl std::str::FromStr for ErrorCode {
     type Err = DecodeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const ALL: [ErrorCode; 12] = [
+        const ALL: [ErrorCode; 14] = [
             ErrorCode::ReplayedNonce,
             ErrorCode::InvalidCall,
             ErrorCode::UnknownRecord,
@@ -153,6 +162,8 @@ impl std::str::FromStr for ErrorCode {
             ErrorCode::PurposeMismatch,
             ErrorCode::SchemeMismatch,
             ErrorCode::NotReplica,
+            ErrorCode::ThresholdTooLow,
+            ErrorCode::SingleProxyRefused,
         ];
         ALL.into_iter()
             .find(|c| c.as_str() == s)
@@ -323,8 +334,14 @@ pub struct GrantInfo {
     /// Status.
     pub status: GrantStatus,
     /// Replicas that confirmed, through consensus, that they erased their
-    /// key fragment after the revocation (sorted).
+    /// key fragment after the revocation or the expiry (sorted).
     pub erased_by: Vec<crate::ReplicaId>,
+    /// The record's scheme is single-proxy (recrypt): any one replica
+    /// holding its key fragment can re-encrypt for the grantee on its own,
+    /// whatever the threshold says. Allowed on a cluster only where its
+    /// operator opted in.
+    #[serde(default)]
+    pub single_proxy: bool,
 }
 
 impl GrantInfo {

@@ -56,10 +56,14 @@
 
 pub mod block;
 pub mod call;
+pub mod cert;
 pub mod codec;
 pub mod error;
 pub mod ids;
+pub mod merkle;
+pub mod proof;
 pub mod sig;
+pub mod smt;
 pub mod state;
 pub mod traits;
 pub mod tx;
@@ -78,7 +82,7 @@ pub use error::{
 pub use ids::{
     AccountId, BlockHash, ContentId, Digest, GrantId, RecordId, ReplicaId, Timestamp, TxId,
 };
-pub use state::{MemoryState, Overlay, StateRead, Table, WriteSet};
+pub use state::{CountKind, MemoryState, Overlay, StateRead, Table, WriteSet};
 pub use traits::{
     byte_stream_of, BlobStore, ByteStream, ConsensusEngine, ContractExecutor, DataKey,
     EngineStatus, Execution, PreScheme, WireEncoding,

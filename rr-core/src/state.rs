@@ -2,41 +2,55 @@
 //! values, read through [`StateRead`] and changed only by a [`WriteSet`].
 //!
 //! A write set is the whole effect of one block. The engine applies it, with
-//! the block, in one atomic commit; the state digest chains every write set, so
-//! two replicas that executed the same blocks hold the same digest.
+//! the block, in one atomic commit. The state's root is the sparse Merkle
+//! tree root over every entry ([`crate::smt`]), so two replicas that executed
+//! the same blocks hold the same root, and each entry can be proven against
+//! it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::block::BlockContext;
-use crate::codec;
 use crate::error::StateError;
 use crate::ids::Digest;
 
 /// The tables of the replicated state.
+///
+/// Every entry of every table is a leaf of the state's sparse Merkle tree
+/// ([`crate::smt`]), keyed by [`crate::smt::key_hash`]`(table.id(), key)`, so
+/// each value (and each absence) can be proven against a certified header.
+/// The listing tables are counted (an index per position, and the count in
+/// [`Table::Counts`]) rather than keyed by member, so a proof of a listing
+/// proves it complete: the count, then every position below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Table {
     /// `RecordId` -> `RecordInfo`.
     Records,
     /// `GrantId` -> `GrantInfo`.
     Grants,
-    /// `RecordId ++ GrantId` -> empty: the grants of a record.
+    /// `RecordId ++ index (u64 big-endian)` -> `GrantId`: the grants of a
+    /// record, in the order they were made ([`CountKind::RecordGrants`]).
     RecordGrants,
-    /// `grantee AccountId ++ GrantId` -> empty: the grants an account holds.
+    /// `grantee AccountId ++ index` -> `GrantId`: the grants an account
+    /// holds ([`CountKind::GranteeGrants`]).
     GranteeGrants,
-    /// `owner AccountId ++ RecordId` -> empty: the records an account owns.
+    /// `owner AccountId ++ index` -> `RecordId`: the records an account
+    /// owns ([`CountKind::OwnerRecords`]).
     OwnerRecords,
     /// `AccountId ++ nonce (u64 big-endian)` -> empty: nonces used.
     Nonces,
     /// `RecordId ++ seq (u64 big-endian)` -> `AuditEntry`.
     Audit,
+    /// `kind (one byte, [`CountKind`]) ++ id (32 bytes)` -> count (u64
+    /// big-endian): how many entries a counted listing has. Absent means 0.
+    Counts,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Records,
         Table::Grants,
         Table::RecordGrants,
@@ -44,6 +58,7 @@ impl Table {
         Table::OwnerRecords,
         Table::Nonces,
         Table::Audit,
+        Table::Counts,
     ];
 
     /// A stable name (used as the storage table name).
@@ -56,14 +71,48 @@ impl Table {
             Table::OwnerRecords => "owner_records",
             Table::Nonces => "nonces",
             Table::Audit => "audit",
+            Table::Counts => "counts",
         }
     }
+
+    /// The stable one-byte id the state tree hashes keys under
+    /// ([`crate::smt::key_hash`]).
+    pub fn id(self) -> u8 {
+        match self {
+            Table::Records => 1,
+            Table::Grants => 2,
+            Table::RecordGrants => 3,
+            Table::GranteeGrants => 4,
+            Table::OwnerRecords => 5,
+            Table::Nonces => 6,
+            Table::Audit => 7,
+            Table::Counts => 8,
+        }
+    }
+
+    /// The table with id `id`.
+    pub fn from_id(id: u8) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.id() == id)
+    }
+}
+
+/// Which counted listing a [`Table::Counts`] entry counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum CountKind {
+    /// Records an owner registered ([`Table::OwnerRecords`]).
+    OwnerRecords = 1,
+    /// Grants made to a grantee ([`Table::GranteeGrants`]).
+    GranteeGrants = 2,
+    /// Grants of a record ([`Table::RecordGrants`]).
+    RecordGrants = 3,
 }
 
 /// Key layouts of the tables, shared by the executor that writes them and the
 /// stores and queries that read them.
 pub mod keys {
-    use crate::ids::{AccountId, GrantId, RecordId};
+    use super::CountKind;
+    use crate::ids::{AccountId, RecordId};
 
     fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(a.len() + b.len());
@@ -77,20 +126,20 @@ pub mod keys {
         id.0.to_vec()
     }
     /// [`super::Table::Grants`] key.
-    pub fn grant(id: &GrantId) -> Vec<u8> {
+    pub fn grant(id: &crate::ids::GrantId) -> Vec<u8> {
         id.0.to_vec()
     }
-    /// [`super::Table::RecordGrants`] key.
-    pub fn record_grant(record: &RecordId, grant: &GrantId) -> Vec<u8> {
-        cat(&record.0, &grant.0)
+    /// [`super::Table::RecordGrants`] key: the `index`-th grant of `record`.
+    pub fn record_grant(record: &RecordId, index: u64) -> Vec<u8> {
+        cat(&record.0, &index.to_be_bytes())
     }
-    /// [`super::Table::GranteeGrants`] key.
-    pub fn grantee_grant(grantee: &AccountId, grant: &GrantId) -> Vec<u8> {
-        cat(&grantee.0, &grant.0)
+    /// [`super::Table::GranteeGrants`] key: the `index`-th grant `grantee` holds.
+    pub fn grantee_grant(grantee: &AccountId, index: u64) -> Vec<u8> {
+        cat(&grantee.0, &index.to_be_bytes())
     }
-    /// [`super::Table::OwnerRecords`] key.
-    pub fn owner_record(owner: &AccountId, record: &RecordId) -> Vec<u8> {
-        cat(&owner.0, &record.0)
+    /// [`super::Table::OwnerRecords`] key: the `index`-th record of `owner`.
+    pub fn owner_record(owner: &AccountId, index: u64) -> Vec<u8> {
+        cat(&owner.0, &index.to_be_bytes())
     }
     /// [`super::Table::Nonces`] key.
     pub fn nonce(account: &AccountId, nonce: u64) -> Vec<u8> {
@@ -99,6 +148,29 @@ pub mod keys {
     /// [`super::Table::Audit`] key.
     pub fn audit(record: &RecordId, seq: u64) -> Vec<u8> {
         cat(&record.0, &seq.to_be_bytes())
+    }
+    /// [`super::Table::Counts`] key of the listing `kind` of `id` (an
+    /// account for owner records and grantee grants, a record for its grants).
+    pub fn count(kind: CountKind, id: &[u8; 32]) -> Vec<u8> {
+        cat(&[kind as u8], id)
+    }
+
+    /// A [`super::Table::Counts`] value.
+    pub fn count_value(n: u64) -> Vec<u8> {
+        n.to_be_bytes().to_vec()
+    }
+
+    /// Decodes a [`super::Table::Counts`] value (absent is 0).
+    pub fn decode_count(value: Option<&[u8]>) -> Result<u64, crate::error::DecodeError> {
+        match value {
+            None => Ok(0),
+            Some(v) => v.try_into().map(u64::from_be_bytes).map_err(|_| {
+                crate::error::DecodeError::Invalid {
+                    what: "count",
+                    reason: format!("{} bytes, not 8", v.len()),
+                }
+            }),
+        }
     }
 }
 
@@ -169,14 +241,17 @@ impl WriteSet {
         self.writes.extend(other.writes);
     }
 
-    /// The state digest after applying this write set at `ctx` to a state whose
-    /// digest was `prev`.
-    pub fn chain_digest(&self, prev: &Digest, ctx: &BlockContext) -> Digest {
-        let mut h = blake3::Hasher::new_derive_key("resilient-records 2026 state digest");
-        h.update(&prev.0);
-        h.update(&codec::encode(ctx));
-        h.update(&codec::encode(self));
-        Digest(*h.finalize().as_bytes())
+    /// The state tree updates this write set makes: (key hash, value hash
+    /// or `None` for a delete), see [`crate::smt`].
+    pub fn tree_updates(&self) -> Vec<(Digest, Option<Digest>)> {
+        self.iter()
+            .map(|(t, k, v)| {
+                (
+                    crate::smt::key_hash(t.id(), k),
+                    v.map(crate::smt::value_hash),
+                )
+            })
+            .collect()
     }
 }
 
@@ -211,18 +286,16 @@ impl<S: StateRead + ?Sized> StateRead for Overlay<'_, S> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryState {
     tables: BTreeMap<(Table, Vec<u8>), Vec<u8>>,
-    digest: Digest,
 }
 
 impl MemoryState {
-    /// An empty state (digest all zeros).
+    /// An empty state.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Applies the write set of the block at `ctx`.
-    pub fn apply(&mut self, ctx: &BlockContext, writes: &WriteSet) {
-        self.digest = writes.chain_digest(&self.digest, ctx);
+    /// Applies a block's write set.
+    pub fn apply(&mut self, writes: &WriteSet) {
         for (table, key, value) in writes.iter() {
             match value {
                 Some(v) => {
@@ -235,9 +308,20 @@ impl MemoryState {
         }
     }
 
-    /// The state digest.
-    pub fn digest(&self) -> Digest {
-        self.digest
+    /// The state root, computed from the definition ([`crate::smt`]): slow
+    /// and simple, the reference the ledger's tree is checked against.
+    pub fn root(&self) -> Digest {
+        let leaves: Vec<(Digest, Digest)> = self
+            .tables
+            .iter()
+            .map(|((t, k), v)| {
+                (
+                    crate::smt::key_hash(t.id(), k),
+                    crate::smt::value_hash(v),
+                )
+            })
+            .collect();
+        crate::smt::reference_root(&leaves)
     }
 
     /// Entries of `table` whose key starts with `prefix`, in key order.
@@ -259,19 +343,14 @@ impl StateRead for MemoryState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Timestamp;
 
     #[test]
     fn overlay_sees_pending_writes_and_deletes() {
         let mut base = MemoryState::new();
-        let ctx = BlockContext {
-            height: 1,
-            time: Timestamp(1),
-        };
         let mut ws = WriteSet::new();
         ws.put(Table::Records, b"a".to_vec(), b"1".to_vec());
         ws.put(Table::Records, b"b".to_vec(), b"2".to_vec());
-        base.apply(&ctx, &ws);
+        base.apply(&ws);
         let mut o = Overlay::new(&base);
         o.writes.delete(Table::Records, b"a".to_vec());
         o.writes.put(Table::Grants, b"a".to_vec(), b"3".to_vec());
@@ -282,26 +361,30 @@ mod tests {
     }
 
     #[test]
-    fn digest_depends_on_order_of_blocks_not_order_of_writes() {
-        let ctx = BlockContext {
-            height: 1,
-            time: Timestamp(1),
-        };
+    fn the_root_depends_on_the_entries_not_on_how_they_were_written() {
         let mut a = WriteSet::new();
         a.put(Table::Records, b"x".to_vec(), b"1".to_vec());
         a.put(Table::Nonces, b"y".to_vec(), vec![]);
         let mut b = WriteSet::new();
         b.put(Table::Nonces, b"y".to_vec(), vec![]);
         b.put(Table::Records, b"x".to_vec(), b"1".to_vec());
-        assert_eq!(
-            a.chain_digest(&Digest::default(), &ctx),
-            b.chain_digest(&Digest::default(), &ctx)
-        );
+        let (mut ma, mut mb) = (MemoryState::new(), MemoryState::new());
+        ma.apply(&a);
+        mb.apply(&b);
+        assert_eq!(ma.root(), mb.root());
+        // The same key in another table is another leaf.
         let mut c = WriteSet::new();
-        c.put(Table::Records, b"x".to_vec(), b"2".to_vec());
-        assert_ne!(
-            a.chain_digest(&Digest::default(), &ctx),
-            c.chain_digest(&Digest::default(), &ctx)
-        );
+        c.put(Table::Grants, b"x".to_vec(), b"1".to_vec());
+        c.put(Table::Nonces, b"y".to_vec(), vec![]);
+        let mut mc = MemoryState::new();
+        mc.apply(&c);
+        assert_ne!(ma.root(), mc.root());
+        // Deleting everything gives the empty root again.
+        let mut d = WriteSet::new();
+        d.delete(Table::Records, b"x".to_vec());
+        d.delete(Table::Nonces, b"y".to_vec());
+        ma.apply(&d);
+        assert_eq!(ma.root(), crate::smt::EMPTY);
+        assert_eq!(MemoryState::new().root(), crate::smt::EMPTY);
     }
 }

@@ -30,7 +30,8 @@ pub struct EngineStatus {
     pub block_hash: BlockHash,
     /// Time of that block.
     pub time: Timestamp,
-    /// State digest after it.
+    /// Hash of its [`LedgerHeader`](crate::cert::LedgerHeader), which commits
+    /// to the state root after it (zeros before the first block).
     pub state_digest: Digest,
     /// Number of replicas n.
     pub replicas: u16,
@@ -50,8 +51,14 @@ pub struct EngineStatus {
 ///   never re-executes a committed block against a state that already holds
 ///   its writes, and never reuses a height.
 /// - `submit` resolves with the transaction's receipt once its block is
-///   committed, or with an error if the transaction was never ordered. It does
-///   not deduplicate; the executor refuses replayed nonces.
+///   committed, or with an error if the transaction was never ordered.
+///   Submitting a transaction again (the same id) is idempotent: while it
+///   waits it joins the first submission, once committed it resolves with
+///   the original receipt, and it never makes another block.
+/// - Every committed block has a [`LedgerHeader`](crate::cert::LedgerHeader)
+///   (the ledger computes it) and, once a quorum of replicas signed it, a
+///   certificate: `certificate` resolves with it. A single replica signs its
+///   own (1 of 1) as it commits.
 pub trait ConsensusEngine: Send + Sync + 'static {
     /// Submits a verified transaction for ordering; resolves with its receipt
     /// once it is committed.
@@ -62,6 +69,15 @@ pub trait ConsensusEngine: Send + Sync + 'static {
 
     /// Where the ledger stands.
     fn status(&self) -> EngineStatus;
+
+    /// The certificate of the header at `height` (0: genesis): at once if a
+    /// quorum's signatures are stored, else once they arrive (after the
+    /// block commits, for a height not reached yet). It waits as long as it
+    /// takes: bound it with a timeout. An error if the engine stopped.
+    fn certificate(
+        &self,
+        height: u64,
+    ) -> impl Future<Output = Result<crate::cert::Certificate, ConsensusError>> + Send;
 
     /// Stops taking calls, finishes what was ordered, and flushes the ledger.
     fn shutdown(&self) -> impl Future<Output = Result<(), ConsensusError>> + Send;

@@ -222,6 +222,7 @@ async fn start(data_dir: Option<&std::path::Path>) -> Result<Bench> {
             peers: peers.clone(),
             pbft: PbftConfig::default(),
             max_blob_size: 1 << 30,
+            allow_single_proxy: false,
         };
         let node = Node::open_cluster(config, key, sealing, Umbral, Arc::new(SystemClock))
             .await

@@ -5,14 +5,15 @@
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, Signer, SigningKey};
+use rr_core::cert::Certificate;
+use rr_core::proof::{CertifiedReceipt, StateAnswer};
 use rr_core::{
-    AccountId, AuditEntry, ByteStream, ContentId, GrantId, GrantInfo, Receipt, RecordId,
-    RecordInfo, ReplicaId, SignedTransaction, Timestamp, TxId,
+    AccountId, ByteStream, ContentId, GrantId, RecordId, ReplicaId, SignedTransaction, Timestamp,
+    TxId,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
-use crate::sealing::SealingPublicKey;
 
 /// How far a query's timestamp may be from the node's clock.
 pub const AUTH_WINDOW: Duration = Duration::from_secs(300);
@@ -111,102 +112,52 @@ pub struct FragmentDelivery {
     pub skipped: Vec<SkippedReplica>,
 }
 
-/// A node as a client sees it. Implemented by [`crate::Node`] (in process)
-/// and by the HTTP client, so the same [`crate::Client`] flows run on either.
+/// One replica as a client reaches it. Implemented by [`crate::Node`] (in
+/// process) and by [`crate::http::HttpClient`] (over HTTP).
 ///
-/// Object-safe (`async-trait`): a client picks its transport at run time.
+/// Its answers are raw: certified receipts, proven state, signed fragments,
+/// as the replica sent them. Nothing here is to be believed as it is:
+/// [`crate::Replicas`] checks every answer against the replica set the client
+/// trusts before a [`crate::Client`] acts on it.
+///
+/// Object-safe (`async-trait`): a client picks its transport at run time,
+/// and a test wraps a replica to make it lie.
 #[async_trait::async_trait]
 pub trait NodeApi: Send + Sync + 'static {
-    /// Replica set, scheme, status.
+    /// Replica set, schemes, status (unproven: for display and setup).
     async fn info(&self) -> Result<NodeInfo, NodeError>;
-    /// Submits a signed call; its receipt (refused or not) once committed.
-    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError>;
-    /// The receipt of a committed transaction.
-    async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError>;
-    /// Delivers this replica's key fragment of a committed grant.
+    /// The certificate of this replica's head.
+    async fn head(&self) -> Result<Certificate, NodeError>;
+    /// Submits a signed call: its certified receipt (refused or not) once
+    /// committed. Submitting the same transaction again gets the same one.
+    async fn submit(&self, tx: SignedTransaction) -> Result<CertifiedReceipt, NodeError>;
+    /// The certified receipt of a committed transaction.
+    async fn receipt(&self, tx: TxId) -> Result<CertifiedReceipt, NodeError>;
+    /// Delivers this replica its key fragment of a committed grant.
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
-    /// Delivers one replica its key fragment of a committed grant again
-    /// (after it was down when the grant was made).
-    ///
-    /// The default, for one replica, delivers to itself if `replica` is its
-    /// own number; [`crate::Replicas`] addresses replica `replica`.
-    async fn deliver_fragment_to(
-        &self,
-        replica: ReplicaId,
-        grant: GrantId,
-        fragment: Vec<u8>,
-    ) -> Result<(), NodeError> {
-        let me = self.info().await?.replica;
-        if me != replica {
-            return Err(NodeError::Setup(format!(
-                "this node is {me}, not {replica}: connect to the whole cluster to reach it"
-            )));
-        }
-        self.deliver_fragment(grant, fragment).await
-    }
-    /// Every replica's sealing key, in replica order: a granting client seals
-    /// fragment `i` to key `i`. `None` where a replica takes its fragment
-    /// unsealed (a single dev node, reached directly).
-    ///
-    /// The default reads [`NodeInfo::peers`]; [`crate::Replicas`] made from a
-    /// `cluster.json` uses the keys the file names, not what a replica says.
-    async fn sealing_keys(&self) -> Result<Vec<Option<SealingPublicKey>>, NodeError> {
-        let info = self.info().await?;
-        if info.peers.is_empty() {
-            return Ok(vec![None; usize::from(info.replicas)]);
-        }
-        info.peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                SealingPublicKey::from_hex(&p.sealing_key)
-                    .map(Some)
-                    .map_err(|e| NodeError::Setup(format!("replica {i}'s sealing key: {e}")))
-            })
-            .collect()
-    }
-    /// Delivers each replica its own key fragment of a committed grant
-    /// (`fragments[i]` to replica `i`), and reports who took theirs.
-    ///
-    /// The default, for one replica, delivers the fragment of its own index
-    /// and fails if that fails; [`crate::Replicas`] delivers to every replica
-    /// of a cluster and names the ones it could not reach.
-    async fn deliver_fragments(
-        &self,
-        grant: GrantId,
-        fragments: Vec<Vec<u8>>,
-    ) -> Result<FragmentDelivery, NodeError> {
-        let me = self.info().await?.replica;
-        let mine = fragments
-            .into_iter()
-            .nth(usize::from(me.0))
-            .ok_or_else(|| NodeError::Setup(format!("no key fragment for replica {me}")))?;
-        self.deliver_fragment(grant, mine).await?;
-        Ok(FragmentDelivery {
-            delivered: vec![me],
-            skipped: Vec::new(),
-        })
-    }
-    /// Submits a signed `Retrieve`; the replica's capsule fragment if allowed.
+    /// Submits a signed `Retrieve`: its certified receipt, the record and
+    /// grant proven, and this replica's signed capsule fragment if it gives
+    /// one.
     async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError>;
-    /// A record's public metadata (keys, capsule, content id, sizes).
-    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError>;
-    /// A grant.
-    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError>;
-    /// A record's grants (owner only).
+    /// A record, proven (or its absence).
+    async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError>;
+    /// A grant, proven (or its absence).
+    async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError>;
+    /// A record and its complete list of grants, proven (owner only).
     async fn grants_of_record(
         &self,
         id: RecordId,
         auth: Authorization,
-    ) -> Result<Vec<GrantInfo>, NodeError>;
-    /// A record's audit trail (owner only).
-    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError>;
-    /// Records an account owns and grants it holds (that account only).
+    ) -> Result<StateAnswer, NodeError>;
+    /// A record and its whole audit trail, proven (owner only).
+    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
+    /// The records an account owns and the grants it holds, complete and
+    /// proven (that account only).
     async fn listing(
         &self,
         account: AccountId,
         auth: Authorization,
-    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError>;
+    ) -> Result<StateAnswer, NodeError>;
     /// Stores a blob (ciphertext), streamed.
     async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError>;
     /// Streams a blob, checked against its content id.

@@ -47,8 +47,9 @@ use rr_pre::{Recrypt, Umbral};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::api::{Authorization, NodeApi};
+use crate::api::Authorization;
 use crate::node::{Node, NodeError, NodeTypes};
+use crate::replicas::{Replicas, RetrieveAnswers};
 
 /// Errors of client operations.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +156,13 @@ pub enum ClientError {
         /// Confirmations needed, n - m + 1.
         needed: usize,
     },
+    /// A public card that its account did not sign (or that was changed
+    /// after signing): its PRE keys may be someone else's.
+    #[error("the public card of account {account} is not signed by that account, or was changed after it was signed; ask the grantee for their card again (`rr keys show NAME --json` prints a signed one)")]
+    UnsignedCard {
+        /// The account the card names.
+        account: AccountId,
+    },
     /// The node answered something other than what the call asks for.
     #[error("unexpected answer from the node: {0}")]
     Unexpected(String),
@@ -215,38 +223,36 @@ impl<P: PreScheme> std::fmt::Debug for Identity<P> {
 }
 
 impl<P: PreScheme> Identity<P> {
-    /// Checks the capsule fragments of `retrieval` (m of them at once, one
-    /// thread each) and opens the record's data key with m that verify. A
-    /// fragment that fails is skipped and named in the report, with the
-    /// replicas the node already skipped. CPU-bound: call it off the async
+    /// Checks the capsule fragments of `answers` (m of them at once, one
+    /// thread each) and opens the record's data key with m that verify. The
+    /// record, grant and threshold come from the certified state `answers`
+    /// holds; a fragment that fails is skipped and named in the report, with
+    /// the replicas already skipped. CPU-bound: call it off the async
     /// runtime ([`Client::retrieve`] does).
     pub fn open_retrieval(
         &self,
         pre: &P,
-        retrieval: crate::node::Retrieval,
+        answers: RetrieveAnswers,
     ) -> Result<(DataKey, RetrieveReport), ClientError> {
-        let record = &retrieval.record;
-        let grant = retrieval.grant.id;
-        let needed = usize::from(retrieval.grant.threshold.m);
+        let record = &answers.record;
+        let grant = answers.grant.id;
+        let needed = usize::from(answers.grant.threshold.m);
         let record_pk = <P as PreScheme>::PublicKey::from_bytes(&record.record_key)?;
         let capsule = <P as PreScheme>::Capsule::from_bytes(&record.capsule)?;
         let (my_sk, my_pk) = pre.account_key(&self.master);
         let mut verified = Vec::new();
         let mut report = RetrieveReport {
             used: Vec::new(),
-            skipped: retrieval.skipped,
-            receipt_signed_by: retrieval
-                .receipt_signatures
-                .iter()
-                .map(|s| s.replica)
-                .collect(),
+            skipped: answers.skipped,
+            certified_at: answers.receipt.header.height(),
+            certified_by: answers.receipt.header.signers().to_vec(),
         };
-        // One fragment per replica: a second one adds nothing.
+        // One fragment per replica (each is signed by its own replica).
         let mut candidates = Vec::new();
-        for f in retrieval.capsule_fragments {
+        for f in answers.fragments {
             if !candidates
                 .iter()
-                .any(|c: &crate::node::CapsuleFragment| c.replica == f.replica)
+                .any(|c: &rr_core::proof::SignedFragment| c.replica == f.replica)
             {
                 candidates.push(f);
             }
@@ -347,9 +353,9 @@ impl<P: PreScheme> Identity<P> {
     }
 
     /// The public card others grant to, with this scheme's key only (a
-    /// [`RootIdentity::card`] has one key per scheme).
+    /// [`RootIdentity::card`] has one key per scheme), signed.
     pub fn card(&self, pre: &P) -> PublicCard {
-        PublicCard::new(self.account(), P::ID, self.public_key_hex(pre))
+        PublicCard::new(self.account(), P::ID, self.public_key_hex(pre)).signed(&self.signing)
     }
 
     /// The PRE account public key, hex.
@@ -545,6 +551,7 @@ impl RootIdentity {
         add(Umbral::ID, self.public_key_hex(&Umbral));
         add(Recrypt::ID, self.public_key_hex(&Recrypt));
         card.expect("an identity has a key for at least one scheme")
+            .signed(&self.signing)
     }
 
     fn public_key_hex<P: PreScheme>(&self, pre: &P) -> Option<String> {
@@ -563,9 +570,16 @@ impl RootIdentity {
 ///   "account": "…",
 ///   "scheme": "umbral",
 ///   "pre_public_key": "<the umbral key, hex>",
-///   "pre_public_keys": { "umbral": "<hex>", "recrypt": "<hex>" }
+///   "pre_public_keys": { "umbral": "<hex>", "recrypt": "<hex>" },
+///   "signature": "<ed25519 by the account, hex>"
 /// }
 /// ```
+///
+/// The account signs its keys ([`PublicCard::signing_bytes`]), so a card
+/// whose keys were swapped is refused ([`PublicCard::verify`]) before any
+/// grant is made to it: a grant to a swapped key would hand the record to
+/// whoever holds that key. Cards without a signature (from an rr before
+/// cards were signed) are refused the same way.
 ///
 /// `scheme` and `pre_public_key` name one key (umbral's, if the card has
 /// one) so readers of the first card format keep working; cards of that
@@ -578,21 +592,71 @@ pub struct PublicCard {
     pub account: AccountId,
     /// Scheme → PRE account public key, hex. Never empty.
     keys: BTreeMap<SchemeId, String>,
+    /// Keys of schemes this build has no name for (from a newer rr): not
+    /// used, but signed with the rest.
+    other_keys: BTreeMap<String, String>,
+    /// The account's signature over its keys (64 bytes), if signed.
+    signature: Option<Vec<u8>>,
 }
 
+/// Domain separator of card signatures.
+const CARD_DOMAIN: &[u8] = b"resilient-records/card/v1\0";
+
 impl PublicCard {
-    /// A card with one key: `pre_public_key` (hex) for `scheme`.
+    /// A card with one key: `pre_public_key` (hex) for `scheme`, unsigned.
     pub fn new(account: AccountId, scheme: SchemeId, pre_public_key: String) -> Self {
         Self {
             account,
             keys: BTreeMap::from([(scheme, pre_public_key)]),
+            other_keys: BTreeMap::new(),
+            signature: None,
         }
     }
 
-    /// The card with `pre_public_key` (hex) as its key for `scheme`.
+    /// The card with `pre_public_key` (hex) as its key for `scheme` (and no
+    /// signature: sign it again).
     pub fn with_key(mut self, scheme: SchemeId, pre_public_key: String) -> Self {
         self.keys.insert(scheme, pre_public_key);
+        self.signature = None;
         self
+    }
+
+    /// What the account signs: a domain tag, then the canonical encoding
+    /// (postcard) of the account and its `pre_public_keys` as (scheme name,
+    /// key hex) pairs in name order, including keys of schemes this build
+    /// does not know.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let keys: BTreeMap<&str, &str> = self
+            .keys
+            .iter()
+            .map(|(s, k)| (s.name(), k.as_str()))
+            .chain(self.other_keys.iter().map(|(n, k)| (n.as_str(), k.as_str())))
+            .collect();
+        let keys: Vec<(&str, &str)> = keys.into_iter().collect();
+        let mut m = CARD_DOMAIN.to_vec();
+        m.extend_from_slice(&rr_core::codec::encode(&(self.account, keys)));
+        m
+    }
+
+    /// The card signed with `key`, which must be the account's.
+    pub fn signed(mut self, key: &SigningKey) -> Self {
+        use ed25519_dalek::Signer;
+        self.signature = Some(key.sign(&self.signing_bytes()).to_bytes().to_vec());
+        self
+    }
+
+    /// Checks that the account signed this card's keys.
+    pub fn verify(&self) -> Result<(), ClientError> {
+        let ok = self.signature.as_ref().is_some_and(|sig| {
+            rr_core::sig::verify(&self.account.0, sig, &self.signing_bytes())
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(ClientError::UnsignedCard {
+                account: self.account,
+            })
+        }
     }
 
     /// The card's key (hex) for `scheme`, if it has one.
@@ -648,6 +712,8 @@ struct CardJson {
     pre_public_key: String,
     #[serde(default)]
     pre_public_keys: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
 }
 
 /// A card's `scheme`: a name (`"umbral"`), or the number the first card
@@ -669,7 +735,9 @@ impl From<PublicCard> for CardJson {
                 .keys
                 .iter()
                 .map(|(s, k)| (s.name().to_string(), k.clone()))
+                .chain(card.other_keys.clone())
                 .collect(),
+            signature: card.signature.as_ref().map(hex::encode),
         }
     }
 }
@@ -679,12 +747,20 @@ impl TryFrom<CardJson> for PublicCard {
 
     fn try_from(json: CardJson) -> Result<Self, String> {
         let known = |id: SchemeId| (id.name() != "unknown").then_some(id);
-        // Keys of schemes without a name here come from a newer rr: skipped.
-        let mut keys: BTreeMap<SchemeId, String> = json
-            .pre_public_keys
-            .into_iter()
-            .filter_map(|(name, key)| rr_pre::scheme_by_name(&name).map(|id| (id, key)))
-            .collect();
+        // Keys of schemes without a name here come from a newer rr: kept
+        // aside (they are signed with the rest), not used.
+        let mut keys: BTreeMap<SchemeId, String> = BTreeMap::new();
+        let mut other_keys = BTreeMap::new();
+        for (name, key) in json.pre_public_keys {
+            match rr_pre::scheme_by_name(&name) {
+                Some(id) => {
+                    keys.insert(id, key);
+                }
+                None => {
+                    other_keys.insert(name, key);
+                }
+            }
+        }
         let scheme = match &json.scheme {
             CardScheme::Name(name) => rr_pre::scheme_by_name(name),
             CardScheme::Id(id) => known(SchemeId(*id)),
@@ -709,9 +785,15 @@ impl TryFrom<CardJson> for PublicCard {
                 scheme_names(&CLIENT_SCHEMES)
             ));
         }
+        let signature = json
+            .signature
+            .map(|h| hex::decode(&h).map_err(|_| "its signature is not hex".to_string()))
+            .transpose()?;
         Ok(PublicCard {
             account: json.account,
             keys,
+            other_keys,
+            signature,
         })
     }
 }
@@ -761,10 +843,12 @@ pub struct RetrieveReport {
     /// Replicas skipped (down, refused, or a fragment that failed
     /// verification), and why.
     pub skipped: Vec<crate::node::SkippedReplica>,
-    /// Replicas whose signature over the retrieval's receipt was checked
-    /// (against the replica keys `cluster.json` names); empty on a dev node.
+    /// Height of the retrieval's certified receipt.
     #[serde(default)]
-    pub receipt_signed_by: Vec<rr_core::ReplicaId>,
+    pub certified_at: u64,
+    /// Replicas whose signatures certify it.
+    #[serde(default)]
+    pub certified_by: Vec<rr_core::ReplicaId>,
 }
 
 /// A registered record, as the owner's client saw it go in.
@@ -780,7 +864,7 @@ pub struct PutOutcome {
 
 /// A client acting as one identity against one node, in process or over HTTP.
 pub struct Client<P: PreScheme> {
-    api: Arc<dyn NodeApi>,
+    replicas: Replicas,
     pre: Arc<P>,
     identity: Arc<Identity<P>>,
 }
@@ -788,7 +872,7 @@ pub struct Client<P: PreScheme> {
 impl<P: PreScheme> Clone for Client<P> {
     fn clone(&self) -> Self {
         Self {
-            api: self.api.clone(),
+            replicas: self.replicas.clone(),
             pre: self.pre.clone(),
             identity: self.identity.clone(),
         }
@@ -804,18 +888,25 @@ async fn blocking<R: Send + 'static>(
 }
 
 impl<P: PreScheme> Client<P> {
-    /// A client for `identity` through `api` with scheme `pre`.
-    pub fn new(api: Arc<dyn NodeApi>, pre: Arc<P>, identity: Identity<P>) -> Self {
+    /// A client for `identity` of the replica set `replicas` (which checks
+    /// every answer against the set's keys) with scheme `pre`.
+    pub fn new(replicas: Replicas, pre: Arc<P>, identity: Identity<P>) -> Self {
         Self {
-            api,
+            replicas,
             pre,
             identity: Arc::new(identity),
         }
     }
 
-    /// A client for `identity` on a node in this process.
+    /// A client for `identity` on a node in this process (trusting the
+    /// node's own replica set: it is in the same process).
     pub fn in_process<T: NodeTypes<Pre = P>>(node: &Arc<Node<T>>, identity: Identity<P>) -> Self {
-        Self::new(node.clone(), node.pre().clone(), identity)
+        let replicas = Replicas::new(
+            vec![node.clone() as Arc<dyn crate::api::NodeApi>],
+            node.replica_set().clone(),
+        )
+        .expect("a node is a replica set of one");
+        Self::new(replicas, node.pre().clone(), identity)
     }
 
     /// This client's identity.
@@ -824,8 +915,11 @@ impl<P: PreScheme> Client<P> {
     }
 
     async fn execute(&self, call: Call) -> Result<CallOutput, ClientError> {
-        let receipt = self.api.submit(self.identity.sign(call)).await?;
-        Ok(receipt.into_result().map_err(NodeError::Refused)?)
+        let submitted = self.replicas.submit(self.identity.sign(call)).await?;
+        Ok(submitted
+            .receipt
+            .into_result()
+            .map_err(NodeError::Refused)?)
     }
 
     fn authorize(&self, scope: String) -> Authorization {
@@ -842,9 +936,9 @@ impl<P: PreScheme> Client<P> {
         self.identity.card(&self.pre)
     }
 
-    /// The node this client talks to.
-    pub fn api(&self) -> &Arc<dyn NodeApi> {
-        &self.api
+    /// The replica set this client talks to (and checks answers against).
+    pub fn replicas(&self) -> &Replicas {
+        &self.replicas
     }
 
     /// Encrypts `plaintext` (streamed, constant memory) under a fresh data key
@@ -911,7 +1005,7 @@ impl<P: PreScheme> Client<P> {
                 counter.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }));
-        let cid = self.api.put_blob(ciphertext).await.map_err(|e| match e {
+        let cid = self.replicas.put_blob(ciphertext).await.map_err(|e| match e {
             NodeError::Blob(rr_core::BlobError::Source(io)) => {
                 io_err("reading the record to encrypt")(io)
             }
@@ -972,7 +1066,8 @@ impl<P: PreScheme> Client<P> {
         grantee: &PublicCard,
         options: GrantOptions,
     ) -> Result<GrantReport, ClientError> {
-        let info = self.api.record(record).await?;
+        grantee.verify()?;
+        let info = self.certified_record(record).await?;
         if info.owner != self.account() {
             return Err(ClientError::NotOwner {
                 caller: self.account(),
@@ -982,21 +1077,18 @@ impl<P: PreScheme> Client<P> {
         }
         self.check_scheme(&info)?;
         let grantee_key = grantee.key_bytes(record, info.scheme)?;
-        let node_info = self.api.info().await?;
-        let n = node_info.replicas;
-        let m = options.threshold.unwrap_or(node_info.faults_tolerated + 1);
+        // n and f from the trusted replica set, never from an answer.
+        let n = self.replicas.n() as u16;
+        // A single-proxy scheme (recrypt) takes threshold 1 only.
+        let single_proxy = self.pre.check_threshold(Threshold { m: 2, n: 3 }).is_err();
+        let default_m = if single_proxy { 1 } else { self.replicas.f() as u16 + 1 };
+        let m = options.threshold.unwrap_or(default_m);
         let threshold = Threshold::new(m, n)
             .map_err(|e| ClientError::Unexpected(format!("threshold for {n} replicas: {e}")))?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
         let gk = grantee_key.clone();
         // Fragment i is sealed to replica i (a dev node takes it unsealed).
-        let sealing = self.api.sealing_keys().await?;
-        if sealing.len() != usize::from(n) {
-            return Err(ClientError::Unexpected(format!(
-                "{} sealing keys for {n} replicas",
-                sealing.len()
-            )));
-        }
+        let sealing = self.replicas.sealing_keys();
         let grantee_account = grantee.account;
         let fragments: Vec<Vec<u8>> = blocking(move || {
             pre.check_threshold(threshold)?;
@@ -1041,7 +1133,10 @@ impl<P: PreScheme> Client<P> {
         };
         // Fragment i to replica i (one replica takes the fragment of its own
         // index). Each checks its fragment against the committed grant.
-        let delivery = self.api.deliver_fragments(grant, fragments.clone()).await?;
+        let delivery = self
+            .replicas
+            .deliver_fragments(grant, fragments.clone())
+            .await?;
         if delivery.delivered.len() < usize::from(m) {
             return Err(ClientError::Undelivered {
                 grant,
@@ -1077,7 +1172,7 @@ impl<P: PreScheme> Client<P> {
     /// or expired grant is refused (there is nothing left to deliver).
     pub async fn redeliver(&self, pending: &PendingFragment) -> Result<(), ClientError> {
         Ok(self
-            .api
+            .replicas
             .deliver_fragment_to(pending.replica, pending.grant, pending.fragment.clone())
             .await?)
     }
@@ -1106,17 +1201,17 @@ impl<P: PreScheme> Client<P> {
         let tx = self
             .identity
             .sign(Call::Retrieve(Retrieve { grant, purpose }));
-        let retrieval = self.api.retrieve(tx).await?;
-        self.check_scheme(&retrieval.record)?;
+        let answers = self.replicas.retrieve(tx).await?;
+        self.check_scheme(&answers.record)?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
-        let record = retrieval.record.clone();
-        let (key, report) = blocking(move || identity.open_retrieval(&*pre, retrieval)).await?;
+        let record = answers.record.clone();
+        let (key, report) = blocking(move || identity.open_retrieval(&*pre, answers)).await?;
         Ok((self.decrypt_blob(&record, key).await?, report))
     }
 
     /// Reads one of this client's own records (no grant, no node-side crypto).
     pub async fn read_own(&self, record: RecordId) -> Result<ByteStream, ClientError> {
-        let info = self.api.record(record).await?;
+        let info = self.certified_record(record).await?;
         if info.owner != self.account() {
             return Err(ClientError::NotOwner {
                 caller: self.account(),
@@ -1136,6 +1231,26 @@ impl<P: PreScheme> Client<P> {
         self.decrypt_blob(&info, key).await
     }
 
+    /// A record from certified state; [`NodeError::UnknownRecord`] if it is
+    /// proven absent.
+    async fn certified_record(&self, record: RecordId) -> Result<RecordInfo, ClientError> {
+        self.replicas
+            .record(record)
+            .await?
+            .value
+            .ok_or(ClientError::Node(NodeError::UnknownRecord(record)))
+    }
+
+    /// A grant from certified state; [`NodeError::UnknownGrant`] if it is
+    /// proven absent.
+    async fn certified_grant(&self, grant: GrantId) -> Result<GrantInfo, ClientError> {
+        self.replicas
+            .grant(grant)
+            .await?
+            .value
+            .ok_or(ClientError::Node(NodeError::UnknownGrant(grant)))
+    }
+
     /// [`ClientError::ClientScheme`] unless the record uses this client's scheme.
     fn check_scheme(&self, record: &RecordInfo) -> Result<(), ClientError> {
         if record.scheme == P::ID {
@@ -1153,7 +1268,7 @@ impl<P: PreScheme> Client<P> {
         record: &RecordInfo,
         key: DataKey,
     ) -> Result<ByteStream, ClientError> {
-        let ciphertext = self.api.get_blob(record.cid).await?;
+        let ciphertext = self.replicas.get_blob(record.cid).await?;
         Ok(envelope::decrypt_stream(&key, ciphertext))
     }
 
@@ -1180,7 +1295,7 @@ impl<P: PreScheme> Client<P> {
                 )))
             }
         }
-        let info = self.api.grant(grant).await?;
+        let info = self.certified_grant(grant).await?;
         let n = usize::from(info.threshold.n);
         if n <= 1 {
             return Ok(RevokeReport {
@@ -1200,7 +1315,7 @@ impl<P: PreScheme> Client<P> {
                 });
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            confirmed_by = self.api.grant(grant).await?.erased_by;
+            confirmed_by = self.certified_grant(grant).await?.erased_by;
         }
         Ok(RevokeReport {
             confirmed_by,
@@ -1210,21 +1325,30 @@ impl<P: PreScheme> Client<P> {
 
     /// The audit trail of one of this client's records.
     pub async fn audit(&self, record: RecordId) -> Result<Vec<AuditEntry>, ClientError> {
+        Ok(self.audit_certified(record).await?.value)
+    }
+
+    /// [`Client::audit`] with the certificate and proofs it was checked
+    /// against (to export, see [`crate::receipt`]).
+    pub async fn audit_certified(
+        &self,
+        record: RecordId,
+    ) -> Result<crate::replicas::Verified<Vec<AuditEntry>>, ClientError> {
         let auth = self.authorize(Authorization::audit_scope(&record));
-        Ok(self.api.audit(record, auth).await?)
+        Ok(self.replicas.audit(record, auth).await?)
     }
 
     /// The grants of one of this client's records.
     pub async fn grants_of(&self, record: RecordId) -> Result<Vec<GrantInfo>, ClientError> {
         let auth = self.authorize(Authorization::grants_scope(&record));
-        Ok(self.api.grants_of_record(record, auth).await?)
+        Ok(self.replicas.grants_of_record(record, auth).await?.value)
     }
 
     /// The records this client owns and the grants it holds.
     pub async fn listing(&self) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), ClientError> {
         let account = self.account();
         let auth = self.authorize(Authorization::listing_scope(&account));
-        Ok(self.api.listing(account, auth).await?)
+        Ok(self.replicas.listing(account, auth).await?.value)
     }
 }
 

@@ -84,6 +84,18 @@ impl Peer {
     }
 }
 
+/// The replica set of `peers`, in order.
+pub fn replica_set_of(
+    peers: impl IntoIterator<Item = Peer>,
+) -> Result<rr_core::cert::ReplicaSetInfo, NodeError> {
+    let keys = peers
+        .into_iter()
+        .map(|p| p.verifying_key().map(|k| rr_core::AccountId::from_verifying_key(&k)))
+        .collect::<Result<Vec<_>, _>>()?;
+    rr_core::cert::ReplicaSetInfo::new(keys)
+        .map_err(|e| NodeError::Setup(format!("replica set: {e}")))
+}
+
 /// Settings of one cluster replica.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
@@ -101,6 +113,10 @@ pub struct ClusterConfig {
     pub pbft: PbftConfig,
     /// Largest blob accepted (default 16 GiB).
     pub max_blob_size: u64,
+    /// Allow grants of single-proxy schemes (recrypt), where any one replica
+    /// can re-encrypt for a grantee on its own, even after a revocation
+    /// (default `false`). Every replica must use the same value.
+    pub allow_single_proxy: bool,
 }
 
 impl ClusterConfig {
@@ -173,22 +189,29 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             )));
         }
         let dir = &config.data_dir;
-        let (ledger, fragments, blobs) = crate::node::open_stores(dir, config.max_blob_size)?;
+        let replica_set = replica_set_of(config.peers.iter().cloned())?;
+        let replica_key = ReplicaKey::new(me, key.clone());
+        let schemes = rr_pre::Schemes::all();
+        let contracts = ContractsConfig {
+            replicas: set.n() as u16,
+            replica_accounts: replica_set.keys().to_vec(),
+            schemes: schemes.ids(),
+            single_proxy_schemes: schemes.single_proxy_ids(),
+            allow_single_proxy: config.allow_single_proxy,
+            ..ContractsConfig::default()
+        };
+        let executor = Arc::new(NativeContracts::new(contracts.clone()));
+        let (ledger, fragments, blobs) = crate::node::open_stores(
+            dir,
+            config.max_blob_size,
+            &replica_set,
+            &*executor,
+            &replica_key,
+        )?;
         let wal =
             Arc::new(Wal::open(dir.join("wal.redb")).map_err(|e| {
                 NodeError::Setup(format!("write-ahead log {}: {e}", dir.display()))
             })?);
-        let schemes = rr_pre::Schemes::all();
-        let contracts = ContractsConfig {
-            replicas: set.n() as u16,
-            replica_accounts: set
-                .ids()
-                .filter_map(|id| set.key(id))
-                .map(rr_core::AccountId::from_verifying_key)
-                .collect(),
-            schemes: schemes.ids(),
-            ..ContractsConfig::default()
-        };
         let listener = tokio::net::TcpListener::bind(config.p2p_listen)
             .await
             .map_err(|e| {
@@ -197,7 +220,6 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
                     config.p2p_listen
                 ))
             })?;
-        let replica_key = ReplicaKey::new(me, key.clone());
         let network = TcpNetwork::start(
             replica_key.clone(),
             set.clone(),
@@ -211,7 +233,7 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             replicas: set.clone(),
             ledger: ledger.clone(),
             wal,
-            executor: Arc::new(NativeContracts::new(contracts.clone())),
+            executor,
             clock,
             network: Arc::new(network),
         })?;
@@ -222,7 +244,8 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             ledger,
             fragments,
             replica: me,
-            replica_key: Some(key),
+            key,
+            replica_set,
             sealing: Some(sealing),
             peers: config.peers.clone(),
             contracts,
@@ -290,6 +313,11 @@ impl ClusterMember {
 }
 
 impl ClusterFile {
+    /// The replica set the file names: every replica's key, in order.
+    pub fn replica_set(&self) -> Result<rr_core::cert::ReplicaSetInfo, NodeError> {
+        replica_set_of(self.replicas.iter().map(ClusterMember::peer))
+    }
+
     /// Reads and checks a `cluster.json`.
     pub fn read(path: &std::path::Path) -> Result<Self, NodeError> {
         let bytes = std::fs::read(path).map_err(|e| {

@@ -1,6 +1,6 @@
 //! The native contracts: register, grant, retrieve, revoke, with an audit trail.
 
-use rr_core::state::keys;
+use rr_core::state::{keys, CountKind};
 use rr_core::{
     AuditAction, AuditEntry, BlockContext, Call, CallOutput, ContractExecutor, ErrorCode,
     Execution, ExecutionError, GrantId, GrantInfo, GrantStatus, Outcome, Overlay, Purpose, Receipt,
@@ -45,6 +45,14 @@ pub struct ContractsConfig {
     pub replica_accounts: Vec<rr_core::AccountId>,
     /// Schemes records may use.
     pub schemes: Vec<SchemeId>,
+    /// Those of `schemes` that are single-proxy (threshold 1 only: any one
+    /// replica holding a grant's key fragment can re-encrypt on its own).
+    pub single_proxy_schemes: Vec<SchemeId>,
+    /// Whether grants of single-proxy schemes are allowed on a ledger that
+    /// tolerates Byzantine replicas (f >= 1). Default `false`: there one
+    /// replica could serve the grantee alone, after a revocation too. A
+    /// single dev node (f = 0) always allows them.
+    pub allow_single_proxy: bool,
     /// Size limits.
     pub limits: ContractLimits,
 }
@@ -55,8 +63,30 @@ impl Default for ContractsConfig {
             replicas: 1,
             replica_accounts: Vec::new(),
             schemes: vec![SchemeId::UMBRAL],
+            single_proxy_schemes: Vec::new(),
+            allow_single_proxy: false,
             limits: ContractLimits::default(),
         }
+    }
+}
+
+impl ContractsConfig {
+    /// Byzantine replicas the ledger tolerates, f = (n - 1) / 3.
+    pub fn faults_tolerated(&self) -> u16 {
+        self.replicas.saturating_sub(1) / 3
+    }
+
+    /// The smallest threshold m a grant may have: f + 1, so that the f
+    /// replicas that may be Byzantine cannot re-encrypt on their own.
+    pub fn min_threshold(&self) -> u16 {
+        self.faults_tolerated() + 1
+    }
+
+    /// Whether a grant of a record of `scheme` is refused as single-proxy.
+    pub fn refuses_single_proxy(&self, scheme: SchemeId) -> bool {
+        self.single_proxy_schemes.contains(&scheme)
+            && self.faults_tolerated() >= 1
+            && !self.allow_single_proxy
     }
 }
 
@@ -68,6 +98,15 @@ impl Default for ContractsConfig {
 /// - only the owner registers (the record id derives from the signer), grants
 ///   and revokes; only the grantee retrieves, for the grant's purpose, while the
 ///   grant is active and unexpired at block time;
+/// - a grant's threshold is m of n with n the number of replicas and, on a
+///   cluster, m >= f + 1 (`threshold_too_low`); a grant of a single-proxy
+///   scheme on a cluster with f >= 1 is refused (`single_proxy_refused`)
+///   unless the operator allowed them;
+/// - a replica confirms its erasure of a grant's key fragment once the grant
+///   is revoked or expired;
+/// - the listings (records of an owner, grants of a record, grants held by an
+///   account) are counted: entry `i` of each, and its count, are state entries
+///   of their own, so a proof of a listing proves it complete;
 /// - every call on an existing record, refused ones included, appends an audit
 ///   entry (who, what, when, purpose, outcome) to that record's trail.
 #[derive(Clone, Debug, Default)]
@@ -104,6 +143,25 @@ fn get_grant(s: &dyn StateRead, id: &GrantId) -> Result<Option<GrantInfo>, State
     s.get(Table::Grants, &keys::grant(id))?
         .map(|b| GrantInfo::from_bytes(&b).map_err(StateError::from))
         .transpose()
+}
+
+/// Appends `member` to the counted listing `kind` of `id` (`table` holds its
+/// entries): entry `count` is written and the count bumped.
+fn append_listing(
+    state: &mut Overlay<'_, dyn StateRead + '_>,
+    kind: CountKind,
+    id: &[u8; 32],
+    table: Table,
+    entry_key: impl FnOnce(u64) -> Vec<u8>,
+    member: &[u8; 32],
+) -> Result<(), StateError> {
+    let count_key = keys::count(kind, id);
+    let n = keys::decode_count(state.get(Table::Counts, &count_key)?.as_deref())?;
+    state.writes.put(table, entry_key(n), member.to_vec());
+    state
+        .writes
+        .put(Table::Counts, count_key, keys::count_value(n + 1));
+    Ok(())
 }
 
 /// Executes one call against the overlay. `Ok(Err(refusal))` is a refused
@@ -216,11 +274,14 @@ impl NativeContracts {
                 step.state
                     .writes
                     .put(Table::Records, keys::record(&id), record.to_bytes());
-                step.state.writes.put(
+                append_listing(
+                    step.state,
+                    CountKind::OwnerRecords,
+                    &signer.0,
                     Table::OwnerRecords,
-                    keys::owner_record(&signer, &id),
-                    vec![],
-                );
+                    |i| keys::owner_record(&signer, i),
+                    &id.0,
+                )?;
                 step.audit = Some((id, AuditAction::Register, None, None));
                 Ok(Ok(CallOutput::Registered { record: id }))
             }
@@ -247,6 +308,27 @@ impl NativeContracts {
                     return Ok(Err(refuse(
                         ErrorCode::InvalidCall,
                         format!("threshold {t} is invalid: this ledger has {n} replicas, so n must be {n} and 1 <= m <= n"),
+                    )));
+                }
+                let single_proxy = self.config.single_proxy_schemes.contains(&record.scheme);
+                if self.config.refuses_single_proxy(record.scheme) {
+                    return Ok(Err(refuse(
+                        ErrorCode::SingleProxyRefused,
+                        format!(
+                            "record {} uses {}, a single-proxy scheme: on this cluster of {n} replicas any one of them could re-encrypt for the grantee on its own, even after a revocation; its operator has not allowed such grants (allow_single_proxy)",
+                            record.id,
+                            record.scheme.name()
+                        ),
+                    )));
+                }
+                let min = self.config.min_threshold();
+                if !single_proxy && t.m < min {
+                    return Ok(Err(refuse(
+                        ErrorCode::ThresholdTooLow,
+                        format!(
+                            "threshold {t} is too low: this ledger tolerates {} Byzantine replicas, so m must be at least {min}, or they could re-encrypt for the grantee on their own",
+                            self.config.faults_tolerated()
+                        ),
                     )));
                 }
                 if c.fragment_commitments.len() != usize::from(n) {
@@ -286,19 +368,27 @@ impl NativeContracts {
                     granted: ctx,
                     status: GrantStatus::Active,
                     erased_by: Vec::new(),
+                    single_proxy,
                 };
-                let w = &mut step.state.writes;
-                w.put(Table::Grants, keys::grant(&id), grant.to_bytes());
-                w.put(
+                step.state
+                    .writes
+                    .put(Table::Grants, keys::grant(&id), grant.to_bytes());
+                append_listing(
+                    step.state,
+                    CountKind::RecordGrants,
+                    &record.id.0,
                     Table::RecordGrants,
-                    keys::record_grant(&record.id, &id),
-                    vec![],
-                );
-                w.put(
+                    |i| keys::record_grant(&record.id, i),
+                    &id.0,
+                )?;
+                append_listing(
+                    step.state,
+                    CountKind::GranteeGrants,
+                    &c.grantee.0,
                     Table::GranteeGrants,
-                    keys::grantee_grant(&c.grantee, &id),
-                    vec![],
-                );
+                    |i| keys::grantee_grant(&c.grantee, i),
+                    &id.0,
+                )?;
                 step.audit = Some((
                     record.id,
                     AuditAction::Grant,
@@ -401,11 +491,12 @@ impl NativeContracts {
                     Some(grant.id),
                     None,
                 ));
-                if !matches!(grant.status, GrantStatus::Revoked { .. }) {
+                let expired = grant.expires_at.is_some_and(|e| ctx.time >= e);
+                if !matches!(grant.status, GrantStatus::Revoked { .. }) && !expired {
                     return Ok(Err(refuse(
                         ErrorCode::InvalidCall,
                         format!(
-                            "grant {} is not revoked: there is no erasure to confirm",
+                            "grant {} is neither revoked nor expired: there is no erasure to confirm",
                             grant.id
                         ),
                     )));

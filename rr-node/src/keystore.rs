@@ -541,7 +541,9 @@ impl Keystore {
         Ok(card)
     }
 
-    /// Opens `name` with `passphrase`. Reads only; changes nothing on disk.
+    /// Opens `name` with `passphrase`. Changes nothing on disk, except a
+    /// public card stored unsigned (by an rr before cards were signed), which
+    /// it replaces with the signed one.
     /// [`RootIdentity::for_scheme`] then gives the identity of each scheme.
     pub fn load(&self, name: &str, passphrase: &str) -> Result<RootIdentity, KeystoreError> {
         Self::validate_name(name)?;
@@ -556,6 +558,27 @@ impl Keystore {
             reason,
         };
         let file = KeyFile::parse(&bytes).map_err(corrupt)?;
+        let identity = self.decrypt(name, passphrase, &file, &corrupt)?;
+        // A card written before cards were signed (or damaged): sign it now
+        // that the key is open, so granting to it works again.
+        let card = identity.card();
+        if self.public_card(name).ok().as_ref() != Some(&card) {
+            let mut bytes = serde_json::to_vec_pretty(&card).expect("a card serializes");
+            bytes.push(b'\n');
+            let card_path = self.card_path(name);
+            write_atomically(&self.dir, &card_path, &bytes, 0o644, true)
+                .map_err(io_err(format!("cannot write {}", card_path.display())))?;
+        }
+        Ok(identity)
+    }
+
+    fn decrypt(
+        &self,
+        name: &str,
+        passphrase: &str,
+        file: &KeyFile,
+        corrupt: &dyn Fn(String) -> KeystoreError,
+    ) -> Result<RootIdentity, KeystoreError> {
         if file.version == VERSION_SINGLE_SCHEME && !CLIENT_SCHEMES.contains(&file.scheme) {
             return Err(KeystoreError::UnusableScheme {
                 name: name.to_string(),
@@ -584,7 +607,7 @@ impl Keystore {
         let secret = &plaintext[32..];
         if file.version == VERSION_SINGLE_SCHEME {
             return RootIdentity::from_single_scheme(&signing, file.scheme, secret)
-                .map_err(corrupt);
+                .map_err(|e| corrupt(e));
         }
         let root: &[u8; 32] = secret.try_into().map_err(|_| {
             corrupt(format!(

@@ -69,6 +69,8 @@ pub mod fragments;
 pub mod http;
 pub mod keystore;
 pub mod node;
+pub mod node_key;
+pub mod receipt;
 pub mod replicas;
 pub mod sealing;
 
@@ -81,7 +83,7 @@ pub use client::{
 pub use cluster::{ClusterConfig, ClusterFile, ClusterNode};
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
 pub use node::{
-    CapsuleFragment, DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes,
-    ReceiptSignature, Retrieval, SkippedReplica,
+    DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval,
+    SkippedReplica,
 };
-pub use replicas::Replicas;
+pub use replicas::{Replicas, RetrieveAnswers, Submitted, Verified};

@@ -4,15 +4,18 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rr_consensus::{Clock, Solo, SoloConfig, SystemClock, TxVerifier};
+use rr_consensus::{Clock, ReplicaKey, Solo, SoloConfig, SystemClock, TxVerifier};
+use rr_core::cert::{Certificate, ReplicaSetInfo};
+use rr_core::proof::{CertifiedReceipt, ProvenEntry, SignedFragment, StateAnswer};
+use rr_core::state::{keys, CountKind};
 use rr_core::{
     AccountId, AuditEntry, BlobError, BlobStore, BlockContext, CallOutput, ConsensusEngine,
     ConsensusError, ContractExecutor, DecodeError, Digest, EngineStatus, ErrorCode, GrantId,
     GrantInfo, Outcome, PreError, PreScheme, Receipt, RecordId, RecordInfo, Refusal, ReplicaId,
-    SchemeId, SignatureError, SignedTransaction, VerifiedTransaction, WireEncoding,
+    SchemeId, SignatureError, SignedTransaction, Table, VerifiedTransaction, WireEncoding,
 };
 use rr_pre::Umbral;
-use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger, LedgerError};
+use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger, LedgerError, StateReader};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -160,6 +163,11 @@ pub enum NodeError {
     /// Bad configuration or data directory.
     #[error("{0}")]
     Setup(String),
+    /// The replica could not get a quorum's certificate of its state in
+    /// time (fewer than 2f + 1 replicas executed it, or this replica's state
+    /// differs from theirs).
+    #[error("{0}")]
+    Uncertified(String),
 }
 
 impl From<rr_core::TxError> for NodeError {
@@ -197,6 +205,15 @@ pub struct NodeInfo {
     pub schemes: Vec<SchemeInfo>,
     /// Ledger status.
     pub status: EngineStatus,
+    /// The replica set whose certificates this node serves: every replica's
+    /// key, in order (one key for a dev node). A client trusts the set it
+    /// was configured with (a cluster file, or the dev node's key pinned on
+    /// first use), never this field.
+    pub replica_set: ReplicaSetInfo,
+    /// Whether grants of single-proxy schemes (recrypt) are allowed here:
+    /// always on a single dev node, on a cluster only where its operator
+    /// opted in.
+    pub single_proxy_allowed: bool,
     /// The replica set, in replica order: addresses and public keys
     /// (replica and sealing). Empty on a single dev node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -216,79 +233,23 @@ pub struct SchemeInfo {
     pub note: String,
 }
 
-/// One replica's capsule fragment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapsuleFragment {
-    /// The replica that re-encrypted.
-    pub replica: ReplicaId,
-    /// The fragment, encoded by the record's scheme.
-    #[serde(with = "rr_core::codec::hex_bytes")]
-    pub fragment: Vec<u8>,
-}
-
-/// What a replica answers to an allowed retrieval: the receipt, the record
-/// and grant, and its capsule fragment.
+/// What one replica answers to a retrieval: the retrieval's certified
+/// receipt, the record and grant proven against a certified header of its
+/// state (at or after the receipt), and, if the grant is usable at its head
+/// and it holds its key fragment, its capsule fragment signed with its
+/// replica key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retrieval {
-    /// The retrieval's receipt.
-    pub receipt: Receipt,
-    /// The record.
-    pub record: RecordInfo,
-    /// The grant used.
-    pub grant: GrantInfo,
-    /// Capsule fragments (one per replica that answered).
-    pub capsule_fragments: Vec<CapsuleFragment>,
-    /// Replicas that were asked and gave no fragment, with why (down, refused,
-    /// no fragment held). Empty from a single replica.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<SkippedReplica>,
-    /// Cluster replicas' signatures over `receipt`: each vouches that the
-    /// retrieval committed with this outcome on its ledger (a client of a
-    /// cluster checks f + 1 of them). Empty from a dev node.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub receipt_signatures: Vec<ReceiptSignature>,
-}
-
-/// A replica's ed25519 signature over a receipt (domain-separated, over
-/// the receipt's canonical bytes), with its replica key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReceiptSignature {
-    /// The replica that signed.
-    pub replica: ReplicaId,
-    /// The signature (64 bytes).
-    #[serde(with = "rr_core::codec::hex_bytes")]
-    pub signature: Vec<u8>,
-}
-
-const RECEIPT_DOMAIN: &[u8] = b"resilient-records/replica-receipt/v1\0";
-
-impl ReceiptSignature {
-    fn message(receipt: &Receipt) -> Vec<u8> {
-        let mut m = RECEIPT_DOMAIN.to_vec();
-        m.extend_from_slice(&receipt.to_bytes());
-        m
-    }
-
-    /// Replica `replica` signs `receipt` with its replica key.
-    pub fn sign(key: &ed25519_dalek::SigningKey, replica: ReplicaId, receipt: &Receipt) -> Self {
-        use ed25519_dalek::Signer;
-        Self {
-            replica,
-            signature: key.sign(&Self::message(receipt)).to_bytes().to_vec(),
-        }
-    }
-
-    /// Whether this is `key`'s valid (strict) signature over `receipt`.
-    pub fn verify(&self, key: &ed25519_dalek::VerifyingKey, receipt: &Receipt) -> bool {
-        let Ok(bytes) = <[u8; 64]>::try_from(self.signature.as_slice()) else {
-            return false;
-        };
-        key.verify_strict(
-            &Self::message(receipt),
-            &ed25519_dalek::Signature::from_bytes(&bytes),
-        )
-        .is_ok()
-    }
+    /// The retrieval's receipt (allowed or refused), certified.
+    pub receipt: CertifiedReceipt,
+    /// The record and the grant, proven.
+    pub state: StateAnswer,
+    /// This replica's capsule fragment, if it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment: Option<SignedFragment>,
+    /// Why there is no fragment, for people (not proven).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A replica a multi-replica operation went on without, and why.
@@ -353,9 +314,12 @@ pub struct NodeParts<T: NodeTypes> {
     pub fragments: FragmentStore,
     /// This replica's id.
     pub replica: ReplicaId,
-    /// The key this replica signs its erasure confirmations with (its
-    /// account in `contracts.replica_accounts`); `None` on a dev node.
-    pub replica_key: Option<ed25519_dalek::SigningKey>,
+    /// This replica's key: it signs headers (through the engine), capsule
+    /// fragments and, on a cluster, erasure confirmations (its account in
+    /// `contracts.replica_accounts`).
+    pub key: ed25519_dalek::SigningKey,
+    /// The replica set (its key at position `replica`).
+    pub replica_set: ReplicaSetInfo,
     /// The key sealed key fragments are opened with and fragments are kept
     /// encrypted at rest under; `None` on a dev node (fragments arrive
     /// unsealed over its one connection and are stored as they are).
@@ -379,7 +343,8 @@ pub struct Node<T: NodeTypes> {
     decoded: Arc<DecodedCache<T::Pre>>,
     schemes: Arc<rr_pre::Schemes>,
     replica: ReplicaId,
-    replica_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    key: Arc<ed25519_dalek::SigningKey>,
+    replica_set: ReplicaSetInfo,
     confirming: Arc<std::sync::Mutex<std::collections::HashSet<GrantId>>>,
     /// Blob copies being fetched from the peers, so that concurrent reads of
     /// a damaged copy, or the start-up check and the follower, fetch once.
@@ -394,6 +359,11 @@ pub struct Node<T: NodeTypes> {
 
 /// Most submitted calls checked in one signature batch.
 const VERIFY_BATCH: usize = 64;
+
+/// How long an answer waits for the certificate of the state it reads: the
+/// other replicas' signatures over a header arrive within one round trip of
+/// their executing the block.
+pub const CERTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<T: NodeTypes> std::fmt::Debug for Node<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -472,17 +442,33 @@ impl<P: PreScheme> Node<DevNode<P>> {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, NodeError> {
         let dir = &config.data_dir;
-        let (ledger, fragments, blobs) = open_stores(dir, config.max_blob_size)?;
+        create_dir(dir)?;
+        let key = crate::node_key::load_or_create(&dir.join(crate::node_key::FILE))?;
+        let replica_set = ReplicaSetInfo::new(vec![AccountId::from_verifying_key(
+            &key.verifying_key(),
+        )])
+        .map_err(|e| NodeError::Setup(format!("the node key: {e}")))?;
         let schemes = rr_pre::Schemes::all();
         let contracts = ContractsConfig {
             schemes: schemes.ids(),
+            single_proxy_schemes: schemes.single_proxy_ids(),
             ..ContractsConfig::default()
         };
+        let executor = Arc::new(NativeContracts::new(contracts.clone()));
+        let replica_key = ReplicaKey::new(ReplicaId(0), key.clone());
+        let (ledger, fragments, blobs) = open_stores(
+            dir,
+            config.max_blob_size,
+            &replica_set,
+            &*executor,
+            &replica_key,
+        )?;
         let engine = Solo::start(
             ledger.clone(),
-            Arc::new(NativeContracts::new(contracts.clone())),
+            executor,
             clock,
             config.solo.clone(),
+            replica_key,
         )?;
         let node = Node::assemble(NodeParts {
             engine,
@@ -491,14 +477,19 @@ impl<P: PreScheme> Node<DevNode<P>> {
             ledger,
             fragments,
             replica: ReplicaId(0),
-            replica_key: None,
+            key,
+            replica_set,
             sealing: None,
             peers: Vec::new(),
             contracts,
             schemes,
         })?;
+        let node = Arc::new(node);
+        // Revocations erase inline on a dev node; the follower erases
+        // expired grants' fragments.
+        node.follow_revocations(std::time::Duration::from_millis(200))?;
         info!(target: TARGET, dir = %dir.display(), height = node.status().height, scheme = P::ID.name(), "dev node open");
-        Ok(Arc::new(node))
+        Ok(node)
     }
 }
 
@@ -506,6 +497,18 @@ impl<T: NodeTypes> Node<T> {
     /// Assembles a node from its parts, then erases any key fragment whose
     /// grant was revoked while the node was down (so it never serves one).
     pub fn assemble(parts: NodeParts<T>) -> Result<Self, NodeError> {
+        let own = AccountId::from_verifying_key(&parts.key.verifying_key());
+        if parts.replica_set.key(parts.replica) != Some(&own) {
+            return Err(NodeError::Setup(format!(
+                "the node's key is not the key of {} in its replica set",
+                parts.replica
+            )));
+        }
+        if parts.ledger.replica_set() != parts.replica_set.digest() {
+            return Err(NodeError::Setup(
+                "the ledger belongs to another replica set than the node's".into(),
+            ));
+        }
         let node = Self {
             engine: Arc::new(parts.engine),
             pre: Arc::new(parts.pre),
@@ -515,7 +518,8 @@ impl<T: NodeTypes> Node<T> {
             decoded: Arc::new(DecodedCache::default()),
             schemes: Arc::new(parts.schemes),
             replica: parts.replica,
-            replica_key: parts.replica_key.map(Arc::new),
+            key: Arc::new(parts.key),
+            replica_set: parts.replica_set,
             confirming: Arc::default(),
             repairing: Arc::default(),
             sealing: parts.sealing.map(Arc::new),
@@ -586,8 +590,16 @@ impl<T: NodeTypes> Node<T> {
                 })
                 .collect(),
             status,
+            replica_set: self.replica_set.clone(),
+            single_proxy_allowed: self.contracts.faults_tolerated() == 0
+                || self.contracts.allow_single_proxy,
             peers: self.peers.clone(),
         }
+    }
+
+    /// The replica set whose certificates this node serves.
+    pub fn replica_set(&self) -> &ReplicaSetInfo {
+        &self.replica_set
     }
 
     /// Decodes and verifies a transaction (off the async runtime), orders it,
@@ -774,37 +786,93 @@ impl<T: NodeTypes> Node<T> {
         }
     }
 
-    /// Orders a `Retrieve` call; if the contracts allow it, answers with this
-    /// replica's capsule fragment (re-encrypted off the async runtime).
+    /// Orders a `Retrieve` call and answers with its certified receipt, the
+    /// record and grant proven at this replica's head, and, if the grant is
+    /// usable at the head (and by this replica's clock) and this replica
+    /// holds its key fragment, its capsule fragment signed with its key. A
+    /// retry of the same call gets the same receipt, but a fragment only
+    /// while the grant is still usable.
     pub async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
-        if !matches!(tx.body.call, rr_core::Call::Retrieve(_)) {
+        let rr_core::Call::Retrieve(call) = &tx.body.call else {
             return Err(NodeError::WrongCall {
                 expected: "retrieve",
                 found: tx.body.call.name(),
             });
-        }
+        };
+        let grant_id = call.grant;
         let verified = self.verify(tx).await?;
+        let tx_id = verified.id();
         // Re-encrypt while the call is ordered (in a cluster, mostly a wait
         // for the other replicas and the disk), if this replica has the
         // grant's fragment at hand and the caller is its grantee. The result
         // is used only if the ordered call is allowed.
         let early = self.reencrypt_early(&verified);
         let receipt = self.order(verified).await?;
-        let (record_id, grant_id) = match &receipt.outcome {
-            Outcome::Ok(CallOutput::Retrieved { record, grant }) => (*record, *grant),
-            Outcome::Refused(r) => return Err(NodeError::Refused(r.clone())),
-            Outcome::Ok(other) => {
-                return Err(NodeError::Setup(format!(
-                    "unexpected retrieve output {other:?}"
-                )))
-            }
+        let certified = self.certify_receipt(&receipt).await?;
+        let reader = self.ledger.reader()?;
+        let head = reader.head();
+        let grant = reader.snapshot().grant(&grant_id)?;
+        let record = match &grant {
+            Some(g) => reader.snapshot().record(&g.record)?,
+            None => None,
         };
-        let record = self.record(&record_id)?;
-        let grant = self
-            .ledger
-            .grant(&grant_id)?
-            .ok_or(NodeError::UnknownGrant(grant_id))?;
-        if !self.scheme_check(&record)? {
+        let mut entries = vec![reader.prove(Table::Grants, &keys::grant(&grant_id))?];
+        if let Some(g) = &grant {
+            entries.push(reader.prove(Table::Records, &keys::record(&g.record))?);
+        }
+        drop(reader);
+        let (fragment, note) = match (&receipt.outcome, grant, record) {
+            (Outcome::Ok(CallOutput::Retrieved { .. }), Some(grant), Some(record)) => {
+                let at_head = BlockContext {
+                    height: head.height,
+                    time: head.time.max(now()),
+                };
+                match usability(&grant, at_head) {
+                    Some(r) => (None, Some(r.to_string())),
+                    None => match self.reencrypt(&record, &grant, early).await {
+                        Ok(cfrag) => (
+                            Some(SignedFragment::sign(
+                                &self.key,
+                                &tx_id,
+                                &grant_id,
+                                self.replica,
+                                cfrag,
+                            )),
+                            None,
+                        ),
+                        Err(e @ NodeError::FragmentMissing { .. }) => (None, Some(e.to_string())),
+                        Err(e) => return Err(e),
+                    },
+                }
+            }
+            (Outcome::Refused(r), _, _) => (None, Some(r.to_string())),
+            _ => (
+                None,
+                Some(format!("grant {grant_id} or its record is not on this replica's ledger")),
+            ),
+        };
+        let certificate = self.certificate(head.height).await?;
+        Ok(Retrieval {
+            receipt: certified,
+            state: StateAnswer {
+                certificate,
+                entries,
+            },
+            fragment,
+            note,
+        })
+    }
+
+    /// This replica's capsule fragment of `record` for `grant` (re-encrypted
+    /// off the async runtime, or taken from `early`).
+    async fn reencrypt(
+        &self,
+        record: &RecordInfo,
+        grant: &GrantInfo,
+        early: Option<(GrantId, tokio::task::JoinHandle<Result<Vec<u8>, PreError>>)>,
+    ) -> Result<Vec<u8>, NodeError> {
+        let grant_id = grant.id;
+        if !self.scheme_check(record)? {
             // A record of another scheme: the byte-level registry, no cache.
             let Some(kfrag) = self.held_fragment(&grant_id)? else {
                 return Err(NodeError::FragmentMissing {
@@ -823,7 +891,7 @@ impl<T: NodeTypes> Node<T> {
             })
             .await
             .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??;
-            return Ok(self.answer(receipt, record, grant, cfrag));
+            return Ok(cfrag);
         }
         let pre = self.pre.clone();
         let ready = match self.decoded.get(&grant_id) {
@@ -857,13 +925,12 @@ impl<T: NodeTypes> Node<T> {
                 ready
             }
         };
-        let cfrag = match early {
+        Ok(match early {
             Some((grant, task)) if grant == grant_id => task,
             _ => reencrypt_task(pre, ready),
         }
         .await
-        .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??;
-        Ok(self.answer(receipt, record, grant, cfrag))
+        .map_err(|e| NodeError::Setup(format!("re-encryption task failed: {e}")))??)
     }
 
     /// Starts re-encrypting for the grant a verified `Retrieve` names, when
@@ -885,31 +952,64 @@ impl<T: NodeTypes> Node<T> {
         Some((r.grant, reencrypt_task(self.pre.clone(), ready)))
     }
 
-    /// This replica's answer to an allowed retrieval: its capsule fragment,
-    /// and (on a cluster replica) its signature over the receipt.
-    fn answer(
-        &self,
-        receipt: Receipt,
-        record: RecordInfo,
-        grant: GrantInfo,
-        cfrag: Vec<u8>,
-    ) -> Retrieval {
-        let receipt_signatures = self
-            .replica_key
-            .iter()
-            .map(|key| ReceiptSignature::sign(key, self.replica, &receipt))
-            .collect();
-        Retrieval {
-            receipt,
-            record,
-            grant,
-            capsule_fragments: vec![CapsuleFragment {
-                replica: self.replica,
-                fragment: cfrag,
-            }],
-            skipped: Vec::new(),
-            receipt_signatures,
+    /// The certificate of this replica's header at `height`, waiting (up to
+    /// [`CERTIFY_WAIT`]) for a quorum's signatures.
+    pub async fn certificate(&self, height: u64) -> Result<Certificate, NodeError> {
+        match tokio::time::timeout(CERTIFY_WAIT, self.engine.certificate(height)).await {
+            Ok(cert) => Ok(cert?),
+            Err(_) => Err(NodeError::Uncertified(format!(
+                "{} has no certificate of its state at height {height} after {} s: fewer than {} of the {} replicas have executed it, or this replica's state differs from theirs; ask another replica",
+                self.replica,
+                CERTIFY_WAIT.as_secs(),
+                self.replica_set.quorum(),
+                self.replica_set.n()
+            ))),
         }
+    }
+
+    /// The certified form of a receipt this replica committed: its Merkle
+    /// proof in its block and the block header's certificate.
+    pub async fn certify_receipt(&self, receipt: &Receipt) -> Result<CertifiedReceipt, NodeError> {
+        let (receipt, proof, _) = self.ledger.receipt_proof(&receipt.tx)?.ok_or_else(|| {
+            NodeError::NotFound(format!(
+                "no receipt for transaction {}: it was never committed here",
+                receipt.tx
+            ))
+        })?;
+        let certificate = self.certificate(receipt.context.height).await?;
+        Ok(CertifiedReceipt {
+            receipt,
+            proof,
+            certificate,
+        })
+    }
+
+    /// Verifies, orders and executes a transaction (a retry of a committed
+    /// one gets the original receipt, and makes no new block), then certifies
+    /// its receipt.
+    pub async fn submit_certified(
+        &self,
+        tx: SignedTransaction,
+    ) -> Result<CertifiedReceipt, NodeError> {
+        let receipt = self.submit(tx).await?;
+        self.certify_receipt(&receipt).await
+    }
+
+    /// A certified answer: `prove` picks entries from a reader of this
+    /// replica's head, and the answer carries that head's certificate.
+    pub async fn prove_with(
+        &self,
+        prove: impl FnOnce(&StateReader) -> Result<Vec<ProvenEntry>, NodeError>,
+    ) -> Result<StateAnswer, NodeError> {
+        let reader = self.ledger.reader()?;
+        let entries = prove(&reader)?;
+        let height = reader.head().height;
+        drop(reader);
+        let certificate = self.certificate(height).await?;
+        Ok(StateAnswer {
+            certificate,
+            entries,
+        })
     }
 
     /// A record.
@@ -967,16 +1067,21 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
         Ok(Node::info(self))
     }
 
-    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
-        Node::submit(self, tx).await
+    async fn head(&self) -> Result<Certificate, NodeError> {
+        self.certificate(self.ledger.head()?.height).await
     }
 
-    async fn receipt(&self, tx: rr_core::TxId) -> Result<Receipt, NodeError> {
-        self.ledger.receipt(&tx)?.ok_or_else(|| {
+    async fn submit(&self, tx: SignedTransaction) -> Result<CertifiedReceipt, NodeError> {
+        Node::submit_certified(self, tx).await
+    }
+
+    async fn receipt(&self, tx: rr_core::TxId) -> Result<CertifiedReceipt, NodeError> {
+        let receipt = self.ledger.receipt(&tx)?.ok_or_else(|| {
             NodeError::NotFound(format!(
                 "no receipt for transaction {tx}: it was never committed here"
             ))
-        })
+        })?;
+        self.certify_receipt(&receipt).await
     }
 
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
@@ -987,47 +1092,74 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
         Node::retrieve(self, tx).await
     }
 
-    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {
-        Node::record(self, &id)
+    async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError> {
+        self.prove_with(|r| Ok(vec![r.prove(Table::Records, &keys::record(&id))?]))
+            .await
     }
 
-    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError> {
-        Node::grant(self, &id)
+    async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError> {
+        self.prove_with(|r| Ok(vec![r.prove(Table::Grants, &keys::grant(&id))?]))
+            .await
     }
 
     async fn grants_of_record(
         &self,
         id: RecordId,
         auth: crate::api::Authorization,
-    ) -> Result<Vec<GrantInfo>, NodeError> {
+    ) -> Result<StateAnswer, NodeError> {
         self.check_owner(&id, &auth, &crate::api::Authorization::grants_scope(&id))?;
-        Node::grants_of_record(self, &id)
+        self.prove_with(|r| {
+            let mut out = vec![r.prove(Table::Records, &keys::record(&id))?];
+            for g in prove_listing(r, CountKind::RecordGrants, &id.0, &mut out)? {
+                out.push(r.prove(Table::Grants, &g)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn audit(
         &self,
         id: RecordId,
         auth: crate::api::Authorization,
-    ) -> Result<Vec<AuditEntry>, NodeError> {
+    ) -> Result<StateAnswer, NodeError> {
         self.check_owner(&id, &auth, &crate::api::Authorization::audit_scope(&id))?;
-        Node::audit(self, &id)
+        self.prove_with(|r| {
+            let record = r
+                .snapshot()
+                .record(&id)?
+                .ok_or(NodeError::UnknownRecord(id))?;
+            let mut out = vec![r.prove(Table::Records, &keys::record(&id))?];
+            for seq in 0..record.audit_len {
+                out.push(r.prove(Table::Audit, &keys::audit(&id, seq))?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn listing(
         &self,
         account: AccountId,
         auth: crate::api::Authorization,
-    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError> {
+    ) -> Result<StateAnswer, NodeError> {
         let caller = auth.check(&crate::api::Authorization::listing_scope(&account), now())?;
         if caller != account {
             return Err(NodeError::Forbidden(format!(
                 "account {caller} cannot list the records of account {account}"
             )));
         }
-        Ok((
-            self.records_owned_by(&account)?,
-            self.grants_held_by(&account)?,
-        ))
+        self.prove_with(|r| {
+            let mut out = Vec::new();
+            for rec in prove_listing(r, CountKind::OwnerRecords, &account.0, &mut out)? {
+                out.push(r.prove(Table::Records, &rec)?);
+            }
+            for g in prove_listing(r, CountKind::GranteeGrants, &account.0, &mut out)? {
+                out.push(r.prove(Table::Grants, &g)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn put_blob(&self, data: rr_core::ByteStream) -> Result<rr_core::ContentId, NodeError> {
@@ -1060,6 +1192,23 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
             item
         })))
     }
+}
+
+/// Proves the count of the listing `kind` of `id` and each of its entries
+/// into `out`; returns the keys of the members (records or grants) it names.
+fn prove_listing(
+    r: &StateReader,
+    kind: CountKind,
+    id: &[u8; 32],
+    out: &mut Vec<ProvenEntry>,
+) -> Result<Vec<Vec<u8>>, NodeError> {
+    out.push(r.prove(Table::Counts, &keys::count(kind, id))?);
+    let mut members = Vec::new();
+    for (table, key, member) in r.snapshot().listing_keys(kind, id)? {
+        out.push(r.prove(table, &key)?);
+        members.push(member.to_vec());
+    }
+    Ok(members)
 }
 
 /// A replica's blob store and peers, for fetching a copy it lacks or holds
@@ -1137,30 +1286,61 @@ fn reencrypt_task<P: PreScheme>(
     })
 }
 
-/// Creates `dir` if needed and opens a replica's stores in it: the ledger,
-/// the key fragment store and the blob store.
-pub(crate) fn open_stores(
-    dir: &std::path::Path,
-    max_blob_size: u64,
-) -> Result<(Arc<Ledger>, FragmentStore, FsBlobStore), NodeError> {
+fn create_dir(dir: &std::path::Path) -> Result<(), NodeError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         NodeError::Setup(format!(
             "cannot create data directory {}: {e}",
             dir.display()
         ))
-    })?;
-    let ledger = Arc::new(Ledger::open(dir.join("ledger.redb"))?);
+    })
+}
+
+/// Creates `dir` if needed and opens a replica's stores in it: the ledger
+/// of `replica_set` (replaying a first-format ledger into the current one
+/// through `executor`, headers signed with `key`), the key fragment store
+/// and the blob store.
+pub(crate) fn open_stores(
+    dir: &std::path::Path,
+    max_blob_size: u64,
+    replica_set: &ReplicaSetInfo,
+    executor: &dyn ContractExecutor,
+    key: &ReplicaKey,
+) -> Result<(Arc<Ledger>, FragmentStore, FsBlobStore), NodeError> {
+    create_dir(dir)?;
+    let path = dir.join("ledger.redb");
+    let ledger = match Ledger::open_for(&path, replica_set.digest()) {
+        Err(LedgerError::NeedsMigration { .. }) => {
+            info!(target: TARGET, path = %path.display(), "migrating a ledger of the first format: replaying its blocks");
+            let signer = |h: &rr_core::cert::LedgerHeader| rr_core::cert::HeaderSignature {
+                replica: key.id(),
+                signature: h.sign(key.signing_key()).to_vec(),
+            };
+            let report =
+                rr_storage::migrate_v1(&path, replica_set.digest(), executor, Some(&signer))?;
+            info!(target: TARGET, blocks = report.blocks, backup = %report.backup.display(), "ledger migrated; the first-format file is kept");
+            Ledger::open_for(&path, replica_set.digest())?
+        }
+        other => other?,
+    };
     let fragments = FragmentStore::open(dir.join("fragments.redb"))?;
     let blobs = FsBlobStore::open(FsBlobStoreConfig {
         max_blob_size: Some(max_blob_size),
         ..FsBlobStoreConfig::new(dir.join("blobs"))
     })?;
-    Ok((ledger, fragments, blobs))
+    Ok((Arc::new(ledger), fragments, blobs))
 }
 
 fn now() -> rr_core::Timestamp {
     rr_core::Timestamp::from_system_time(std::time::SystemTime::now())
 }
+
+/// How often the follower looks for expired grants' fragments.
+const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long after a grant's expiry its fragment is erased and the erasure
+/// confirmed: enough that the confirmation's block time (the primary's
+/// clock) is past the expiry too, which the contracts require.
+const EXPIRY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl<T: NodeTypes> Node<T> {
     /// Follows the committed ledger and erases this replica's key fragment of
@@ -1178,24 +1358,25 @@ impl<T: NodeTypes> Node<T> {
         self: &Arc<Self>,
         poll: std::time::Duration,
     ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
-        let mut done = match self.replica_key {
+        let mut done = if self.is_cluster() {
             // A cluster replica resumes where it left off, and confirms what
             // it erased before a restart but never saw confirmed.
-            Some(_) => {
-                for grant in self.fragments.unconfirmed()? {
-                    self.confirm_erasure(grant)?;
-                }
-                self.fragments.followed_through()?
+            for grant in self.fragments.unconfirmed()? {
+                self.confirm_erasure(grant)?;
             }
-            None => self.ledger.head()?.height,
+            self.fragments.followed_through()?
+        } else {
+            self.ledger.head()?.height
         };
         if !self.peers.is_empty() {
             self.fill_missing_blobs();
         }
         let weak = Arc::downgrade(self);
+        let sweep_every = (EXPIRY_SWEEP.as_millis() / poll.as_millis().max(1)).max(1) as u64;
         Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks = 0u64;
             loop {
                 tick.tick().await;
                 let Some(node) = weak.upgrade() else { return };
@@ -1203,8 +1384,52 @@ impl<T: NodeTypes> Node<T> {
                     Ok(height) => done = height,
                     Err(e) => warn!(target: TARGET, error = %e, "revocation follower: will retry"),
                 }
+                ticks += 1;
+                if ticks % sweep_every == 0 {
+                    if let Err(e) = node.erase_expired(done) {
+                        warn!(target: TARGET, error = %e, "expiry sweep: will retry");
+                    }
+                }
             }
         }))
+    }
+
+    /// Whether this node is one replica of several (it confirms its
+    /// erasures through consensus).
+    fn is_cluster(&self) -> bool {
+        self.replica_set.n() > 1
+    }
+
+    /// Erases this replica's key fragments of grants that have expired (by
+    /// its clock, with a margin so the confirmation's block time is past the
+    /// expiry too) and, on a cluster, confirms each erasure like a
+    /// revocation's.
+    fn erase_expired(self: &Arc<Self>, done: u64) -> Result<(), NodeError> {
+        let now = now();
+        let mut expired = Vec::new();
+        for grant in self.fragments.grants()? {
+            let Some(info) = self.ledger.grant(&grant)? else {
+                continue;
+            };
+            let Some(at) = info.expires_at else {
+                continue;
+            };
+            if now.0 < at.0.saturating_add(EXPIRY_MARGIN.as_millis() as u64) {
+                continue;
+            }
+            self.decoded.forget(&grant);
+            if self.fragments.erase(&grant)? {
+                info!(target: TARGET, grant = %grant.short(), expired = %at, "grant expired: key fragment erased");
+                expired.push(grant);
+            }
+        }
+        if self.is_cluster() && !expired.is_empty() {
+            self.fragments.advance(done, &expired)?;
+            for grant in expired {
+                self.confirm_erasure(grant)?;
+            }
+        }
+        Ok(())
     }
 
     /// Erases fragments of grants revoked in blocks above `done`, up to the
@@ -1233,7 +1458,7 @@ impl<T: NodeTypes> Node<T> {
                 }
             }
         }
-        if self.replica_key.is_some() {
+        if self.is_cluster() {
             self.fragments.advance(head, &revoked)?;
             for grant in revoked {
                 self.confirm_erasure(grant)?;
@@ -1299,9 +1524,10 @@ impl<T: NodeTypes> Node<T> {
     /// (unless it is on the ledger already or under way), retrying while the
     /// cluster cannot order it.
     fn confirm_erasure(self: &Arc<Self>, grant: GrantId) -> Result<(), NodeError> {
-        let Some(key) = self.replica_key.clone() else {
+        if !self.is_cluster() {
             return Ok(());
-        };
+        }
+        let key = self.key.clone();
         let confirmed = self
             .ledger
             .grant(&grant)?

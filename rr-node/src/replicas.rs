@@ -1,28 +1,40 @@
-//! A whole replica set seen as one [`NodeApi`]: the client side of a cluster.
+//! The client side of a replica set: every answer is checked, and no
+//! replica is believed on its word.
 //!
-//! [`Replicas`] fans out what must reach every replica and tolerates the `f`
-//! that may be down or lying:
+//! [`Replicas`] holds the members of a replica set (over HTTP, or in
+//! process) and the set's public keys from a trusted configuration (a
+//! cluster's `cluster.json`, or a dev node's key pinned on first use). `n`,
+//! `f` and each replica's keys come from there, never from an answer. It
+//! tolerates the `f` replicas that may lie, answer first, replay, go stale
+//! or hang:
 //!
 //! | call | what it does |
 //! | --- | --- |
-//! | `submit`, reads | the first replica that answers (a down one is skipped) |
-//! | `put_blob` | streams the ciphertext to every replica at once; succeeds at `2f + 1` stored copies with the same content id |
-//! | `get_blob` | the first replica that opens the blob; if its stream breaks off mid-way, the next one carries on from the same byte (the envelope's authentication catches a lying one) |
-//! | `deliver_fragments` | fragment `i` to replica `i`, all at once; names the ones that did not take it |
-//! | `retrieve` | the same signed `Retrieve` to every replica (it is ordered and audited once); gathers their capsule fragments and needs `f + 1` matching receipts |
+//! | [`Replicas::submit`] | the signed call to every replica at once; the first receipt whose certificate and proof hold for this call wins, so one replica can neither censor it nor fake its outcome |
+//! | reads ([`Replicas::record`], [`Replicas::audit`], ...) | one replica at a time (the ones that failed lately last); an answer counts only if its certificate holds and every value it needs is proven against it, and if it is not older than the newest state this client has seen |
+//! | [`Replicas::retrieve`] | the signed `Retrieve` to every replica; record, grant and threshold from certified state, fragment `i` only from replica `i`'s signature, never from a replica whose own certified state shows the grant unusable |
+//! | [`Replicas::put_blob`] | the ciphertext to every replica at once; done at `2f + 1` stored copies with the same content id |
+//! | [`Replicas::get_blob`] | one replica's stream; if it breaks off, the next one carries on from the same byte (the envelope's authentication catches a lying one) |
+//! | [`Replicas::deliver_fragments`] | fragment `i` to replica `i`, all at once; names the ones that did not take it |
 //!
-//! A one-replica "cluster" behaves like that replica.
+//! Every request to a replica has a deadline ([`Replicas::with_deadline`]):
+//! a replica that hangs costs an operation at most one deadline, and is
+//! asked last by later reads. A refusal counts only when it is certified (a
+//! receipt) or when every replica that answered gives it.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use rr_core::cert::{CertifiedHeader, ReplicaSetInfo};
+use rr_core::proof::{CertifiedReceipt, SignedFragment, StateAnswer, VerifiedState, VerifyError};
 use rr_core::{
-    AccountId, AuditEntry, ByteStream, ContentId, GrantId, GrantInfo, Receipt, RecordId,
-    RecordInfo, ReplicaId, SignedTransaction, TxId,
+    AccountId, AuditEntry, ByteStream, CallOutput, ContentId, GrantId, GrantInfo, GrantStatus,
+    Outcome, Receipt, RecordId, RecordInfo, ReplicaId, SignedTransaction, TxId,
 };
 
 use crate::api::{Authorization, FragmentDelivery, NodeApi};
@@ -31,26 +43,100 @@ use crate::http::HttpClient;
 use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
 use crate::sealing::SealingPublicKey;
 
+/// How long one request to one replica may take by default.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// How long a retrieval waits for more replicas once it has enough
 /// fragments but fewer than m + f (so one might be bad), so a slow replica
 /// does not hold the answer up.
 const RETRIEVE_GRACE: Duration = Duration::from_millis(200);
 
-/// Every replica of a cluster behind one [`NodeApi`]. See the module docs.
+/// The newest certified height a client has seen of one replica set: no
+/// answer older than it is believed. Shared by the clones of a
+/// [`Replicas`]; a program that runs again (the `rr` CLI) keeps it on disk
+/// and passes it back with [`Replicas::with_seen`].
+#[derive(Debug, Default)]
+pub struct Seen(AtomicU64);
+
+impl Seen {
+    /// The height.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn observe(&self, height: u64) {
+        self.0.fetch_max(height, Ordering::Relaxed);
+    }
+}
+
+/// A value read from certified state, and where it came from.
+#[derive(Clone, Debug)]
+pub struct Verified<T> {
+    /// The value.
+    pub value: T,
+    /// The certified header it was proven against.
+    pub header: CertifiedHeader,
+    /// The answer as the replica sent it (self-contained: it can be kept
+    /// and checked again offline, see [`crate::receipt`]).
+    pub answer: StateAnswer,
+    /// The replica that sent it.
+    pub replica: ReplicaId,
+    /// Replicas asked before it whose answers did not hold, and why.
+    pub skipped: Vec<SkippedReplica>,
+}
+
+/// A call's outcome, certified.
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// Its certified header.
+    pub header: CertifiedHeader,
+    /// The certified receipt as the replica sent it.
+    pub certified: CertifiedReceipt,
+    /// The replica whose answer was taken.
+    pub replica: ReplicaId,
+    /// Replicas whose answers did not hold, and why.
+    pub skipped: Vec<SkippedReplica>,
+}
+
+/// What the replicas answered to one retrieval, checked.
+#[derive(Clone, Debug)]
+pub struct RetrieveAnswers {
+    /// The retrieval's certified receipt (allowed).
+    pub receipt: Submitted,
+    /// The record, from certified state.
+    pub record: RecordInfo,
+    /// The grant, from certified state: its threshold is the m to open with.
+    pub grant: GrantInfo,
+    /// Capsule fragments whose signatures are their replicas' (one per
+    /// replica), in the order they came; their contents are checked by the
+    /// client that opens them.
+    pub fragments: Vec<SignedFragment>,
+    /// Replicas that gave no usable fragment, and why.
+    pub skipped: Vec<SkippedReplica>,
+}
+
+/// A replica set as a client sees it. See the module docs.
 #[derive(Clone)]
 pub struct Replicas {
     members: Vec<Arc<dyn NodeApi>>,
-    /// Sealing keys from a trusted configuration (`cluster.json`).
+    set: ReplicaSetInfo,
+    /// Sealing keys from the trusted configuration; `None`: a dev node,
+    /// which takes its fragment unsealed over its one connection.
     sealing: Option<Vec<SealingPublicKey>>,
-    /// Replica keys from a trusted configuration: receipts must be signed.
-    replica_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    seen: Arc<Seen>,
+    deadline: Duration,
     order_timeout: Duration,
+    /// The order reads ask replicas in: a replica that failed moves last.
+    preference: Arc<Mutex<Vec<usize>>>,
 }
 
 impl std::fmt::Debug for Replicas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replicas")
             .field("n", &self.members.len())
+            .field("seen", &self.seen.get())
             .finish()
     }
 }
@@ -62,24 +148,70 @@ fn skipped(i: usize, reason: impl std::fmt::Display) -> SkippedReplica {
     }
 }
 
+fn lied(e: VerifyError) -> NodeError {
+    NodeError::Transport(format!("its answer does not hold: {e}"))
+}
+
+fn list(failures: &[SkippedReplica]) -> String {
+    failures
+        .iter()
+        .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Whether an error is about the request (the same at every correct
+/// replica), rather than about the replica that gave it.
+fn about_the_request(e: &NodeError) -> bool {
+    matches!(
+        e,
+        NodeError::Refused(_)
+            | NodeError::BadTransaction(_)
+            | NodeError::BadSignature(_)
+            | NodeError::Unauthorized(_)
+            | NodeError::Forbidden(_)
+            | NodeError::UnknownRecord(_)
+            | NodeError::UnknownGrant(_)
+            | NodeError::WrongCall { .. }
+            | NodeError::FragmentMismatch { .. }
+            | NodeError::Sealed { .. }
+            | NodeError::Blob(rr_core::BlobError::TooLarge { .. })
+    )
+}
+
 impl Replicas {
-    /// The replica set, `members[i]` being replica `i`.
-    pub fn new(members: Vec<Arc<dyn NodeApi>>) -> Result<Self, NodeError> {
-        if members.is_empty() || members.len() > usize::from(u16::MAX) {
-            return Err(NodeError::Setup(
-                "a replica set needs at least one replica".into(),
-            ));
+    /// The replica set `set`, `members[i]` being replica `i`. Sealing keys
+    /// are none (a single dev node); a cluster's come with
+    /// [`Replicas::with_sealing_keys`] or [`Replicas::from_cluster_file`].
+    pub fn new(members: Vec<Arc<dyn NodeApi>>, set: ReplicaSetInfo) -> Result<Self, NodeError> {
+        if members.len() != set.n() {
+            return Err(NodeError::Setup(format!(
+                "{} members for a replica set of {}",
+                members.len(),
+                set.n()
+            )));
         }
+        let n = members.len();
         Ok(Self {
             members,
+            set,
             sealing: None,
-            replica_keys: None,
+            seen: Arc::default(),
+            deadline: DEFAULT_DEADLINE,
             order_timeout: Duration::from_secs(30),
+            preference: Arc::new(Mutex::new((0..n).collect())),
         })
     }
 
+    /// One node (a dev node) whose key is `key`.
+    pub fn single(member: Arc<dyn NodeApi>, key: AccountId) -> Result<Self, NodeError> {
+        let set = ReplicaSetInfo::new(vec![key])
+            .map_err(|e| NodeError::Setup(format!("the node's key: {e}")))?;
+        Self::new(vec![member], set)
+    }
+
     /// The replicas a `cluster.json` (written by `rr-node localnet`) lists,
-    /// over HTTP.
+    /// over HTTP, with the keys it names.
     pub fn from_cluster_file(path: &Path) -> Result<Self, NodeError> {
         let file = ClusterFile::read(path)?;
         let members = file
@@ -100,49 +232,51 @@ impl Replicas {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let keys = file
-            .replicas
-            .iter()
-            .map(|m| m.peer().verifying_key())
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            sealing: Some(sealing),
-            ..Self::new(members)?.with_replica_keys(keys)?
-        })
+        Self::new(members, file.replica_set()?)?.with_sealing_keys(sealing)
     }
 
-    /// Requires every retrieval receipt to be signed by the replica that
-    /// answered, with `keys[i]` for replica `i` (`Replicas::from_cluster_file`
-    /// does this with the keys the file names).
-    pub fn with_replica_keys(
-        mut self,
-        keys: Vec<ed25519_dalek::VerifyingKey>,
-    ) -> Result<Self, NodeError> {
+    /// Fragment `i` of a grant is sealed to `keys[i]`, replica `i`'s
+    /// sealing key from a trusted configuration.
+    pub fn with_sealing_keys(mut self, keys: Vec<SealingPublicKey>) -> Result<Self, NodeError> {
         if keys.len() != self.n() {
             return Err(NodeError::Setup(format!(
-                "{} replica keys for {} replicas",
+                "{} sealing keys for {} replicas",
                 keys.len(),
                 self.n()
             )));
         }
-        self.replica_keys = Some(keys);
+        self.sealing = Some(keys);
         Ok(self)
     }
 
-    /// How long a call may wait to be ordered before the client gives up
-    /// (default 30 s). Without 2f + 1 live replicas nothing is ordered.
+    /// How long one request to one replica may take (default 10 s).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long a call may wait to be ordered and certified before the
+    /// client gives up (default 30 s). Without 2f + 1 live replicas nothing
+    /// is ordered.
     pub fn with_order_timeout(mut self, timeout: Duration) -> Self {
         self.order_timeout = timeout;
         self
     }
 
-    fn no_quorum(&self, what: &str) -> NodeError {
-        NodeError::Transport(format!(
-            "the cluster did not order {what} within {} s: it needs {} of its {} replicas up (2f + 1) and fewer answer",
-            self.order_timeout.as_secs_f32(),
-            2 * self.f() + 1,
-            self.n()
-        ))
+    /// Starts from a newest seen height kept from before (see [`Seen`]).
+    pub fn with_seen(self, height: u64) -> Self {
+        self.seen.observe(height);
+        self
+    }
+
+    /// The newest certified height this client has seen.
+    pub fn seen(&self) -> u64 {
+        self.seen.get()
+    }
+
+    /// The trusted replica set.
+    pub fn replica_set(&self) -> &ReplicaSetInfo {
+        &self.set
     }
 
     /// Replicas n.
@@ -152,7 +286,7 @@ impl Replicas {
 
     /// Faults tolerated, f = (n - 1) / 3.
     pub fn f(&self) -> usize {
-        (self.n() - 1) / 3
+        self.set.f()
     }
 
     /// Stored copies a blob upload needs: 2f + 1.
@@ -165,85 +299,353 @@ impl Replicas {
         self.members.get(usize::from(i.0))
     }
 
-    /// Asks replicas in order until one answers; a transport failure (down,
-    /// unreachable) moves on to the next, any other answer is final.
-    async fn first<R, F, Fut>(&self, what: &str, call: F) -> Result<R, NodeError>
+    /// The sealing key of every replica, in order: a granting client seals
+    /// fragment `i` to key `i` (`None` for a dev node, which takes its
+    /// fragment unsealed).
+    pub fn sealing_keys(&self) -> Vec<Option<SealingPublicKey>> {
+        match &self.sealing {
+            Some(keys) => keys.iter().copied().map(Some).collect(),
+            None => vec![None; self.n()],
+        }
+    }
+
+    /// `call` on replica `i`, within the deadline.
+    async fn ask<R, Fut>(&self, i: usize, timeout: Duration, call: Fut) -> Result<R, NodeError>
     where
-        F: Fn(Arc<dyn NodeApi>) -> Fut,
         Fut: std::future::Future<Output = Result<R, NodeError>>,
     {
-        let mut down = Vec::new();
-        for (i, m) in self.members.iter().enumerate() {
-            match call(m.clone()).await {
-                Err(NodeError::Transport(e)) => down.push(format!("replica {i}: {e}")),
-                other => return other,
+        match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.demote(i);
+                Err(NodeError::Transport(format!(
+                    "did not answer within {} s",
+                    timeout.as_secs_f32()
+                )))
             }
         }
-        Err(NodeError::Transport(format!(
-            "no replica answered {what}: {}",
-            down.join("; ")
-        )))
-    }
-}
-
-#[async_trait::async_trait]
-impl NodeApi for Replicas {
-    async fn info(&self) -> Result<NodeInfo, NodeError> {
-        self.first("info", |m| async move { m.info().await }).await
     }
 
-    async fn sealing_keys(&self) -> Result<Vec<Option<SealingPublicKey>>, NodeError> {
-        if let Some(keys) = &self.sealing {
-            return Ok(keys.iter().copied().map(Some).collect());
+    /// Moves replica `i` to the end of the read order.
+    fn demote(&self, i: usize) {
+        let mut p = self.preference.lock().expect("preference lock");
+        if let Some(pos) = p.iter().position(|j| *j == i) {
+            let j = p.remove(pos);
+            p.push(j);
         }
-        self.first("the sealing keys query", |m| async move {
-            m.sealing_keys().await
-        })
+    }
+
+    fn order(&self) -> Vec<usize> {
+        self.preference.lock().expect("preference lock").clone()
+    }
+
+    /// The error when no replica's answer held: the request's own error if
+    /// every replica that answered gave it, else every replica's failure.
+    fn no_answer(&self, what: &str, failures: Vec<(usize, NodeError)>) -> NodeError {
+        let mut request_errors = failures.iter().filter(|(_, e)| about_the_request(e));
+        if let Some((_, first)) = request_errors.next() {
+            let all_same = failures
+                .iter()
+                .filter(|(_, e)| !matches!(e, NodeError::Transport(_)))
+                .all(|(_, e)| e.to_string() == first.to_string());
+            if all_same {
+                return failures
+                    .into_iter()
+                    .find(|(_, e)| about_the_request(e))
+                    .map(|(_, e)| e)
+                    .expect("found above");
+            }
+        }
+        let detail = failures
+            .iter()
+            .map(|(i, e)| format!("replica {i}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        NodeError::Transport(format!("no replica gave {what} that holds: {detail}"))
+    }
+
+    /// Reads from one replica at a time until an answer holds: its
+    /// certificate verifies, it is not older than what this client has seen,
+    /// and `check` finds every value it needs proven in it.
+    async fn read<T, F, Fut>(
+        &self,
+        what: &str,
+        call: F,
+        check: impl Fn(&VerifiedState) -> Result<T, VerifyError>,
+    ) -> Result<Verified<T>, NodeError>
+    where
+        F: Fn(Arc<dyn NodeApi>) -> Fut,
+        Fut: std::future::Future<Output = Result<StateAnswer, NodeError>>,
+    {
+        let mut failures: Vec<(usize, NodeError)> = Vec::new();
+        for i in self.order() {
+            let answer = match self.ask(i, self.deadline, call(self.members[i].clone())).await {
+                Ok(a) => a,
+                Err(e) => {
+                    if !about_the_request(&e) {
+                        self.demote(i);
+                    }
+                    failures.push((i, e));
+                    continue;
+                }
+            };
+            let checked = answer.verify(&self.set).and_then(|state| {
+                let value = check(&state)?;
+                Ok((state, value))
+            });
+            let (state, value) = match checked {
+                Ok(x) => x,
+                Err(e) => {
+                    self.demote(i);
+                    failures.push((i, lied(e)));
+                    continue;
+                }
+            };
+            let seen = self.seen.get();
+            if state.height() < seen {
+                self.demote(i);
+                failures.push((
+                    i,
+                    NodeError::Transport(format!(
+                        "its state is of height {}, older than height {seen} this client has seen: it is behind (restarted, or cut off)",
+                        state.height()
+                    )),
+                ));
+                continue;
+            }
+            self.seen.observe(state.height());
+            return Ok(Verified {
+                value,
+                header: state.header().clone(),
+                answer,
+                replica: ReplicaId(i as u16),
+                skipped: failures.iter().map(|(i, e)| skipped(*i, e)).collect(),
+            });
+        }
+        Err(self.no_answer(what, failures))
+    }
+
+    /// Replica set, schemes and status, from the first replica that answers
+    /// (not proven: for display and setup).
+    pub async fn info(&self) -> Result<NodeInfo, NodeError> {
+        let mut failures = Vec::new();
+        for i in self.order() {
+            match self.ask(i, self.deadline, self.members[i].info()).await {
+                Ok(info) => return Ok(info),
+                Err(e) => failures.push((i, e)),
+            }
+        }
+        Err(self.no_answer("its info", failures))
+    }
+
+    /// The newest certified header a replica shows (and this client has
+    /// not seen a newer one).
+    pub async fn head(&self) -> Result<CertifiedHeader, NodeError> {
+        let mut failures = Vec::new();
+        for i in self.order() {
+            let cert = match self.ask(i, self.deadline, self.members[i].head()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push((i, e));
+                    continue;
+                }
+            };
+            match cert.verify(&self.set) {
+                Ok(h) if h.height() >= self.seen.get() => {
+                    self.seen.observe(h.height());
+                    return Ok(h);
+                }
+                Ok(h) => failures.push((
+                    i,
+                    NodeError::Transport(format!(
+                        "its head is at height {}, older than height {} this client has seen",
+                        h.height(),
+                        self.seen.get()
+                    )),
+                )),
+                Err(e) => failures.push((i, lied(e.into()))),
+            }
+        }
+        Err(self.no_answer("a certified head", failures))
+    }
+
+    /// Submits a signed call to every replica at once and returns the first
+    /// certified receipt for it that holds. A receipt from a replica that
+    /// cannot prove it is never taken, so one replica can neither swallow a
+    /// call nor fake its outcome.
+    pub async fn submit(&self, tx: SignedTransaction) -> Result<Submitted, NodeError> {
+        let id = tx.id();
+        let mut pending: FuturesUnordered<_> = self
+            .members
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, m)| {
+                let tx = tx.clone();
+                async move { (i, self.ask(i, self.order_timeout, m.submit(tx)).await) }
+            })
+            .collect();
+        let mut failures: Vec<(usize, NodeError)> = Vec::new();
+        while let Some((i, answer)) = pending.next().await {
+            let certified = match answer {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push((i, e));
+                    continue;
+                }
+            };
+            match certified.verify_for(&self.set, &id) {
+                Ok(header) => {
+                    self.seen.observe(header.height());
+                    return Ok(Submitted {
+                        receipt: certified.receipt.clone(),
+                        header,
+                        certified,
+                        replica: ReplicaId(i as u16),
+                        skipped: failures.iter().map(|(i, e)| skipped(*i, e)).collect(),
+                    });
+                }
+                Err(e) => failures.push((i, lied(e))),
+            }
+        }
+        if failures
+            .iter()
+            .all(|(_, e)| matches!(e, NodeError::Transport(_) | NodeError::Uncertified(_)))
+        {
+            return Err(NodeError::Transport(format!(
+                "the cluster did not order and certify the call within {} s: it needs {} of its {} replicas up (2f + 1); {}",
+                self.order_timeout.as_secs_f32(),
+                self.set.quorum(),
+                self.n(),
+                list(&failures.iter().map(|(i, e)| skipped(*i, e)).collect::<Vec<_>>())
+            )));
+        }
+        Err(self.no_answer("a certified receipt", failures))
+    }
+
+    /// The certified receipt of a committed transaction.
+    pub async fn receipt(&self, tx: TxId) -> Result<Submitted, NodeError> {
+        let mut failures = Vec::new();
+        for i in self.order() {
+            let certified = match self.ask(i, self.deadline, self.members[i].receipt(tx)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push((i, e));
+                    continue;
+                }
+            };
+            match certified.verify_for(&self.set, &tx) {
+                Ok(header) => {
+                    self.seen.observe(header.height());
+                    return Ok(Submitted {
+                        receipt: certified.receipt.clone(),
+                        header,
+                        certified,
+                        replica: ReplicaId(i as u16),
+                        skipped: failures.iter().map(|(i, e)| skipped(*i, e)).collect(),
+                    });
+                }
+                Err(e) => failures.push((i, lied(e))),
+            }
+        }
+        Err(self.no_answer("a certified receipt", failures))
+    }
+
+    /// A record from certified state (`None`: proven absent).
+    pub async fn record(&self, id: RecordId) -> Result<Verified<Option<RecordInfo>>, NodeError> {
+        self.read(
+            "the record",
+            |m| async move { m.record(id).await },
+            |s| s.record(&id),
+        )
         .await
     }
 
-    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
-        let call = self.first("the transaction", |m| {
-            let tx = tx.clone();
-            async move { m.submit(tx).await }
-        });
-        tokio::time::timeout(self.order_timeout, call)
-            .await
-            .map_err(|_| self.no_quorum("the call"))?
+    /// A grant from certified state (`None`: proven absent).
+    pub async fn grant(&self, id: GrantId) -> Result<Verified<Option<GrantInfo>>, NodeError> {
+        self.read(
+            "the grant",
+            |m| async move { m.grant(id).await },
+            |s| s.grant(&id),
+        )
+        .await
     }
 
-    async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError> {
-        self.first("the receipt query", |m| async move { m.receipt(tx).await })
-            .await
+    /// A record's grants, complete, from certified state.
+    pub async fn grants_of_record(
+        &self,
+        id: RecordId,
+        auth: Authorization,
+    ) -> Result<Verified<Vec<GrantInfo>>, NodeError> {
+        self.read(
+            "the record's grants",
+            |m| {
+                let auth = auth.clone();
+                async move { m.grants_of_record(id, auth).await }
+            },
+            |s| s.grants_of(&id),
+        )
+        .await
     }
 
-    async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
-        // One fragment belongs to one replica: address it with
-        // `deliver_fragments` (or through `member`).
-        let _ = (grant, fragment);
-        Err(NodeError::Setup(
-            "a key fragment is for one replica: use deliver_fragments on a replica set".into(),
-        ))
+    /// A record's whole audit trail, from certified state: complete up to
+    /// the record's certified length.
+    pub async fn audit(
+        &self,
+        id: RecordId,
+        auth: Authorization,
+    ) -> Result<Verified<Vec<AuditEntry>>, NodeError> {
+        self.read(
+            "the audit trail",
+            |m| {
+                let auth = auth.clone();
+                async move { m.audit(id, auth).await }
+            },
+            |s| s.audit_trail(&id, 0, u64::MAX),
+        )
+        .await
     }
 
-    async fn deliver_fragment_to(
+    /// The records an account owns and the grants it holds, complete, from
+    /// certified state.
+    pub async fn listing(
+        &self,
+        account: AccountId,
+        auth: Authorization,
+    ) -> Result<Verified<(Vec<RecordInfo>, Vec<GrantInfo>)>, NodeError> {
+        self.read(
+            "the listing",
+            |m| {
+                let auth = auth.clone();
+                async move { m.listing(account, auth).await }
+            },
+            |s| Ok((s.records_of(&account)?, s.grants_held_by(&account)?)),
+        )
+        .await
+    }
+
+    /// Delivers replica `replica` its key fragment of a committed grant.
+    pub async fn deliver_fragment_to(
         &self,
         replica: ReplicaId,
         grant: GrantId,
         fragment: Vec<u8>,
     ) -> Result<(), NodeError> {
-        self.member(replica)
-            .ok_or_else(|| {
-                NodeError::Setup(format!(
-                    "{replica} is not in this replica set of {}",
-                    self.n()
-                ))
-            })?
-            .deliver_fragment(grant, fragment)
+        let i = usize::from(replica.0);
+        let m = self.member(replica).ok_or_else(|| {
+            NodeError::Setup(format!(
+                "{replica} is not in this replica set of {}",
+                self.n()
+            ))
+        })?;
+        self.ask(i, self.deadline, m.deliver_fragment(grant, fragment))
             .await
     }
 
-    async fn deliver_fragments(
+    /// Delivers each replica its own key fragment of a committed grant
+    /// (`fragments[i]` to replica `i`), all at once, and reports who took
+    /// theirs.
+    pub async fn deliver_fragments(
         &self,
         grant: GrantId,
         fragments: Vec<Vec<u8>>,
@@ -261,7 +663,13 @@ impl NodeApi for Replicas {
             .cloned()
             .zip(fragments)
             .enumerate()
-            .map(|(i, (m, f))| async move { (i, m.deliver_fragment(grant, f).await) })
+            .map(|(i, (m, f))| async move {
+                (
+                    i,
+                    self.ask(i, self.deadline, m.deliver_fragment(grant, f))
+                        .await,
+                )
+            })
             .collect();
         let mut report = FragmentDelivery::default();
         while let Some((i, result)) = pending.next().await {
@@ -275,7 +683,21 @@ impl NodeApi for Replicas {
         Ok(report)
     }
 
-    async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError> {
+    /// Sends a signed `Retrieve` to every replica and gathers what holds:
+    /// the certified receipt, the record and grant from certified state, and
+    /// the capsule fragments each replica signed for itself. Replicas whose
+    /// own certified state shows the grant unusable give no fragment that
+    /// counts. Returns as soon as m + f fragments are in (m of them are good
+    /// whatever f Byzantine replicas sent), or a moment after m are.
+    pub async fn retrieve(&self, tx: SignedTransaction) -> Result<RetrieveAnswers, NodeError> {
+        let id = tx.id();
+        let rr_core::Call::Retrieve(call) = &tx.body.call else {
+            return Err(NodeError::WrongCall {
+                expected: "retrieve",
+                found: tx.body.call.name(),
+            });
+        };
+        let grant_id = call.grant;
         let mut pending: FuturesUnordered<_> = self
             .members
             .iter()
@@ -283,161 +705,199 @@ impl NodeApi for Replicas {
             .enumerate()
             .map(|(i, m)| {
                 let tx = tx.clone();
-                async move { (i, m.retrieve(tx).await) }
+                async move { (i, self.ask(i, self.order_timeout, m.retrieve(tx)).await) }
             })
             .collect();
-        let mut answers: Vec<(usize, Retrieval)> = Vec::new();
-        let mut failed: Vec<(usize, NodeError)> = Vec::new();
+        let mut failures: Vec<(usize, NodeError)> = Vec::new();
+        let mut receipt: Option<Submitted> = None;
+        // The freshest certified record and grant, and their height.
+        let mut known: Option<(u64, RecordInfo, GrantInfo)> = None;
+        let mut fragments: Vec<(usize, u64, SignedFragment)> = Vec::new();
+        let mut freshest_time = rr_core::Timestamp(0);
         let mut deadline: Option<tokio::time::Instant> = None;
-        let mut enough = false;
-        // Without a quorum nothing is ordered, and replicas wait: give up.
-        let hard = tokio::time::Instant::now() + self.order_timeout;
+        let seen = self.seen.get();
         loop {
-            let until = deadline.map_or(hard, |d| d.min(hard));
-            let next = match tokio::time::timeout_at(until, pending.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
+            let m = known.as_ref().map(|(_, _, g)| usize::from(g.threshold.m));
+            if let Some(m) = m {
+                if fragments.len() >= (m + self.f()).min(self.n()) {
+                    break;
+                }
+                if fragments.len() >= m && deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + RETRIEVE_GRACE);
+                }
+            }
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, pending.next()).await {
+                    Ok(n) => n,
+                    Err(_) => break,
+                },
+                None => pending.next().await,
             };
-            let Some((i, result)) = next else { break };
-            // With known replica keys, a receipt counts only if the replica
-            // that sent it signed it.
-            let result = result.and_then(|r| match &self.replica_keys {
-                Some(keys)
-                    if !r.receipt_signatures.iter().any(|s| {
-                        usize::from(s.replica.0) == i && s.verify(&keys[i], &r.receipt)
-                    }) =>
-                {
-                    Err(NodeError::Transport(
-                        "its receipt is not signed with its replica key".into(),
-                    ))
+            let Some((i, answer)) = next else { break };
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    failures.push((i, e));
+                    continue;
                 }
-                _ => Ok(r),
-            });
-            match result {
-                Ok(r) => {
-                    let m = usize::from(r.grant.threshold.m);
-                    let needed = m.max(self.f() + 1);
-                    answers.push((i, r));
-                    // m + f answers hold m good fragments whatever f
-                    // Byzantine replicas send: no need to wait for more.
-                    if answers.len() >= (m + self.f()).min(self.n()) {
-                        enough = true;
-                        break;
+            };
+            match self.check_retrieval(i, &id, &grant_id, answer) {
+                Err(e) => failures.push((i, e)),
+                Ok(Checked::Refused(r, submitted)) => {
+                    // Certified: every correct replica refused it too.
+                    let _ = submitted;
+                    return Err(NodeError::Refused(r));
+                }
+                Ok(Checked::Allowed {
+                    submitted,
+                    height,
+                    state_time,
+                    record,
+                    grant,
+                    fragment,
+                }) => {
+                    if receipt.is_none() {
+                        receipt = Some(submitted);
                     }
-                    if answers.len() >= needed && deadline.is_none() {
-                        deadline = Some(tokio::time::Instant::now() + RETRIEVE_GRACE);
+                    freshest_time = freshest_time.max(state_time);
+                    if known.as_ref().is_none_or(|(h, _, _)| height > *h) {
+                        known = Some((height, record, grant));
+                    }
+                    match fragment {
+                        Ok(_) if height < seen => failures.push((
+                            i,
+                            NodeError::Transport(format!(
+                                "its state is of height {height}, older than height {seen} this client has seen"
+                            )),
+                        )),
+                        Ok(f) => fragments.push((i, height, f)),
+                        Err(why) => failures.push((i, NodeError::Transport(why))),
                     }
                 }
-                Err(e) => failed.push((i, e)),
             }
         }
-        let mut skipped_replicas: Vec<SkippedReplica> = failed
-            .iter()
-            .map(|(i, e)| skipped(*i, e))
-            .chain(
-                pending_indices(self.n(), &answers, &failed)
-                    .filter(|_| !enough)
-                    .map(|i| skipped(i, "did not answer in time")),
-            )
-            .collect();
-        // The receipt most replicas agree on; f + 1 of them vouch for it.
-        let Some(agreed) = majority_receipt(&answers) else {
-            // Nobody gave a fragment: every replica refused or was down. A
-            // refusal (revoked, expired, wrong purpose) is the same at every
-            // correct replica: pass the first one on.
-            failed.sort_by_key(|(_, e)| match e {
-                NodeError::Refused(_) => 0,
-                e if unavailable(e) => 2,
-                _ => 1,
-            });
-            return Err(match failed.into_iter().find(|(_, e)| !unavailable(e)) {
-                Some((_, e)) => e,
-                None => NodeError::Transport(format!(
-                    "{}: {}",
-                    self.no_quorum("the retrieval"),
-                    skipped_replicas
-                        .iter()
-                        .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )),
-            });
+        drop(pending);
+        let (Some(receipt), Some((height, record, grant))) = (receipt, known) else {
+            return Err(self.no_answer("a retrieval", failures));
         };
-        let vouching = answers.iter().filter(|(_, r)| r.receipt == agreed).count();
-        if vouching < self.f() + 1 {
-            return Err(NodeError::Transport(format!(
-                "only {vouching} replicas vouch for the retrieval's receipt, {} needed; skipped: {}",
-                self.f() + 1,
-                skipped_replicas
-                    .iter()
-                    .map(|s| format!("replica {}: {}", s.replica.0, s.reason))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )));
+        let mut skipped_replicas: Vec<SkippedReplica> =
+            failures.iter().map(|(i, e)| skipped(*i, e)).collect();
+        // The freshest certified state decides: a grant revoked or expired
+        // there is refused, whatever older answers say (a retry of a
+        // retrieval allowed before, answered by a replica still at that
+        // height, gives nothing).
+        let _ = height;
+        if let GrantStatus::Revoked { at } = grant.status {
+            return Err(NodeError::Refused(rr_core::Refusal {
+                code: rr_core::ErrorCode::GrantRevoked,
+                message: format!(
+                    "grant {} was revoked at height {} ({})",
+                    grant.id, at.height, at.time
+                ),
+            }));
         }
-        let mut combined: Option<Retrieval> = None;
-        for (i, r) in answers {
-            if r.receipt != agreed {
-                skipped_replicas.push(skipped(i, "its receipt disagrees with the others'"));
-                continue;
-            }
-            match &mut combined {
-                None => combined = Some(r),
-                Some(c) => {
-                    c.capsule_fragments.extend(r.capsule_fragments);
-                    c.receipt_signatures.extend(r.receipt_signatures);
-                }
-            }
+        if let Some(exp) = grant.expires_at.filter(|e| *e <= freshest_time) {
+            return Err(NodeError::Refused(rr_core::Refusal {
+                code: rr_core::ErrorCode::GrantExpired,
+                message: format!("grant {} expired at {exp}", grant.id),
+            }));
         }
-        let mut combined = combined.expect("at least f + 1 answers agree");
+        let fragments: Vec<SignedFragment> = fragments.into_iter().map(|(_, _, f)| f).collect();
         skipped_replicas.sort_by_key(|s| s.replica);
-        combined.skipped = skipped_replicas;
-        Ok(combined)
+        Ok(RetrieveAnswers {
+            receipt,
+            record,
+            grant,
+            fragments,
+            skipped: skipped_replicas,
+        })
     }
 
-    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {
-        self.first("the record query", |m| async move { m.record(id).await })
-            .await
-    }
-
-    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError> {
-        self.first("the grant query", |m| async move { m.grant(id).await })
-            .await
-    }
-
-    async fn grants_of_record(
+    /// Checks replica `i`'s answer to retrieval `tx` through `grant_id`.
+    fn check_retrieval(
         &self,
-        id: RecordId,
-        auth: Authorization,
-    ) -> Result<Vec<GrantInfo>, NodeError> {
-        self.first("the grants query", |m| {
-            let auth = auth.clone();
-            async move { m.grants_of_record(id, auth).await }
+        i: usize,
+        tx: &TxId,
+        grant_id: &GrantId,
+        answer: Retrieval,
+    ) -> Result<Checked, NodeError> {
+        let header = answer.receipt.verify_for(&self.set, tx).map_err(lied)?;
+        self.seen.observe(header.height());
+        let submitted = Submitted {
+            receipt: answer.receipt.receipt.clone(),
+            header,
+            certified: answer.receipt.clone(),
+            replica: ReplicaId(i as u16),
+            skipped: Vec::new(),
+        };
+        let (record_id, granted) = match &submitted.receipt.outcome {
+            Outcome::Refused(r) => return Ok(Checked::Refused(r.clone(), submitted)),
+            Outcome::Ok(CallOutput::Retrieved { record, grant }) => (*record, *grant),
+            Outcome::Ok(other) => {
+                return Err(lied(VerifyError::WrongReceipt(format!(
+                    "a retrieval's receipt says {other:?}"
+                ))))
+            }
+        };
+        if granted != *grant_id {
+            return Err(lied(VerifyError::WrongReceipt(format!(
+                "the receipt is for grant {granted}, the call for {grant_id}"
+            ))));
+        }
+        let state = answer.state.verify(&self.set).map_err(lied)?;
+        if state.height() < submitted.header.height() {
+            return Err(lied(VerifyError::WrongReceipt(format!(
+                "its state (height {}) is older than the retrieval (height {})",
+                state.height(),
+                submitted.header.height()
+            ))));
+        }
+        let grant = state
+            .grant(grant_id)
+            .map_err(lied)?
+            .ok_or_else(|| lied(VerifyError::WrongReceipt(format!("it proves grant {grant_id} absent, yet the retrieval through it was allowed"))))?;
+        let record = state
+            .record(&record_id)
+            .map_err(lied)?
+            .ok_or_else(|| lied(VerifyError::WrongReceipt(format!("it proves record {record_id} absent, yet the retrieval of it was allowed"))))?;
+        if grant.record != record.id {
+            return Err(lied(VerifyError::WrongReceipt(format!(
+                "grant {} is of record {}, not {}",
+                grant.id, grant.record, record.id
+            ))));
+        }
+        let key = self.set.key(ReplicaId(i as u16)).expect("i < n");
+        let usable = grant.is_usable_at(state.header().time());
+        let fragment = match answer.fragment {
+            _ if !usable => Err(format!(
+                "its own certified state (height {}) shows grant {} unusable",
+                state.height(),
+                grant.id
+            )),
+            None => Err(answer
+                .note
+                .unwrap_or_else(|| "it gave no capsule fragment".into())),
+            Some(f) if !f.verify(key, tx, grant_id, ReplicaId(i as u16)) => Err(
+                "its capsule fragment is not signed with its replica key for this retrieval (or claims another replica)"
+                    .into(),
+            ),
+            Some(f) => Ok(f),
+        };
+        Ok(Checked::Allowed {
+            submitted,
+            height: state.height(),
+            state_time: state.header().time(),
+            record,
+            grant,
+            fragment,
         })
-        .await
     }
 
-    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError> {
-        self.first("the audit query", |m| {
-            let auth = auth.clone();
-            async move { m.audit(id, auth).await }
-        })
-        .await
-    }
-
-    async fn listing(
-        &self,
-        account: AccountId,
-        auth: Authorization,
-    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError> {
-        self.first("the listing query", |m| {
-            let auth = auth.clone();
-            async move { m.listing(account, auth).await }
-        })
-        .await
-    }
-
-    async fn put_blob(&self, mut data: ByteStream) -> Result<ContentId, NodeError> {
+    /// Stores a blob (ciphertext) on every replica at once; done once 2f + 1
+    /// replicas stored it under the same content id. A replica that stops
+    /// taking data, or does not confirm within the deadline after the last
+    /// byte, is left behind.
+    pub async fn put_blob(&self, mut data: ByteStream) -> Result<ContentId, NodeError> {
         let n = self.n();
         let mut senders = Vec::with_capacity(n);
         let mut uploads = FuturesUnordered::new();
@@ -448,15 +908,24 @@ impl NodeApi for Replicas {
             uploads.push(tokio::spawn(async move { (i, m.put_blob(stream).await) }));
         }
         // Tee the ciphertext to every replica; a replica whose upload failed
-        // drops out, the others go on.
+        // or stalled drops out, the others go on.
         let mut source_error = None;
+        let mut stalled: Vec<usize> = Vec::new();
         while let Some(chunk) = data.next().await {
             match chunk {
                 Ok(bytes) => {
-                    for s in senders.iter_mut() {
+                    for (i, s) in senders.iter_mut().enumerate() {
                         if let Some(tx) = s {
-                            if tx.send(Ok(bytes.clone())).await.is_err() {
-                                *s = None;
+                            match tokio::time::timeout(self.deadline, tx.send(Ok(bytes.clone())))
+                                .await
+                            {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) => *s = None,
+                                Err(_) => {
+                                    stalled.push(i);
+                                    self.demote(i);
+                                    *s = None;
+                                }
                             }
                         }
                     }
@@ -476,10 +945,33 @@ impl NodeApi for Replicas {
             }
         }
         drop(senders);
+        let quorum = self.write_quorum().min(n);
         let mut stored: Vec<(usize, ContentId)> = Vec::new();
-        let mut errors: Vec<String> = Vec::new();
+        let mut errors: Vec<String> = stalled
+            .iter()
+            .map(|i| format!("replica {i}: stopped taking data for {} s", self.deadline.as_secs_f32()))
+            .collect();
         let mut refusal = None;
-        while let Some(joined) = uploads.next().await {
+        let agreed = |stored: &[(usize, ContentId)]| {
+            stored
+                .iter()
+                .find(|(_, c)| stored.iter().filter(|(_, o)| o == c).count() >= quorum)
+                .map(|(_, c)| *c)
+        };
+        let until = tokio::time::Instant::now() + self.deadline;
+        while agreed(&stored).is_none() {
+            let joined = match tokio::time::timeout_at(until, uploads.next()).await {
+                Ok(Some(j)) => j,
+                Ok(None) => break,
+                Err(_) => {
+                    errors.push(format!(
+                        "{} replicas did not confirm within {} s",
+                        uploads.len(),
+                        self.deadline.as_secs_f32()
+                    ));
+                    break;
+                }
+            };
             match joined {
                 Ok((i, Ok(cid))) => stored.push((i, cid)),
                 Ok((i, Err(e))) => {
@@ -496,19 +988,11 @@ impl NodeApi for Replicas {
                 "reading the data to upload failed: {e}"
             )));
         }
-        let quorum = self.write_quorum().min(n);
-        let mut by_cid: Vec<(ContentId, usize)> = Vec::new();
-        for (_, cid) in &stored {
-            match by_cid.iter_mut().find(|(c, _)| c == cid) {
-                Some((_, k)) => *k += 1,
-                None => by_cid.push((*cid, 1)),
+        if let Some(cid) = agreed(&stored) {
+            if !errors.is_empty() || stored.len() < n {
+                tracing::warn!(target: "rr_node::replicas", %cid, failed = %errors.join("; "), "blob stored on a quorum, not (yet) on every replica");
             }
-        }
-        if let Some((cid, _)) = by_cid.iter().find(|(_, k)| *k >= quorum) {
-            if !errors.is_empty() {
-                tracing::warn!(target: "rr_node::replicas", %cid, failed = %errors.join("; "), "blob stored on a quorum, not on every replica");
-            }
-            return Ok(*cid);
+            return Ok(cid);
         }
         if let Some(e) = refusal {
             // A refusal (too large, say) is the same everywhere: say it plainly.
@@ -521,14 +1005,26 @@ impl NodeApi for Replicas {
         )))
     }
 
-    async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
+    /// Streams a blob from the first replica that serves it; see
+    /// [`Replicas::get_blob_from`].
+    pub async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
         self.get_blob_from(cid, 0).await
     }
 
-    async fn get_blob_from(&self, cid: ContentId, offset: u64) -> Result<ByteStream, NodeError> {
+    /// Streams a blob from byte `offset` on, from the first replica that
+    /// serves it; if its stream breaks off, the next replica carries on from
+    /// the same byte.
+    pub async fn get_blob_from(
+        &self,
+        cid: ContentId,
+        offset: u64,
+    ) -> Result<ByteStream, NodeError> {
         let mut failures = Vec::new();
-        for (i, m) in self.members.iter().enumerate() {
-            match m.get_blob_from(cid, offset).await {
+        for i in self.order() {
+            match self
+                .ask(i, self.deadline, self.members[i].get_blob_from(cid, offset))
+                .await
+            {
                 Ok(stream) => {
                     let download = ResumableDownload {
                         members: self.members.clone(),
@@ -536,6 +1032,7 @@ impl NodeApi for Replicas {
                         current: i,
                         tried: vec![i],
                         delivered: offset,
+                        deadline: self.deadline,
                     };
                     return Ok(download.stream(stream));
                 }
@@ -559,6 +1056,24 @@ impl NodeApi for Replicas {
     }
 }
 
+/// One replica's retrieval answer, checked.
+enum Checked {
+    /// The retrieval was refused: certified.
+    Refused(rr_core::Refusal, Submitted),
+    /// It was allowed.
+    Allowed {
+        submitted: Submitted,
+        /// Height of the state its record and grant are proven at.
+        height: u64,
+        /// Block time of that state.
+        state_time: rr_core::Timestamp,
+        record: RecordInfo,
+        grant: GrantInfo,
+        /// Its fragment, or why it gives none that counts.
+        fragment: Result<SignedFragment, String>,
+    },
+}
+
 /// A blob download from a cluster that, if its replica's stream breaks off,
 /// carries on from the same byte with the next replica that serves it.
 struct ResumableDownload {
@@ -570,6 +1085,8 @@ struct ResumableDownload {
     tried: Vec<usize>,
     /// Bytes of the blob handed out so far (counting any starting offset).
     delivered: u64,
+    /// How long opening the rest at another replica may take.
+    deadline: Duration,
 }
 
 impl ResumableDownload {
@@ -614,9 +1131,10 @@ impl ResumableDownload {
                 continue;
             }
             self.tried.push(j);
-            let opened = match self.members[j]
-                .get_blob_from(self.cid, self.delivered)
+            let open = self.members[j].get_blob_from(self.cid, self.delivered);
+            let opened = match tokio::time::timeout(self.deadline, open)
                 .await
+                .unwrap_or_else(|_| Err(NodeError::Transport("did not answer in time".into())))
             {
                 // Peeks at the first non-empty item: does the replica have
                 // anything left to send from here?
@@ -672,41 +1190,8 @@ impl ResumableDownload {
     }
 }
 
-/// Whether `e` says the replica is down or stopped, rather than answering.
-fn unavailable(e: &NodeError) -> bool {
-    match e {
-        NodeError::Transport(_) => true,
-        NodeError::Consensus(rr_core::ConsensusError::Stopped) => true,
-        NodeError::Remote { code, .. } => code == "unavailable",
-        _ => false,
-    }
-}
 
-/// The replicas that neither answered nor failed.
-fn pending_indices<'a>(
-    n: usize,
-    answers: &'a [(usize, Retrieval)],
-    failed: &'a [(usize, NodeError)],
-) -> impl Iterator<Item = usize> + 'a {
-    (0..n).filter(move |i| {
-        !answers.iter().any(|(j, _)| j == i) && !failed.iter().any(|(j, _)| j == i)
-    })
-}
 
-/// The receipt the most answers carry.
-fn majority_receipt(answers: &[(usize, Retrieval)]) -> Option<Receipt> {
-    let mut best: Option<(&Receipt, usize)> = None;
-    for (_, r) in answers {
-        let k = answers
-            .iter()
-            .filter(|(_, o)| o.receipt == r.receipt)
-            .count();
-        if best.is_none_or(|(_, b)| k > b) {
-            best = Some((&r.receipt, k));
-        }
-    }
-    best.map(|(r, _)| r.clone())
-}
 
 fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
@@ -724,15 +1209,16 @@ mod tests {
         #[async_trait::async_trait]
         impl NodeApi for Api {
             async fn info(&self) -> Result<NodeInfo, NodeError>;
-            async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError>;
-            async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError>;
+            async fn head(&self) -> Result<rr_core::cert::Certificate, NodeError>;
+            async fn submit(&self, tx: SignedTransaction) -> Result<CertifiedReceipt, NodeError>;
+            async fn receipt(&self, tx: TxId) -> Result<CertifiedReceipt, NodeError>;
             async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
             async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError>;
-            async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError>;
-            async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError>;
-            async fn grants_of_record(&self, id: RecordId, auth: Authorization) -> Result<Vec<GrantInfo>, NodeError>;
-            async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError>;
-            async fn listing(&self, account: AccountId, auth: Authorization) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError>;
+            async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError>;
+            async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError>;
+            async fn grants_of_record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
+            async fn audit(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
+            async fn listing(&self, account: AccountId, auth: Authorization) -> Result<StateAnswer, NodeError>;
             async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError>;
             async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError>;
             async fn get_blob_from(&self, cid: ContentId, offset: u64) -> Result<ByteStream, NodeError>;
@@ -740,6 +1226,20 @@ mod tests {
     }
 
     const LEN: usize = 300_000;
+
+    /// A replica set of four (keys only: these tests read blobs).
+    fn set4() -> ReplicaSetInfo {
+        ReplicaSetInfo::new(
+            (1..=4u8)
+                .map(|i| {
+                    AccountId::from_verifying_key(
+                        &ed25519_dalek::SigningKey::from_bytes(&[i; 32]).verifying_key(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
 
     fn blob() -> (Bytes, ContentId) {
         let data: Bytes = (0..LEN)
@@ -815,7 +1315,7 @@ mod tests {
             replica(&data, cid, None, 1),
             replica(&data, cid, None, 0),
         ];
-        let r = Replicas::new(members).unwrap();
+        let r = Replicas::new(members, set4()).unwrap();
         let (out, err) = read_all(&r, cid).await;
         assert!(err.is_none(), "{err:?}");
         assert_eq!(out, data);
@@ -837,7 +1337,7 @@ mod tests {
             refusing(0),
             refusing(0),
         ];
-        let r = Replicas::new(members).unwrap();
+        let r = Replicas::new(members, set4()).unwrap();
         let (out, err) = read_all(&r, cid).await;
         assert_eq!(out, data);
         assert_eq!(
@@ -855,7 +1355,7 @@ mod tests {
             replica(&data, cid, Some(200_000), 1),
             refusing(1),
         ];
-        let r = Replicas::new(members).unwrap();
+        let r = Replicas::new(members, set4()).unwrap();
         let (out, err) = read_all(&r, cid).await;
         // Each replica is asked once: 0 gave 100,000 bytes, 2 the next
         // 100,000, and the last break is what the reader sees.
@@ -879,7 +1379,7 @@ mod tests {
             replica(&data, cid, None, 0),
             replica(&data, cid, None, 0),
         ];
-        let r = Replicas::new(members).unwrap();
+        let r = Replicas::new(members, set4()).unwrap();
         let (out, err) = read_all(&r, cid).await;
         assert_eq!(out, bad);
         assert_eq!(

@@ -200,6 +200,16 @@ impl Schemes {
     pub fn ids(&self) -> Vec<SchemeId> {
         self.entries.iter().map(|s| s.id()).collect()
     }
+
+    /// The ids of its single-proxy schemes (threshold 1: any one replica
+    /// holding a grant's key fragment re-encrypts on its own).
+    pub fn single_proxy_ids(&self) -> Vec<SchemeId> {
+        self.entries
+            .iter()
+            .filter(|s| s.single_proxy())
+            .map(|s| s.id())
+            .collect()
+    }
 }
 
 impl Default for Schemes {

@@ -39,6 +39,12 @@ impl ReplicaKey {
         self.key.verifying_key()
     }
 
+    /// The signing key itself, for signatures the node makes with it
+    /// (capsule fragments, erasure confirmations), each domain-separated.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// Signs `bytes` (already domain-separated by the caller).
     pub(crate) fn sign(&self, bytes: &[u8]) -> Signature {
         self.key.sign(bytes)

@@ -14,15 +14,17 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use rr_core::cert::{Certificate, HeaderSignature, LedgerHeader};
 use rr_core::{
     Block, BlockHeader, ConsensusEngine, ConsensusError, ContractExecutor, EngineStatus, Execution,
     Overlay, Receipt, ReplicaId, TxId, VerifiedTransaction, WriteSet,
 };
-use rr_storage::{Head, Ledger};
+use rr_storage::{Committed, Head, Ledger};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::certify::{CertInput, Certifier, Certs, ToStore};
 use super::config::PbftConfig;
 use super::crypto::{ReplicaKey, ReplicaSet};
 use super::message::{
@@ -83,6 +85,9 @@ struct Serve {
 /// write-ahead log, then catches up from its peers.
 pub struct Pbft<E> {
     id: ReplicaId,
+    certs: Arc<Certs>,
+    cert_tx: mpsc::Sender<CertInput>,
+    quorum: usize,
     requests: Arc<RwLock<Option<mpsc::Sender<VerifiedTransaction>>>>,
     waiters: Arc<Waiters>,
     status: Arc<RwLock<EngineStatus>>,
@@ -196,6 +201,7 @@ impl<E: ContractExecutor> Pbft<E> {
         let (done_tx, done_rx) = mpsc::channel::<Head>(1024);
         let (out_tx, out_rx) = mpsc::channel::<(Option<ReplicaId>, VerifiedMessage)>(8192);
         let (serve_tx, serve_rx) = mpsc::channel::<Serve>(16);
+        let (cert_tx, cert_rx) = mpsc::channel::<CertInput>(4096);
         let (stop, stop_rx) = watch::channel(false);
         let requests = Arc::new(RwLock::new(Some(req_tx)));
 
@@ -213,9 +219,10 @@ impl<E: ContractExecutor> Pbft<E> {
         }
         // Verification: in parallel on the blocking pool, results in order;
         // a message that arrives again (a retransmission) is not verified
-        // again (see `verdicts`).
+        // again (see `verdicts`). Header votes go to the certifier.
         {
             let set = replicas.clone();
+            let cert_tx = cert_tx.clone();
             let parallelism = config.verify_parallelism;
             let verdicts = Arc::new(Mutex::new(Verdicts::new(VERDICTS_KEPT, VERDICTS_MAX_BYTES)));
             helpers.push(tokio::spawn(async move {
@@ -266,6 +273,13 @@ impl<E: ContractExecutor> Pbft<E> {
                         (from, m)
                     });
                     match r {
+                        Ok((from, Ok(m)))
+                            if m.from() == from && matches!(m.payload(), Payload::HeaderVote(_)) =>
+                        {
+                            if cert_tx.try_send(CertInput::Vote(m)).is_err() {
+                                debug!(target: TARGET, "certifier queue full; header vote dropped");
+                            }
+                        }
                         // A new view is self-authenticating (the primary's
                         // signature and quorum certificates): anyone may relay it.
                         Ok((from, Ok(m)))
@@ -286,6 +300,7 @@ impl<E: ContractExecutor> Pbft<E> {
                 }
             }));
         }
+        let cert_out = out_tx.clone();
         // Output: encode once, send to one or all.
         {
             let network = network.clone();
@@ -325,6 +340,48 @@ impl<E: ContractExecutor> Pbft<E> {
                 }
             }));
         }
+        // Certificates: a vote for each executed block's header, a quorum of
+        // them kept with the block.
+        let certs = Certs::new();
+        {
+            let (mut certifier, stored) = Certifier::new(
+                replicas.clone(),
+                key.clone(),
+                ledger.clone(),
+                certs.clone(),
+                config.window,
+                // Votes are sent again while a height is uncertified, but
+                // not as often as the ordering's: they are not urgent.
+                config.retransmit_interval.max(std::time::Duration::from_millis(200)),
+            )
+            .map_err(storage)?;
+            let ledger = ledger.clone();
+            helpers.push(tokio::spawn(store_loop(ledger, stored, offload)));
+            let tick_every = config.retransmit_interval;
+            let mut cert_rx = cert_rx;
+            helpers.push(tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                let mut tick = tokio::time::interval(tick_every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut out = Vec::new();
+                certifier.start(started.elapsed(), &mut out);
+                loop {
+                    for (to, m) in out.drain(..) {
+                        if cert_out.try_send((to, m)).is_err() {
+                            debug!(target: TARGET, "output queue full; header vote dropped");
+                        }
+                    }
+                    let input = tokio::select! {
+                        i = cert_rx.recv() => match i {
+                            Some(i) => i,
+                            None => return,
+                        },
+                        _ = tick.tick() => CertInput::Tick,
+                    };
+                    certifier.handle(started.elapsed(), input, &mut out);
+                }
+            }));
+        }
         // Execution: strictly in order, each block committed before its replies.
         let exec = {
             let ledger = ledger.clone();
@@ -332,9 +389,19 @@ impl<E: ContractExecutor> Pbft<E> {
             let waiters = waiters.clone();
             let requests = requests.clone();
             let set = replicas.clone();
-            tokio::spawn(execute_loop(
-                exec_rx, done_tx, ledger, executor, status, waiters, requests, set, offload,
-            ))
+            tokio::spawn(execute_loop(ExecLoop {
+                exec_rx,
+                done_tx,
+                cert_tx: cert_tx.clone(),
+                ledger,
+                executor,
+                key: key.clone(),
+                status,
+                waiters,
+                requests,
+                set,
+                offload,
+            }))
         };
         // Ordering core.
         let core = {
@@ -360,6 +427,9 @@ impl<E: ContractExecutor> Pbft<E> {
         };
         Ok(Self {
             id,
+            certs,
+            cert_tx,
+            quorum: replicas.quorum(),
             requests,
             waiters,
             status,
@@ -544,8 +614,8 @@ async fn core_loop(mut c: CoreLoop) {
 
 /// What executing and committing a group of consecutive blocks came to.
 struct GroupOutcome {
-    /// The head after each committed block, in order.
-    heads: Vec<Head>,
+    /// Each committed block's head and header, in order.
+    committed: Vec<Committed>,
     /// The receipts of all the committed blocks.
     receipts: Vec<Receipt>,
     /// Why the blocks after the committed ones were not (the replica stops).
@@ -555,19 +625,21 @@ struct GroupOutcome {
 /// Executes `group` (consecutive blocks, in order) one after another, each
 /// reading the state its predecessors in the group left (their write sets
 /// layered over one ledger snapshot, exactly the state committing them one by
-/// one would give), and commits them together in one durable transaction.
-/// If a block fails to execute, the blocks before it are still committed.
+/// one would give), and commits them together in one durable transaction,
+/// each header with this replica's signature. If a block fails to execute,
+/// the blocks before it are still committed.
 fn execute_group<E: ContractExecutor>(
     ledger: &Ledger,
     executor: &E,
+    key: &ReplicaKey,
     group: Vec<ExecuteBlock>,
 ) -> GroupOutcome {
     let mut outcome = GroupOutcome {
-        heads: Vec::with_capacity(group.len()),
+        committed: Vec::new(),
         receipts: Vec::new(),
         error: None,
     };
-    let (head, snapshot) = match ledger.head().and_then(|h| Ok((h, ledger.snapshot()?))) {
+    let snapshot = match ledger.snapshot() {
         Ok(x) => x,
         Err(e) => {
             outcome.error = Some(storage(e));
@@ -576,9 +648,7 @@ fn execute_group<E: ContractExecutor>(
     };
     let last = group.len().saturating_sub(1);
     let mut done: Vec<(Block, Execution)> = Vec::with_capacity(group.len());
-    let mut heads = Vec::with_capacity(group.len());
     let mut pending = WriteSet::new();
-    let mut next = head;
     for (i, ExecuteBlock { block, txs }) in group.into_iter().enumerate() {
         let mut state = Overlay::new(&snapshot);
         state.writes = std::mem::take(&mut pending);
@@ -591,27 +661,25 @@ fn execute_group<E: ContractExecutor>(
                 break;
             }
         };
-        next = match next.next(&block, &execution) {
-            Ok(h) => h,
-            Err(e) => {
-                outcome.error = Some(storage(e));
-                break;
-            }
-        };
         if i < last {
             pending.extend(execution.writes.clone());
         }
-        heads.push(next);
         done.push((block, execution));
     }
     drop(snapshot);
     if done.is_empty() {
         return outcome;
     }
-    match ledger.commit_blocks(&done) {
+    let signer = |h: &LedgerHeader| HeaderSignature {
+        replica: key.id(),
+        signature: key
+            .sign(&LedgerHeader::signing_bytes(&h.hash()))
+            .to_bytes()
+            .to_vec(),
+    };
+    match ledger.commit_blocks(&done, Some(&signer)) {
         Ok(committed) => {
-            debug_assert_eq!(Some(&committed), heads.last());
-            outcome.heads = heads;
+            outcome.committed = committed;
             outcome.receipts = done.into_iter().flat_map(|(_, e)| e.receipts).collect();
         }
         Err(e) => outcome.error = Some(storage(e)),
@@ -622,18 +690,57 @@ fn execute_group<E: ContractExecutor>(
 /// Most consecutive blocks executed and committed in one durable transaction.
 const MAX_GROUP_BLOCKS: usize = 64;
 
-#[allow(clippy::too_many_arguments)]
-async fn execute_loop<E: ContractExecutor>(
-    mut exec_rx: mpsc::Receiver<ExecuteBlock>,
+/// Stores completed certificates' signatures, a batch at a time (not
+/// durable on their own: the next block commit makes them so).
+async fn store_loop(
+    ledger: Arc<Ledger>,
+    mut stored: mpsc::UnboundedReceiver<ToStore>,
+    offload: bool,
+) {
+    while let Some(first) = stored.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = stored.try_recv() {
+            batch.push(more);
+        }
+        let ledger = ledger.clone();
+        match blocking(offload, move || ledger.put_signature_sets(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(target: TARGET, error = %e, "cannot store certificates; they are kept in memory")
+            }
+            Err(e) => error!(target: TARGET, error = %e, "certificate store task failed"),
+        }
+    }
+}
+
+struct ExecLoop<E> {
+    exec_rx: mpsc::Receiver<ExecuteBlock>,
     done_tx: mpsc::Sender<Head>,
+    cert_tx: mpsc::Sender<CertInput>,
     ledger: Arc<Ledger>,
     executor: Arc<E>,
+    key: ReplicaKey,
     status: Arc<RwLock<EngineStatus>>,
     waiters: Arc<Waiters>,
     requests: Arc<RwLock<Option<mpsc::Sender<VerifiedTransaction>>>>,
     set: ReplicaSet,
     offload: bool,
-) {
+}
+
+async fn execute_loop<E: ContractExecutor>(l: ExecLoop<E>) {
+    let ExecLoop {
+        mut exec_rx,
+        done_tx,
+        cert_tx,
+        ledger,
+        executor,
+        key,
+        status,
+        waiters,
+        requests,
+        set,
+        offload,
+    } = l;
     while let Some(first) = exec_rx.recv().await {
         // Group commit: take every block already waiting (they arrive in
         // order), so one fsync commits them all.
@@ -647,14 +754,18 @@ async fn execute_loop<E: ContractExecutor>(
         let height = group[0].block.header.context.height;
         let ledger2 = ledger.clone();
         let executor2 = executor.clone();
-        let outcome = blocking(offload, move || execute_group(&ledger2, &*executor2, group))
-            .await
-            .unwrap_or_else(|e| GroupOutcome {
-                heads: Vec::new(),
-                receipts: Vec::new(),
-                error: Some(storage(format!("block task failed: {e}"))),
-            });
-        if let Some(head) = outcome.heads.last() {
+        let key2 = key.clone();
+        let outcome = blocking(offload, move || {
+            execute_group(&ledger2, &*executor2, &key2, group)
+        })
+        .await
+        .unwrap_or_else(|e| GroupOutcome {
+            committed: Vec::new(),
+            receipts: Vec::new(),
+            error: Some(storage(format!("block task failed: {e}"))),
+        });
+        let heads: Vec<Head> = outcome.committed.iter().map(|c| c.head).collect();
+        if let Some(head) = heads.last() {
             *status.write().expect("status lock") = status_of(head, &set);
             {
                 let mut w = waiters.lock().expect("waiters lock");
@@ -666,15 +777,22 @@ async fn execute_loop<E: ContractExecutor>(
                     }
                 }
             }
+            if cert_tx
+                .send(CertInput::Committed(outcome.committed))
+                .await
+                .is_err()
+            {
+                debug!(target: TARGET, "certifier stopped");
+            }
             // Every head, in order: checkpoints are taken at some of them.
-            for head in outcome.heads.iter().copied() {
+            for head in heads.iter().copied() {
                 let _ = done_tx.send(head).await;
             }
         }
         if let Some(e) = outcome.error {
             // A failing disk or executor fails again: stop rather than
             // skip a block. A restart resumes at the ledger head.
-            let height = height + outcome.heads.len() as u64;
+            let height = height + heads.len() as u64;
             error!(target: TARGET, height, error = %e, "block failed; replica stopping");
             requests.write().expect("requests lock").take();
             let msg = e.to_string();
@@ -721,6 +839,30 @@ impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
 
     fn status(&self) -> EngineStatus {
         self.status.read().expect("status lock").clone()
+    }
+
+    async fn certificate(&self, height: u64) -> Result<Certificate, ConsensusError> {
+        let mut changed = self.certs.subscribe();
+        let mut asked = false;
+        loop {
+            if let Some(c) = self.certs.get(height) {
+                return Ok(c);
+            }
+            if let Some(c) = self.ledger.certificate(height).map_err(storage)? {
+                if c.signatures.len() >= self.quorum {
+                    return Ok(c);
+                }
+            }
+            if !asked && height <= self.status().height {
+                // Executed but not certified here (a restart lost the
+                // signatures, or nobody asked yet): collect them.
+                asked = true;
+                let _ = self.cert_tx.send(CertInput::Need(height)).await;
+            }
+            if changed.changed().await.is_err() {
+                return Err(ConsensusError::Stopped);
+            }
+        }
     }
 
     async fn shutdown(&self) -> Result<(), ConsensusError> {
@@ -834,18 +976,25 @@ mod tests {
         let grouped = Ledger::open(dir.path().join("g.redb")).unwrap();
         let single = Ledger::open(dir.path().join("s.redb")).unwrap();
         let exec = NonceExecutor { fail_at: 0 };
+        let key = ReplicaKey::new(ReplicaId(0), SigningKey::from_bytes(&[3; 32]));
 
-        let outcome = execute_group(&grouped, &exec, chain());
+        let outcome = execute_group(&grouped, &exec, &key, chain());
         assert!(outcome.error.is_none());
-        let mut heads = Vec::new();
+        let mut committed = Vec::new();
         let mut receipts = Vec::new();
         for b in chain() {
-            let one = execute_group(&single, &exec, vec![b]);
+            let one = execute_group(&single, &exec, &key, vec![b]);
             assert!(one.error.is_none());
-            heads.extend(one.heads);
+            committed.extend(one.committed);
             receipts.extend(one.receipts);
         }
-        assert_eq!(outcome.heads, heads);
+        assert_eq!(outcome.committed, committed);
+        // Each header is stored with this replica's signature.
+        for c in &committed {
+            let sigs = grouped.signatures(c.head.height).unwrap();
+            assert_eq!(sigs.len(), 1);
+            assert_eq!(sigs[0].signature, c.header.sign(&SigningKey::from_bytes(&[3; 32])).to_vec());
+        }
         assert_eq!(outcome.receipts, receipts);
         assert_eq!(grouped.head().unwrap(), single.head().unwrap());
         // Each block saw the writes of the ones before it in the group.
@@ -861,11 +1010,12 @@ mod tests {
     fn a_failing_block_stops_the_group_after_committing_the_ones_before() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path().join("l.redb")).unwrap();
-        let outcome = execute_group(&ledger, &NonceExecutor { fail_at: 2 }, chain());
+        let key = ReplicaKey::new(ReplicaId(0), SigningKey::from_bytes(&[3; 32]));
+        let outcome = execute_group(&ledger, &NonceExecutor { fail_at: 2 }, &key, chain());
         assert!(outcome.error.unwrap().to_string().contains("boom"));
-        assert_eq!(outcome.heads.len(), 1);
+        assert_eq!(outcome.committed.len(), 1);
         assert_eq!(outcome.receipts.len(), 1);
-        assert_eq!(ledger.head().unwrap(), outcome.heads[0]);
+        assert_eq!(ledger.head().unwrap(), outcome.committed[0].head);
         assert!(ledger.block(2).unwrap().is_none());
     }
 }

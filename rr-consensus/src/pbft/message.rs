@@ -203,6 +203,19 @@ pub struct BlocksReply {
     pub proof: Proof,
 }
 
+/// A replica's vote for the header of a block it executed: the hash of its
+/// [`rr_core::cert::LedgerHeader`] at `height`. Its message signature is the
+/// header signature itself (over [`rr_core::cert::HEADER_DOMAIN`] and the
+/// hash, not over the message), so a quorum of votes for one hash is a
+/// [`rr_core::cert::Certificate`] as clients check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderVote {
+    /// The height.
+    pub height: Seq,
+    /// The header's hash.
+    pub header: rr_core::Digest,
+}
+
 /// A replica protocol message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
@@ -230,6 +243,8 @@ pub enum Payload {
     },
     /// Committed blocks.
     Blocks(BlocksReply),
+    /// A vote for the header of an executed block.
+    HeaderVote(HeaderVote),
 }
 
 impl Payload {
@@ -246,6 +261,7 @@ impl Payload {
             Payload::Status(_) => "status",
             Payload::Fetch { .. } => "fetch",
             Payload::Blocks(_) => "blocks",
+            Payload::HeaderVote(_) => "header-vote",
         }
     }
 }
@@ -263,6 +279,10 @@ pub struct SignedMessage {
 }
 
 fn signing_bytes(from: ReplicaId, payload: &Payload) -> Vec<u8> {
+    if let Payload::HeaderVote(v) = payload {
+        // The header signature a certificate carries (see `HeaderVote`).
+        return rr_core::cert::LedgerHeader::signing_bytes(&v.header);
+    }
     let mut bytes = DOMAIN.to_vec();
     bytes.extend_from_slice(&codec::encode(&(from, payload)));
     bytes
@@ -478,7 +498,10 @@ fn check_payload(
             }
             Checked::Nothing
         }
-        Payload::Commit(_) | Payload::Status(_) | Payload::Fetch { .. } => Checked::Nothing,
+        Payload::Commit(_)
+        | Payload::Status(_)
+        | Payload::Fetch { .. }
+        | Payload::HeaderVote(_) => Checked::Nothing,
         Payload::Checkpoint(head) => {
             if head.height == 0 {
                 return Err(invalid(from, "checkpoint at height 0"));

@@ -12,6 +12,7 @@
 //! batch digest is the block hash, so it binds height, parent, block time and
 //! transactions, and every replica commits the identical block.
 
+mod certify;
 mod config;
 mod crypto;
 mod engine;
@@ -26,6 +27,7 @@ pub use crypto::{ReplicaKey, ReplicaSet};
 pub use engine::{Pbft, PbftParts};
 pub use error::{ConfigError, MessageError};
 pub use message::{
+    HeaderVote,
     plan_new_view, Batch, NewViewPlan, Payload, SignedMessage, VerifiedMessage, MAX_MESSAGE_BYTES,
 };
 pub use replica::{Action, ExecuteBlock, Input, Now, Recovered, Replica, WalRecord};

@@ -472,6 +472,8 @@ impl Replica {
             Payload::Status(s) => self.on_status(now, m.from(), *s, out),
             Payload::Fetch { from } => self.on_fetch(m.from(), *from, out),
             Payload::Blocks(_) => self.on_blocks(now, m, out),
+            // Header votes go to the engine's certifier, not to ordering.
+            Payload::HeaderVote(_) => {}
         }
     }
 
@@ -1291,7 +1293,27 @@ impl Replica {
         }
         if let Some(c) = self.changing {
             if now.mono >= c.deadline {
-                self.start_view_change(now, c.target + 1, out);
+                let joined = self.view_changes.get(&c.target).map_or(0, |v| v.len());
+                if joined >= self.set.quorum() {
+                    // A quorum wanted this view and its primary did not
+                    // start it in time: on to the next one.
+                    self.start_view_change(now, c.target + 1, out);
+                } else {
+                    // Too few joined: climbing further alone would leave
+                    // this replica in a view nobody else goes to. Stay,
+                    // keep asking, and wait longer (the requests it holds
+                    // are forwarded to everyone meanwhile, so the others
+                    // either order them or time out and join).
+                    let backoff = 1u32 << self.vc_attempts.min(5);
+                    self.vc_attempts = self.vc_attempts.saturating_add(1);
+                    self.changing = Some(Changing {
+                        target: c.target,
+                        deadline: now.mono + self.cfg.view_change_timeout * backoff,
+                    });
+                    if let Some(vc) = self.own_vc.get(&c.target) {
+                        out.push(Action::Broadcast(vc.clone()));
+                    }
+                }
             }
         }
         if now.mono >= self.last_retransmit + self.cfg.retransmit_interval {
@@ -1354,6 +1376,21 @@ impl Replica {
         if let Some(c) = self.changing {
             if let Some(vc) = self.own_vc.get(&c.target) {
                 out.push(Action::Broadcast(vc.clone()));
+            }
+            // The requests this replica waits for may be known to it alone
+            // (their forward to the old primary lost): tell everyone, so
+            // they are ordered (if the others are fine in their view) or
+            // the others time out on them too and join the view change.
+            let txs: Vec<SignedTransaction> = self
+                .unproposed
+                .values()
+                .filter_map(|id| self.pending.get(id))
+                .take(self.cfg.max_batch)
+                .map(|p| p.tx.tx().clone())
+                .collect();
+            if !txs.is_empty() {
+                let m = self.sign(Payload::Forward(txs), Checked::Nothing);
+                out.push(Action::Broadcast(m));
             }
             return;
         }

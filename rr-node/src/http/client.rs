@@ -3,15 +3,17 @@
 use futures::TryStreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{RequestBuilder, StatusCode};
-use rr_core::{
-    AccountId, AuditEntry, ByteStream, ContentId, GrantId, GrantInfo, Receipt, RecordId,
-    RecordInfo, SignedTransaction, TxId,
-};
+use rr_core::cert::Certificate;
+use rr_core::proof::{CertifiedReceipt, StateAnswer};
+use rr_core::{AccountId, ByteStream, ContentId, GrantId, RecordId, SignedTransaction, TxId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::api::{Authorization, NodeApi};
 use crate::node::{NodeError, NodeInfo, Retrieval};
+
+/// How long a read from a node may stall (no byte at all) before it fails.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A node reached over HTTP. Cheap to clone (connection pool inside).
 #[derive(Clone, Debug)]
@@ -48,6 +50,9 @@ impl HttpClient {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
+            // A replica that stops sending mid-answer (paused, hung) fails
+            // the read instead of holding the client forever.
+            .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| NodeError::Setup(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { base, http })
@@ -94,22 +99,6 @@ impl HttpClient {
 }
 
 #[derive(Deserialize)]
-struct Grants {
-    grants: Vec<GrantInfo>,
-}
-
-#[derive(Deserialize)]
-struct Entries {
-    entries: Vec<AuditEntry>,
-}
-
-#[derive(Deserialize)]
-struct Listing {
-    records: Vec<RecordInfo>,
-    grants: Vec<GrantInfo>,
-}
-
-#[derive(Deserialize)]
 struct Stored {
     cid: ContentId,
 }
@@ -120,11 +109,15 @@ impl NodeApi for HttpClient {
         self.json(self.http.get(self.url("/v1/info"))).await
     }
 
-    async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
+    async fn head(&self) -> Result<Certificate, NodeError> {
+        self.json(self.http.get(self.url("/v1/head"))).await
+    }
+
+    async fn submit(&self, tx: SignedTransaction) -> Result<CertifiedReceipt, NodeError> {
         self.json(self.tx("/v1/tx", &tx)).await
     }
 
-    async fn receipt(&self, tx: TxId) -> Result<Receipt, NodeError> {
+    async fn receipt(&self, tx: TxId) -> Result<CertifiedReceipt, NodeError> {
         self.json(self.http.get(self.url(&format!("/v1/tx/{tx}"))))
             .await
     }
@@ -142,12 +135,12 @@ impl NodeApi for HttpClient {
         self.json(self.tx("/v1/retrieve", &tx)).await
     }
 
-    async fn record(&self, id: RecordId) -> Result<RecordInfo, NodeError> {
+    async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError> {
         self.json(self.http.get(self.url(&format!("/v1/records/{id}"))))
             .await
     }
 
-    async fn grant(&self, id: GrantId) -> Result<GrantInfo, NodeError> {
+    async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError> {
         self.json(self.http.get(self.url(&format!("/v1/grants/{id}"))))
             .await
     }
@@ -156,29 +149,23 @@ impl NodeApi for HttpClient {
         &self,
         id: RecordId,
         auth: Authorization,
-    ) -> Result<Vec<GrantInfo>, NodeError> {
-        let g: Grants = self
-            .json(self.authorized(&format!("/v1/records/{id}/grants"), &auth))
-            .await?;
-        Ok(g.grants)
+    ) -> Result<StateAnswer, NodeError> {
+        self.json(self.authorized(&format!("/v1/records/{id}/grants"), &auth))
+            .await
     }
 
-    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<Vec<AuditEntry>, NodeError> {
-        let e: Entries = self
-            .json(self.authorized(&format!("/v1/records/{id}/audit"), &auth))
-            .await?;
-        Ok(e.entries)
+    async fn audit(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError> {
+        self.json(self.authorized(&format!("/v1/records/{id}/audit"), &auth))
+            .await
     }
 
     async fn listing(
         &self,
         account: AccountId,
         auth: Authorization,
-    ) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), NodeError> {
-        let l: Listing = self
-            .json(self.authorized(&format!("/v1/accounts/{account}/listing"), &auth))
-            .await?;
-        Ok((l.records, l.grants))
+    ) -> Result<StateAnswer, NodeError> {
+        self.json(self.authorized(&format!("/v1/accounts/{account}/listing"), &auth))
+            .await
     }
 
     async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError> {

@@ -22,7 +22,7 @@ pub struct ErrorDetail {
     /// `unauthorized`, `forbidden`, `unknown_record`, `unknown_grant`,
     /// `unknown_blob`, `unknown_transaction`, `too_large`, `integrity`,
     /// `fragment_mismatch`, `fragment_missing`, `invalid_crypto`,
-    /// `scheme_mismatch`, `unavailable`, `internal`.
+    /// `scheme_mismatch`, `unavailable`, `uncertified`, `internal`.
     pub code: String,
     /// What went wrong and what to do.
     pub message: String,
@@ -32,7 +32,10 @@ fn refusal_status(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::UnknownRecord | ErrorCode::UnknownGrant => StatusCode::NOT_FOUND,
         ErrorCode::ReplayedNonce | ErrorCode::RecordExists => StatusCode::CONFLICT,
-        ErrorCode::InvalidCall | ErrorCode::SchemeMismatch => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidCall
+        | ErrorCode::SchemeMismatch
+        | ErrorCode::ThresholdTooLow
+        | ErrorCode::SingleProxyRefused => StatusCode::BAD_REQUEST,
         _ => StatusCode::FORBIDDEN,
     }
 }
@@ -62,6 +65,7 @@ pub(crate) fn classify(err: &NodeError) -> (StatusCode, &'static str) {
         NodeError::Consensus(ConsensusError::Stopped | ConsensusError::Overloaded(_)) => {
             (S::SERVICE_UNAVAILABLE, "unavailable")
         }
+        NodeError::Uncertified(_) => (S::SERVICE_UNAVAILABLE, "uncertified"),
         _ => (S::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -133,6 +137,7 @@ pub(crate) fn from_response(status: u16, body: &[u8]) -> NodeError {
     }
     match error.code.as_str() {
         "unauthorized" => NodeError::Unauthorized(error.message),
+        "uncertified" => NodeError::Uncertified(error.message),
         "forbidden" => NodeError::Forbidden(error.message),
         _ => NodeError::Remote {
             status,

@@ -71,6 +71,7 @@ pub fn router(api: Arc<dyn NodeApi>, config: ServerConfig) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/info", get(info))
+        .route("/v1/head", get(head))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/tx/{id}", get(receipt))
         .route("/v1/records/{id}", get(record))
@@ -174,6 +175,10 @@ async fn info(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.api.info().await?))
 }
 
+async fn head(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.api.head().await?))
+}
+
 async fn openapi() -> impl IntoResponse {
     Json(super::openapi::openapi_document())
 }
@@ -186,7 +191,7 @@ async fn submit(
     let tx = decode_tx(&headers, &body(bytes)?)?;
     let call = tx.body.call.name();
     let receipt = s.api.submit(tx).await?;
-    let outcome = match &receipt.outcome {
+    let outcome = match &receipt.receipt.outcome {
         rr_core::Outcome::Ok(_) => "ok".to_string(),
         rr_core::Outcome::Refused(r) => r.code.as_str().to_string(),
     };
@@ -210,7 +215,11 @@ async fn retrieve(
     let tx = decode_tx(&headers, &body(bytes)?)?;
     let retrieval = s.api.retrieve(tx).await;
     let outcome = match &retrieval {
-        Ok(_) => "ok".to_string(),
+        Ok(r) => match &r.receipt.receipt.outcome {
+            rr_core::Outcome::Ok(_) if r.fragment.is_some() => "ok".to_string(),
+            rr_core::Outcome::Ok(_) => "no_fragment".to_string(),
+            rr_core::Outcome::Refused(r) => r.code.as_str().to_string(),
+        },
         Err(e) => super::error::classify(e).1.to_string(),
     };
     metrics::counter!("rr_calls_total", "call" => "retrieve", "outcome" => outcome).increment(1);
@@ -242,9 +251,7 @@ async fn grants_of_record(
 ) -> ApiResult<impl IntoResponse> {
     let id: RecordId = parse(&id)?;
     let auth = auth(&headers, Authorization::grants_scope(&id))?;
-    Ok(Json(
-        json!({"grants": s.api.grants_of_record(id, auth).await?}),
-    ))
+    Ok(Json(s.api.grants_of_record(id, auth).await?))
 }
 
 async fn audit(
@@ -254,7 +261,7 @@ async fn audit(
 ) -> ApiResult<impl IntoResponse> {
     let id: RecordId = parse(&id)?;
     let auth = auth(&headers, Authorization::audit_scope(&id))?;
-    Ok(Json(json!({"entries": s.api.audit(id, auth).await?})))
+    Ok(Json(s.api.audit(id, auth).await?))
 }
 
 async fn listing(
@@ -264,8 +271,7 @@ async fn listing(
 ) -> ApiResult<impl IntoResponse> {
     let account: AccountId = parse(&id)?;
     let auth = auth(&headers, Authorization::listing_scope(&account))?;
-    let (records, grants) = s.api.listing(account, auth).await?;
-    Ok(Json(json!({"records": records, "grants": grants})))
+    Ok(Json(s.api.listing(account, auth).await?))
 }
 
 async fn put_blob(

@@ -61,6 +61,11 @@ pub struct LocalnetArgs {
     /// Log filter of the replicas.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Allow grants of single-proxy schemes (recrypt), where any one replica
+    /// can re-encrypt for a grantee on its own, even after a revocation.
+    /// Without it, recrypt records can be stored but not granted.
+    #[arg(long)]
+    allow_single_proxy: bool,
 }
 
 /// `node.toml`: one cluster replica.
@@ -92,6 +97,11 @@ struct ReplicaSettings {
     /// Log filter.
     #[serde(default = "default_log")]
     log: String,
+    /// Allow grants of single-proxy schemes (recrypt): any one replica can
+    /// then re-encrypt for a grantee on its own, even after a revocation.
+    /// Every replica must use the same value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_single_proxy: bool,
     /// Every replica, in order.
     peers: Vec<Peer>,
     /// The ordering engine's batching (`[pbft]`); every key optional.
@@ -180,6 +190,7 @@ impl ReplicaSettings {
             peers: self.peers.clone(),
             pbft: self.pbft.config()?,
             max_blob_size: self.max_blob_size,
+            allow_single_proxy: self.allow_single_proxy,
         };
         config.validate()?;
         Ok(config)
@@ -392,6 +403,7 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
             scheme: args.scheme.clone(),
             max_blob_size: default_max_blob(),
             log: args.log.clone(),
+            allow_single_proxy: args.allow_single_proxy,
             peers: peers.clone(),
             pbft: PbftSettings::default(),
         };

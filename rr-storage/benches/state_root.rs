@@ -1,0 +1,134 @@
+//! The cost of the state commitment ([`rr_storage::StateTree`]) per block:
+//! for trees of 10k, 100k and 1M entries, one block's update (`apply` of 200
+//! or 800 updates, 3/4 new keys and 1/4 overwrites, then `root`), `prove` of
+//! one key, and `SmtProof::verify`. Prints the average proof size (postcard
+//! bytes) of present keys once per size.
+//!
+//! `cargo bench -p rr-storage --bench state_root`; under `-- --test` (CI) only
+//! the 10k tree is built.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rr_core::smt::{key_hash, value_hash, SmtProof};
+use rr_core::Digest;
+use rr_storage::StateTree;
+
+const BATCHES: [usize; 2] = [200, 800];
+const PROOF_SAMPLE: usize = 1000;
+
+fn sizes() -> &'static [usize] {
+    // `--test` runs each benchmark once: building 1M entries would dominate it.
+    if std::env::args().any(|a| a == "--test") {
+        &[10_000]
+    } else {
+        &[10_000, 100_000, 1_000_000]
+    }
+}
+
+/// The `i`th key of the benchmark state, and a value for it.
+fn entry(i: u64, version: u64) -> (Digest, Digest) {
+    (
+        key_hash(0, &i.to_le_bytes()),
+        value_hash(&[i.to_le_bytes(), version.to_le_bytes()].concat()),
+    )
+}
+
+fn label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{}M", n / 1_000_000),
+        n => format!("{}k", n / 1000),
+    }
+}
+
+/// One block's updates to a state of `n` entries (keys `0..n`): 3/4 new keys,
+/// 1/4 overwrites of random existing keys.
+fn block(n: usize, updates: usize, rng: &mut StdRng) -> Vec<(Digest, Option<Digest>)> {
+    let new = updates * 3 / 4;
+    let mut out: Vec<(Digest, Option<Digest>)> = (0..new as u64)
+        .map(|i| {
+            let (k, v) = entry(n as u64 + i, 0);
+            (k, Some(v))
+        })
+        .collect();
+    let mut overwritten = std::collections::HashSet::new();
+    while out.len() < updates {
+        let i = rng.gen_range(0..n as u64);
+        if overwritten.insert(i) {
+            let (k, v) = entry(i, 1);
+            out.push((k, Some(v)));
+        }
+    }
+    out
+}
+
+fn benches(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(7);
+    for &n in sizes() {
+        let tree = StateTree::from_leaves((0..n as u64).map(|i| entry(i, 0)).collect());
+        let root = tree.root();
+        let probes: Vec<Digest> = (0..PROOF_SAMPLE)
+            .map(|_| entry(rng.gen_range(0..n as u64), 0).0)
+            .collect();
+        let proofs: Vec<(Digest, Digest, SmtProof)> = probes
+            .iter()
+            .map(|k| (*k, tree.get(k).unwrap(), tree.prove(k)))
+            .collect();
+        let bytes: usize = proofs.iter().map(|(_, _, p)| p.encoded_len()).sum();
+        let depth: usize = proofs.iter().map(|(_, _, p)| p.siblings.len()).sum();
+        eprintln!(
+            "state_root {}: average proof of a present key {:.1} bytes ({:.1} siblings)",
+            label(n),
+            bytes as f64 / PROOF_SAMPLE as f64,
+            depth as f64 / PROOF_SAMPLE as f64,
+        );
+
+        let mut group = c.benchmark_group(format!("state_root/{}", label(n)));
+        for updates in BATCHES {
+            let batch = block(n, updates, &mut rng);
+            group.bench_function(BenchmarkId::new("apply+root", updates), |b| {
+                b.iter_batched(
+                    || batch.clone(),
+                    |batch| {
+                        let next = tree.apply(batch);
+                        black_box(next.root());
+                        // Returned so that dropping it is not timed.
+                        next
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        let mut i = 0;
+        group.bench_function("prove", |b| {
+            b.iter(|| {
+                i = (i + 1) % probes.len();
+                black_box(tree.prove(&probes[i]))
+            })
+        });
+        let mut i = 0;
+        group.bench_function("verify", |b| {
+            b.iter(|| {
+                i = (i + 1) % proofs.len();
+                let (k, v, proof) = &proofs[i];
+                proof.verify(&root, k, Some(v)).unwrap()
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = state_root;
+    // Short runs: CI only checks that this compiles and runs (`-- --test`),
+    // and the figures worth reading are ratios, not absolute times.
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = benches
+}
+criterion_main!(state_root);
