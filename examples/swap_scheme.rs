@@ -17,6 +17,7 @@ use rand_core::{OsRng, RngCore};
 use rr_core::{byte_stream_of, ErrorCode, PreScheme, Purpose};
 use rr_node::{
     collect, Client, ClientError, DevConfig, GrantOptions, Identity, Node, NodeApi, NodeError,
+    Replicas,
 };
 use rr_pre::{Recrypt, Umbral};
 
@@ -31,14 +32,22 @@ struct Row {
 }
 
 async fn flow<P: PreScheme>(
-    api: Arc<dyn NodeApi>,
+    replicas: Replicas,
     pre: P,
     name: &'static str,
     record: &[u8],
 ) -> anyhow::Result<Row> {
     let pre = Arc::new(pre);
-    let alice = Client::new(api.clone(), pre.clone(), Identity::generate(pre.as_ref()));
-    let bob = Client::new(api.clone(), pre.clone(), Identity::generate(pre.as_ref()));
+    let alice = Client::new(
+        replicas.clone(),
+        pre.clone(),
+        Identity::generate(pre.as_ref()),
+    );
+    let bob = Client::new(
+        replicas.clone(),
+        pre.clone(),
+        Identity::generate(pre.as_ref()),
+    );
     let treatment = Purpose::new("treatment")?;
 
     let t = Instant::now();
@@ -48,7 +57,11 @@ async fn flow<P: PreScheme>(
         .with_context(|| format!("{name}: put"))?;
     let put_time = t.elapsed();
     ensure!(
-        api.record(put.record_id).await?.scheme == P::ID,
+        replicas
+            .record(put.record_id)
+            .await?
+            .value
+            .is_some_and(|r| r.scheme == P::ID),
         "{name}: record carries the wrong scheme"
     );
 
@@ -103,10 +116,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut record = vec![0u8; RECORD_BYTES];
     OsRng.fill_bytes(&mut record);
-    let api: Arc<dyn NodeApi> = node.clone();
+    // The node's own key is trusted: it runs in this process.
+    let replicas = Replicas::new(
+        vec![node.clone() as Arc<dyn NodeApi>],
+        node.replica_set().clone(),
+    )?;
     let rows = vec![
-        flow(api.clone(), Umbral, "umbral", &record).await?,
-        flow(api.clone(), Recrypt, "recrypt", &record).await?,
+        flow(replicas.clone(), Umbral, "umbral", &record).await?,
+        flow(replicas.clone(), Recrypt, "recrypt", &record).await?,
     ];
     println!(
         "\n1 MiB record, one replica, {} (every step checked):",

@@ -11,7 +11,12 @@
 //! call on its own instead of in batches with [`TxVerifier`]), `--no-solo`,
 //! `--rate R` (open loop: offer R calls per second, evenly spaced, instead of
 //! the closed loop of `--clients` waiting for their last call; latency is
-//! counted from when a call was due, so a backlog shows in it).
+//! counted from when a call was due, so a backlog shows in it),
+//! `--executor noop|nonce` (noop, the default, writes nothing; nonce writes
+//! one state entry per call, each a leaf of the certified state tree),
+//! `--certified` (a call counts once its block's certificate, a quorum's
+//! signatures over the header with the state root, is there: what a client
+//! waits for).
 //!
 //! The latency target is "p50 <= 20 ms at half the load": run once to
 //! find the throughput, then again with `--rate` at half of it.
@@ -40,16 +45,20 @@ use rr_core::{
 use rr_storage::Ledger;
 use tokio::net::TcpListener;
 
-/// Executes nothing: every call succeeds and writes nothing.
-struct NoopExecutor;
+/// With `false`, executes nothing: every call succeeds and writes nothing.
+/// With `true`, the harness's nonce executor: one state entry per call.
+struct Executor(bool);
 
-impl ContractExecutor for NoopExecutor {
+impl ContractExecutor for Executor {
     fn execute(
         &self,
-        _state: &dyn StateRead,
+        state: &dyn StateRead,
         ctx: &BlockContext,
         txs: &[VerifiedTransaction],
     ) -> Result<Execution, ExecutionError> {
+        if self.0 {
+            return rr_consensus::harness::NonceExecutor.execute(state, ctx, txs);
+        }
         Ok(Execution {
             receipts: txs
                 .iter()
@@ -81,6 +90,10 @@ struct Args {
     /// Overrides of the engine's defaults.
     inflight: Option<u64>,
     delay_ms: Option<u64>,
+    /// Write one nonce entry per call (else nothing).
+    nonce: bool,
+    /// Wait for each call's block certificate.
+    certified: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -95,6 +108,8 @@ fn args() -> anyhow::Result<Args> {
         rate: 0,
         inflight: None,
         delay_ms: None,
+        nonce: false,
+        certified: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -115,6 +130,12 @@ fn args() -> anyhow::Result<Args> {
             "--rate" => a.rate = num("--rate")?,
             "--inflight" => a.inflight = Some(num("--inflight")?),
             "--batch-delay-ms" => a.delay_ms = Some(num("--batch-delay-ms")?),
+            "--certified" => a.certified = true,
+            "--executor" => match it.next().as_deref() {
+                Some("noop") => a.nonce = false,
+                Some("nonce") => a.nonce = true,
+                other => bail!("--executor takes noop or nonce, not {other:?}"),
+            },
             other => bail!("unknown option {other}"),
         }
     }
@@ -215,6 +236,7 @@ async fn load<S: ConsensusEngine>(
     txs: Vec<Vec<SignedTransaction>>,
     seconds: u64,
     verifier: Option<TxVerifier>,
+    certified: bool,
 ) -> Run {
     let start = Instant::now();
     let cpu0 = cpu_time();
@@ -235,7 +257,10 @@ async fn load<S: ConsensusEngine>(
                     None => tx.verify(),
                 };
                 let Ok(v) = verified else { continue };
-                if engine.submit(v).await.is_ok() {
+                if let Ok(r) = engine.submit(v).await {
+                    if certified && engine.certificate(r.context.height).await.is_err() {
+                        continue;
+                    }
                     lat.push(t0.elapsed());
                 }
             }
@@ -259,6 +284,7 @@ async fn open_loop<S: ConsensusEngine>(
     seconds: u64,
     rate: u64,
     verifier: Option<TxVerifier>,
+    certified: bool,
 ) -> Run {
     // Round-robin over the signers, so consecutive calls come from distinct
     // accounts, as they would from many clients.
@@ -291,7 +317,10 @@ async fn open_loop<S: ConsensusEngine>(
                 None => tx.verify(),
             };
             let v = verified.ok()?;
-            engine.submit(v).await.ok()?;
+            let r = engine.submit(v).await.ok()?;
+            if certified {
+                engine.certificate(r.context.height).await.ok()?;
+            }
             Some(due.elapsed())
         });
     }
@@ -472,7 +501,7 @@ async fn main() -> anyhow::Result<()> {
             replicas: set.clone(),
             ledger: Arc::new(Ledger::open(dir.path().join(format!("ledger-{i}.redb")))?),
             wal: Arc::new(Wal::open(dir.path().join(format!("wal-{i}.redb")))?),
-            executor: Arc::new(NoopExecutor),
+            executor: Arc::new(Executor(a.nonce)),
             clock: Arc::new(SystemClock),
             network: Arc::new(network),
         })?;
@@ -486,9 +515,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let verifier = (!a.single_submit).then(|| TxVerifier::start(a.batch, cores));
     let pbft = if a.rate > 0 {
-        open_loop(targets, txs, a.seconds, a.rate, verifier.clone()).await
+        open_loop(
+            targets,
+            txs,
+            a.seconds,
+            a.rate,
+            verifier.clone(),
+            a.certified,
+        )
+        .await
     } else {
-        load(targets, txs, a.seconds, verifier.clone()).await
+        load(targets, txs, a.seconds, verifier.clone(), a.certified).await
     };
     let heights: Vec<u64> = engines.iter().map(|e| e.status().height).collect();
     for e in &engines {
@@ -502,8 +539,11 @@ async fn main() -> anyhow::Result<()> {
     };
     report(
         &format!(
-            "pbft n={} batch={} submit={submit} ({load_kind})",
-            a.replicas, a.batch
+            "pbft n={} batch={} submit={submit} executor={} {}({load_kind})",
+            a.replicas,
+            a.batch,
+            if a.nonce { "nonce" } else { "noop" },
+            if a.certified { "certified " } else { "" },
         ),
         &pbft,
     );
@@ -524,13 +564,13 @@ async fn main() -> anyhow::Result<()> {
     if a.solo {
         let solo = Arc::new(Solo::start(
             Arc::new(Ledger::open(dir.path().join("solo.redb"))?),
-            Arc::new(NoopExecutor),
+            Arc::new(Executor(a.nonce)),
             Arc::new(SystemClock),
             SoloConfig::default(),
             ReplicaKey::new(ReplicaId(0), SigningKey::from_bytes(&[200; 32])),
         )?);
         let txs = presign(a.clients, per_client).await;
-        let run = load(vec![solo.clone()], txs, a.seconds, verifier).await;
+        let run = load(vec![solo.clone()], txs, a.seconds, verifier, a.certified).await;
         solo.shutdown().await?;
         report("solo            ", &run);
         println!("  pbft / solo throughput {:.2}", pbft.tps() / run.tps());

@@ -115,7 +115,10 @@ fn storage(e: impl std::fmt::Display) -> ConsensusError {
 fn sign(key: &ReplicaKey, header: &LedgerHeader) -> HeaderSignature {
     HeaderSignature {
         replica: key.id(),
-        signature: key.sign(&LedgerHeader::signing_bytes(&header.hash())).to_bytes().to_vec(),
+        signature: key
+            .sign(&LedgerHeader::signing_bytes(&header.hash()))
+            .to_bytes()
+            .to_vec(),
     }
 }
 

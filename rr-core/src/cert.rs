@@ -106,9 +106,23 @@ pub enum CertError {
 /// `cluster.json`, or a dev node's key pinned on first use), never from an
 /// answer. `n` and `f` follow from it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedSet")]
 pub struct ReplicaSetInfo {
     /// The replicas' keys, in replica order.
     keys: Vec<AccountId>,
+}
+
+/// A replica set as it is read, before [`ReplicaSetInfo::new`] checks it.
+#[derive(Deserialize)]
+struct UncheckedSet {
+    keys: Vec<AccountId>,
+}
+
+impl TryFrom<UncheckedSet> for ReplicaSetInfo {
+    type Error = CertError;
+    fn try_from(u: UncheckedSet) -> Result<Self, CertError> {
+        ReplicaSetInfo::new(u.keys)
+    }
 }
 
 impl ReplicaSetInfo {
@@ -168,7 +182,10 @@ impl ReplicaSetInfo {
     /// `"resilient-records 2026 replica set"`) of the keys' canonical
     /// encoding.
     pub fn digest(&self) -> Digest {
-        Digest::of("resilient-records 2026 replica set", &codec::encode(&self.keys))
+        Digest::of(
+            "resilient-records 2026 replica set",
+            &codec::encode(&self.keys),
+        )
     }
 }
 
@@ -435,7 +452,11 @@ mod tests {
         let two = signed(&keys, &h, &[0, 1]);
         assert!(matches!(
             two.verify(&set),
-            Err(CertError::NoQuorum { signed: 2, quorum: 3, n: 4 })
+            Err(CertError::NoQuorum {
+                signed: 2,
+                quorum: 3,
+                n: 4
+            })
         ));
         // One replica's signature three times.
         let mut dup = signed(&keys, &h, &[0]);
@@ -467,14 +488,14 @@ mod tests {
         let set = set_of(&keys);
         let h = header(&set);
         let cert = signed(&keys, &h, &[0, 1, 2]);
-        let tampered: Vec<Box<dyn Fn(&mut LedgerHeader)>> = vec![
-            Box::new(|h| h.height += 1),
-            Box::new(|h| h.time = Timestamp(h.time.0 + 1)),
-            Box::new(|h| h.block.0[0] ^= 1),
-            Box::new(|h| h.parent.0[0] ^= 1),
-            Box::new(|h| h.state_root.0[31] ^= 1),
-            Box::new(|h| h.receipts_root.0[0] ^= 1),
-            Box::new(|h| h.receipts += 1),
+        let tampered: [fn(&mut LedgerHeader); 7] = [
+            |h| h.height += 1,
+            |h| h.time = Timestamp(h.time.0 + 1),
+            |h| h.block.0[0] ^= 1,
+            |h| h.parent.0[0] ^= 1,
+            |h| h.state_root.0[31] ^= 1,
+            |h| h.receipts_root.0[0] ^= 1,
+            |h| h.receipts += 1,
         ];
         for t in tampered {
             let mut c = cert.clone();

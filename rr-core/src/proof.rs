@@ -212,7 +212,10 @@ impl VerifiedState {
         if entry.record != *record || entry.seq != seq {
             return Err(contradicts(
                 "audit entry",
-                format!("stored as {record} #{seq} but names itself {} #{}", entry.record, entry.seq),
+                format!(
+                    "stored as {record} #{seq} but names itself {} #{}",
+                    entry.record, entry.seq
+                ),
             ));
         }
         Ok(Some(entry))
@@ -251,9 +254,14 @@ impl VerifiedState {
         (0..n)
             .map(|i| {
                 let key = entry_key(i);
-                let v = self.value(table, &key)?.ok_or_else(|| missing(table, &key))?;
+                let v = self
+                    .value(table, &key)?
+                    .ok_or_else(|| missing(table, &key))?;
                 v.try_into().map_err(|_| {
-                    contradicts("listing entry", format!("{} bytes, not a 32-byte id", v.len()))
+                    contradicts(
+                        "listing entry",
+                        format!("{} bytes, not a 32-byte id", v.len()),
+                    )
                 })
             })
             .collect()
@@ -261,9 +269,12 @@ impl VerifiedState {
 
     /// The records `owner` registered, in registration order, complete.
     pub fn records_of(&self, owner: &AccountId) -> Result<Vec<RecordInfo>, VerifyError> {
-        self.listing(CountKind::OwnerRecords, &owner.0, Table::OwnerRecords, |i| {
-            keys::owner_record(owner, i)
-        })?
+        self.listing(
+            CountKind::OwnerRecords,
+            &owner.0,
+            Table::OwnerRecords,
+            |i| keys::owner_record(owner, i),
+        )?
         .into_iter()
         .map(|id| {
             let id = RecordId(id);
@@ -275,20 +286,22 @@ impl VerifiedState {
 
     /// The grants of `record`, in the order they were made, complete.
     pub fn grants_of(&self, record: &RecordId) -> Result<Vec<GrantInfo>, VerifyError> {
-        self.grants(
-            self.listing(CountKind::RecordGrants, &record.0, Table::RecordGrants, |i| {
-                keys::record_grant(record, i)
-            })?,
-        )
+        self.grants(self.listing(
+            CountKind::RecordGrants,
+            &record.0,
+            Table::RecordGrants,
+            |i| keys::record_grant(record, i),
+        )?)
     }
 
     /// The grants made to `grantee`, in order, complete.
     pub fn grants_held_by(&self, grantee: &AccountId) -> Result<Vec<GrantInfo>, VerifyError> {
-        self.grants(
-            self.listing(CountKind::GranteeGrants, &grantee.0, Table::GranteeGrants, |i| {
-                keys::grantee_grant(grantee, i)
-            })?,
-        )
+        self.grants(self.listing(
+            CountKind::GranteeGrants,
+            &grantee.0,
+            Table::GranteeGrants,
+            |i| keys::grantee_grant(grantee, i),
+        )?)
     }
 
     fn grants(&self, ids: Vec<[u8; 32]>) -> Result<Vec<GrantInfo>, VerifyError> {
@@ -335,10 +348,7 @@ impl CertifiedReceipt {
             )));
         }
         self.proof
-            .verify(
-                &h.receipts_root,
-                &crate::merkle::leaf_hash(&r.to_bytes()),
-            )
+            .verify(&h.receipts_root, &crate::merkle::leaf_hash(&r.to_bytes()))
             .map_err(|e| VerifyError::ReceiptProof(e.to_string()))?;
         Ok(header)
     }

@@ -314,12 +314,7 @@ impl MemoryState {
         let leaves: Vec<(Digest, Digest)> = self
             .tables
             .iter()
-            .map(|((t, k), v)| {
-                (
-                    crate::smt::key_hash(t.id(), k),
-                    crate::smt::value_hash(v),
-                )
-            })
+            .map(|((t, k), v)| (crate::smt::key_hash(t.id(), k), crate::smt::value_hash(v)))
             .collect();
         crate::smt::reference_root(&leaves)
     }

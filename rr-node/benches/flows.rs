@@ -95,13 +95,15 @@ async fn node_flow(node: Arc<Node<DevNode>>, alice: Arc<Identity<Umbral>>, bob: 
     }));
     let retrieval = node.retrieve(retrieve).await.unwrap();
     let b = bob.clone();
+    let set = node.replica_set().clone();
     tokio::task::spawn_blocking(move || {
-        let record_pk =
-            <Umbral as PreScheme>::PublicKey::from_bytes(&retrieval.record.record_key).unwrap();
-        let capsule =
-            <Umbral as PreScheme>::Capsule::from_bytes(&retrieval.record.capsule).unwrap();
+        // What a client checks: the certified record, the signed fragment.
+        let state = retrieval.state.verify(&set).unwrap();
+        let record = state.record(&record).unwrap().unwrap();
+        let record_pk = <Umbral as PreScheme>::PublicKey::from_bytes(&record.record_key).unwrap();
+        let capsule = <Umbral as PreScheme>::Capsule::from_bytes(&record.capsule).unwrap();
         let cfrag = <Umbral as PreScheme>::CapsuleFrag::from_bytes(
-            &retrieval.capsule_fragments[0].fragment,
+            &retrieval.fragment.expect("a fragment").fragment,
         )
         .unwrap();
         let v = pre

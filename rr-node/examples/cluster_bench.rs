@@ -55,7 +55,8 @@ use rr_node::cluster::{ClusterConfig, ClusterNode, Peer};
 use rr_node::http::{self, HttpClient, ServerConfig};
 use rr_node::sealing::SealingKey;
 use rr_node::{
-    collect, Client, DevConfig, DevNode, GrantOptions, Identity, Node, NodeApi, Replicas, Retrieval,
+    collect, Client, DevConfig, DevNode, GrantOptions, Identity, Node, NodeApi, Replicas,
+    RetrieveAnswers,
 };
 use rr_pre::Umbral;
 
@@ -140,8 +141,9 @@ fn serve(listener: tokio::net::TcpListener, api: Arc<dyn NodeApi>) -> Result<Ser
 /// One system under test, reached over HTTP only.
 struct System {
     name: &'static str,
-    /// What the clients use: one `HttpClient`, or `Replicas` of four.
-    api: Arc<dyn NodeApi>,
+    /// What the clients use: `Replicas` of one (dev) or four, checking
+    /// every answer against the trusted keys.
+    api: Replicas,
     /// Each replica's own HTTP client (one for dev).
     members: Vec<Arc<dyn NodeApi>>,
     alice: Client<Umbral>,
@@ -149,8 +151,8 @@ struct System {
 }
 
 impl System {
-    fn new(name: &'static str, api: Arc<dyn NodeApi>, members: Vec<Arc<dyn NodeApi>>) -> Self {
-        let client = |api: &Arc<dyn NodeApi>| {
+    fn new(name: &'static str, api: Replicas, members: Vec<Arc<dyn NodeApi>>) -> Self {
+        let client = |api: &Replicas| {
             Client::new(api.clone(), Arc::new(Umbral), Identity::generate(&Umbral))
         };
         Self {
@@ -234,7 +236,12 @@ async fn start(data_dir: Option<&std::path::Path>) -> Result<Bench> {
         .iter()
         .map(|p| Ok(Arc::new(HttpClient::new(&p.api)?) as Arc<dyn NodeApi>))
         .collect::<Result<Vec<_>>>()?;
-    let cluster_api: Arc<dyn NodeApi> = Arc::new(Replicas::new(members.clone())?);
+    let set = rr_node::cluster::replica_set_of(peers.iter().cloned())?;
+    let sealing_keys = peers
+        .iter()
+        .map(|p| rr_node::sealing::SealingPublicKey::from_hex(&p.sealing_key))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let cluster_api = Replicas::new(members.clone(), set)?.with_sealing_keys(sealing_keys)?;
 
     // Up: every HTTP server answers and every replica sees the same set.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -251,8 +258,9 @@ async fn start(data_dir: Option<&std::path::Path>) -> Result<Bench> {
             }
         }
     }
+    let dev_replicas = Replicas::single(dev_api.clone(), dev_node.replica_set().keys()[0])?;
     Ok(Bench {
-        dev: System::new("dev", dev_api.clone(), vec![dev_api]),
+        dev: System::new("dev", dev_replicas, vec![dev_api]),
         cluster: System::new("cluster", cluster_api, members),
         dev_node,
         replicas,
@@ -521,7 +529,7 @@ fn sign_retrieve(bob: &Client<Umbral>, grant: GrantId) -> SignedTransaction {
 
 /// What the client does with a retrieval before touching the blob (decode,
 /// verify `m` capsule fragments, open the data key), timed alone.
-fn open_fragments(bob: &Identity<Umbral>, r: Retrieval) -> Result<(DataKey, Duration)> {
+fn open_fragments(bob: &Identity<Umbral>, r: RetrieveAnswers) -> Result<(DataKey, Duration)> {
     let started = Instant::now();
     let (key, _) = bob.open_retrieval(&Umbral, r)?;
     Ok((key, started.elapsed()))
@@ -565,6 +573,7 @@ async fn phases_once(sys: &System, g: &Granted, out: &mut Phases, tally: &Tally)
     out.call.push(started.elapsed());
     let m = usize::from(r.grant.threshold.m);
     let cid = r.record.cid;
+    let _: &RetrieveAnswers = &r;
     let bob = sys.bob.clone();
     let (key, open) =
         tokio::task::spawn_blocking(move || open_fragments(bob.identity(), r)).await??;

@@ -40,7 +40,8 @@ use rand_core::{OsRng, RngCore};
 use rr_core::{
     AccountId, AuditEntry, ByteStream, Call, CallOutput, ContentId, DataKey, Digest, Grant,
     GrantId, GrantInfo, PreError, PreScheme, Purpose, RecordId, RecordInfo, RegisterRecord,
-    Retrieve, Revoke, SchemeId, SignedTransaction, Threshold, Timestamp, TxBody, WireEncoding,
+    Retrieve, Revoke, SchemeId, SignedTransaction, Threshold, Timestamp, TxBody, TxId,
+    WireEncoding,
 };
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE};
 use rr_pre::{Recrypt, Umbral};
@@ -180,6 +181,10 @@ pub struct RevokeReport {
     /// Confirmations a complete revocation needs, n - m + 1 (0 on a single
     /// dev node, which erases before it answers).
     pub needed: usize,
+    /// The revoking transaction.
+    pub tx: TxId,
+    /// The height its receipt is certified at.
+    pub certified_at: u64,
 }
 
 /// `umbral, recrypt`.
@@ -244,6 +249,7 @@ impl<P: PreScheme> Identity<P> {
         let mut report = RetrieveReport {
             used: Vec::new(),
             skipped: answers.skipped,
+            tx: answers.receipt.receipt.tx,
             certified_at: answers.receipt.header.height(),
             certified_by: answers.receipt.header.signers().to_vec(),
         };
@@ -630,7 +636,11 @@ impl PublicCard {
             .keys
             .iter()
             .map(|(s, k)| (s.name(), k.as_str()))
-            .chain(self.other_keys.iter().map(|(n, k)| (n.as_str(), k.as_str())))
+            .chain(
+                self.other_keys
+                    .iter()
+                    .map(|(n, k)| (n.as_str(), k.as_str())),
+            )
             .collect();
         let keys: Vec<(&str, &str)> = keys.into_iter().collect();
         let mut m = CARD_DOMAIN.to_vec();
@@ -647,9 +657,10 @@ impl PublicCard {
 
     /// Checks that the account signed this card's keys.
     pub fn verify(&self) -> Result<(), ClientError> {
-        let ok = self.signature.as_ref().is_some_and(|sig| {
-            rr_core::sig::verify(&self.account.0, sig, &self.signing_bytes())
-        });
+        let ok = self
+            .signature
+            .as_ref()
+            .is_some_and(|sig| rr_core::sig::verify(&self.account.0, sig, &self.signing_bytes()));
         if ok {
             Ok(())
         } else {
@@ -814,6 +825,10 @@ pub struct GrantOptions {
 pub struct GrantReport {
     /// The grant.
     pub grant: GrantId,
+    /// The granting transaction.
+    pub tx: TxId,
+    /// The height its receipt is certified at.
+    pub certified_at: u64,
     /// Replicas that checked and stored their fragment.
     pub delivered: Vec<rr_core::ReplicaId>,
     /// Fragments still to deliver (see [`Client::redeliver`]).
@@ -843,6 +858,9 @@ pub struct RetrieveReport {
     /// Replicas skipped (down, refused, or a fragment that failed
     /// verification), and why.
     pub skipped: Vec<crate::node::SkippedReplica>,
+    /// The retrieval's transaction.
+    #[serde(default)]
+    pub tx: TxId,
     /// Height of the retrieval's certified receipt.
     #[serde(default)]
     pub certified_at: u64,
@@ -860,6 +878,10 @@ pub struct PutOutcome {
     pub cid: ContentId,
     /// Ciphertext size.
     pub size: u64,
+    /// The registering transaction (its certified receipt can be exported).
+    pub tx: TxId,
+    /// The height its receipt is certified at.
+    pub certified_at: u64,
 }
 
 /// A client acting as one identity against one node, in process or over HTTP.
@@ -914,12 +936,15 @@ impl<P: PreScheme> Client<P> {
         &self.identity
     }
 
-    async fn execute(&self, call: Call) -> Result<CallOutput, ClientError> {
+    /// Signs and submits `call`; its output, and where it was certified.
+    async fn execute(&self, call: Call) -> Result<(CallOutput, TxId, u64), ClientError> {
         let submitted = self.replicas.submit(self.identity.sign(call)).await?;
-        Ok(submitted
+        let (tx, height) = (submitted.receipt.tx, submitted.header.height());
+        let out = submitted
             .receipt
             .into_result()
-            .map_err(NodeError::Refused)?)
+            .map_err(NodeError::Refused)?;
+        Ok((out, tx, height))
     }
 
     fn authorize(&self, scope: String) -> Authorization {
@@ -1005,12 +1030,16 @@ impl<P: PreScheme> Client<P> {
                 counter.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }));
-        let cid = self.replicas.put_blob(ciphertext).await.map_err(|e| match e {
-            NodeError::Blob(rr_core::BlobError::Source(io)) => {
-                io_err("reading the record to encrypt")(io)
-            }
-            other => ClientError::Node(other),
-        })?;
+        let cid = self
+            .replicas
+            .put_blob(ciphertext)
+            .await
+            .map_err(|e| match e {
+                NodeError::Blob(rr_core::BlobError::Source(io)) => {
+                    io_err("reading the record to encrypt")(io)
+                }
+                other => ClientError::Node(other),
+            })?;
         let size = counted.load(std::sync::atomic::Ordering::Relaxed);
         let call = Call::RegisterRecord(RegisterRecord {
             salt,
@@ -1023,11 +1052,15 @@ impl<P: PreScheme> Client<P> {
             encrypted_metadata: None,
         });
         match self.execute(call).await? {
-            CallOutput::Registered { record } if record == record_id => Ok(PutOutcome {
-                record_id,
-                cid,
-                size,
-            }),
+            (CallOutput::Registered { record }, tx, certified_at) if record == record_id => {
+                Ok(PutOutcome {
+                    record_id,
+                    cid,
+                    size,
+                    tx,
+                    certified_at,
+                })
+            }
             other => Err(ClientError::Unexpected(format!(
                 "register answered {other:?}"
             ))),
@@ -1081,7 +1114,11 @@ impl<P: PreScheme> Client<P> {
         let n = self.replicas.n() as u16;
         // A single-proxy scheme (recrypt) takes threshold 1 only.
         let single_proxy = self.pre.check_threshold(Threshold { m: 2, n: 3 }).is_err();
-        let default_m = if single_proxy { 1 } else { self.replicas.f() as u16 + 1 };
+        let default_m = if single_proxy {
+            1
+        } else {
+            self.replicas.f() as u16 + 1
+        };
         let m = options.threshold.unwrap_or(default_m);
         let threshold = Threshold::new(m, n)
             .map_err(|e| ClientError::Unexpected(format!("threshold for {n} replicas: {e}")))?;
@@ -1127,9 +1164,11 @@ impl<P: PreScheme> Client<P> {
             purpose: options.purpose,
             expires_at: options.expires_at,
         });
-        let grant = match self.execute(call).await? {
-            CallOutput::Granted { grant } => grant,
-            other => return Err(ClientError::Unexpected(format!("grant answered {other:?}"))),
+        let (grant, tx, certified_at) = match self.execute(call).await? {
+            (CallOutput::Granted { grant }, tx, at) => (grant, tx, at),
+            (other, _, _) => {
+                return Err(ClientError::Unexpected(format!("grant answered {other:?}")))
+            }
         };
         // Fragment i to replica i (one replica takes the fragment of its own
         // index). Each checks its fragment against the committed grant.
@@ -1163,6 +1202,8 @@ impl<P: PreScheme> Client<P> {
         }
         Ok(GrantReport {
             grant,
+            tx,
+            certified_at,
             delivered: delivery.delivered,
             pending,
         })
@@ -1201,6 +1242,16 @@ impl<P: PreScheme> Client<P> {
         let tx = self
             .identity
             .sign(Call::Retrieve(Retrieve { grant, purpose }));
+        self.retrieve_signed(tx).await
+    }
+
+    /// [`Client::retrieve_with_report`] of a `Retrieve` call this client
+    /// signed itself (so it knows the transaction id whatever the outcome,
+    /// or sends the same call again).
+    pub async fn retrieve_signed(
+        &self,
+        tx: SignedTransaction,
+    ) -> Result<(ByteStream, RetrieveReport), ClientError> {
         let answers = self.replicas.retrieve(tx).await?;
         self.check_scheme(&answers.record)?;
         let (identity, pre) = (self.identity.clone(), self.pre.clone());
@@ -1287,20 +1338,22 @@ impl<P: PreScheme> Client<P> {
         grant: GrantId,
         wait: std::time::Duration,
     ) -> Result<RevokeReport, ClientError> {
-        match self.execute(Call::Revoke(Revoke { grant })).await? {
-            CallOutput::Revoked { .. } => {}
-            other => {
+        let (tx, certified_at) = match self.execute(Call::Revoke(Revoke { grant })).await? {
+            (CallOutput::Revoked { .. }, tx, at) => (tx, at),
+            (other, _, _) => {
                 return Err(ClientError::Unexpected(format!(
                     "revoke answered {other:?}"
                 )))
             }
-        }
+        };
         let info = self.certified_grant(grant).await?;
         let n = usize::from(info.threshold.n);
         if n <= 1 {
             return Ok(RevokeReport {
                 confirmed_by: info.erased_by,
                 needed: 0,
+                tx,
+                certified_at,
             });
         }
         let needed = n - usize::from(info.threshold.m) + 1;
@@ -1320,6 +1373,8 @@ impl<P: PreScheme> Client<P> {
         Ok(RevokeReport {
             confirmed_by,
             needed,
+            tx,
+            certified_at,
         })
     }
 
@@ -1434,6 +1489,7 @@ mod tests {
         let v = serde_json::to_value(&card).unwrap();
         let umbral = card.key_for(SchemeId::UMBRAL).unwrap();
         let recrypt = card.key_for(SchemeId::RECRYPT).unwrap();
+        let signature = v["signature"].as_str().expect("a signed card").to_string();
         assert_eq!(
             v,
             json!({
@@ -1441,9 +1497,34 @@ mod tests {
                 "scheme": "umbral",
                 "pre_public_key": umbral,
                 "pre_public_keys": {"umbral": umbral, "recrypt": recrypt},
+                "signature": signature,
             })
         );
-        assert_eq!(serde_json::from_value::<PublicCard>(v).unwrap(), card);
+        let back = serde_json::from_value::<PublicCard>(v.clone()).unwrap();
+        assert_eq!(back, card);
+        back.verify().unwrap();
+        // A swapped key, a card made for another account, or no signature:
+        // refused.
+        let mut swapped = v.clone();
+        swapped["pre_public_keys"]["umbral"] = json!(recrypt);
+        swapped["pre_public_key"] = json!(recrypt);
+        let swapped: PublicCard = serde_json::from_value(swapped).unwrap();
+        assert!(matches!(
+            swapped.verify(),
+            Err(ClientError::UnsignedCard { .. })
+        ));
+        let mut other = v.clone();
+        other["account"] = json!(RootIdentity::generate().account().to_string());
+        assert!(serde_json::from_value::<PublicCard>(other)
+            .unwrap()
+            .verify()
+            .is_err());
+        let mut unsigned = v;
+        unsigned.as_object_mut().unwrap().remove("signature");
+        assert!(serde_json::from_value::<PublicCard>(unsigned)
+            .unwrap()
+            .verify()
+            .is_err());
     }
 
     #[test]
@@ -1452,8 +1533,14 @@ mod tests {
         let key = old.card(&Umbral).pre_public_key().to_string();
         let v = json!({"account": old.account().to_string(), "scheme": 1, "pre_public_key": key});
         let card: PublicCard = serde_json::from_value(v).unwrap();
-        assert_eq!(card, old.card(&Umbral));
+        assert_eq!(card.account, old.account());
+        assert_eq!(card.key_for(SchemeId::UMBRAL), Some(key.as_str()));
         assert_eq!(card.schemes(), [SchemeId::UMBRAL]);
+        // Unsigned: read, but not granted to.
+        assert!(matches!(
+            card.verify(),
+            Err(ClientError::UnsignedCard { .. })
+        ));
         assert!(card.key_for(SchemeId::RECRYPT).is_none());
         let err = card
             .key_bytes(RecordId([1; 32]), SchemeId::RECRYPT)

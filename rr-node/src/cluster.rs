@@ -90,7 +90,10 @@ pub fn replica_set_of(
 ) -> Result<rr_core::cert::ReplicaSetInfo, NodeError> {
     let keys = peers
         .into_iter()
-        .map(|p| p.verifying_key().map(|k| rr_core::AccountId::from_verifying_key(&k)))
+        .map(|p| {
+            p.verifying_key()
+                .map(|k| rr_core::AccountId::from_verifying_key(&k))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     rr_core::cert::ReplicaSetInfo::new(keys)
         .map_err(|e| NodeError::Setup(format!("replica set: {e}")))
@@ -234,7 +237,7 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             ledger: ledger.clone(),
             wal,
             executor,
-            clock,
+            clock: clock.clone(),
             network: Arc::new(network),
         })?;
         let node = Arc::new(Node::assemble(NodeParts {
@@ -250,6 +253,7 @@ impl<P: PreScheme> Node<ClusterNode<P>> {
             peers: config.peers.clone(),
             contracts,
             schemes,
+            clock,
         })?);
         node.follow_revocations(Duration::from_millis(20))?;
         info!(

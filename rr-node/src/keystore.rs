@@ -607,7 +607,7 @@ impl Keystore {
         let secret = &plaintext[32..];
         if file.version == VERSION_SINGLE_SCHEME {
             return RootIdentity::from_single_scheme(&signing, file.scheme, secret)
-                .map_err(|e| corrupt(e));
+                .map_err(corrupt);
         }
         let root: &[u8; 32] = secret.try_into().map_err(|_| {
             corrupt(format!(

@@ -83,7 +83,6 @@ pub use client::{
 pub use cluster::{ClusterConfig, ClusterFile, ClusterNode};
 pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
 pub use node::{
-    DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval,
-    SkippedReplica,
+    DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval, SkippedReplica,
 };
 pub use replicas::{Replicas, RetrieveAnswers, Submitted, Verified};

@@ -168,6 +168,18 @@ pub enum NodeError {
     /// differs from theirs).
     #[error("{0}")]
     Uncertified(String),
+    /// Every replica that answered holds an older state than this client
+    /// has already seen certified: they are behind (restarted from an old
+    /// copy, or cut off), or the ledger was rolled back. Never believed.
+    #[error("no replica answered with state as new as height {seen}, which this client has seen certified (the newest answer was of height {newest}): the replicas are behind (restarted from an old copy, or cut off), or the ledger was rolled back; {detail}")]
+    Stale {
+        /// The newest certified height the client saw.
+        seen: u64,
+        /// The newest height a replica answered with.
+        newest: u64,
+        /// Every replica's failure.
+        detail: String,
+    },
 }
 
 impl From<rr_core::TxError> for NodeError {
@@ -250,6 +262,12 @@ pub struct Retrieval {
     /// Why there is no fragment, for people (not proven).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Set when this replica withholds its fragment because the grant is
+    /// not usable at its head or by its clock (revoked, expired), though
+    /// the receipt allowed the retrieval when it was ordered (a retry). A
+    /// client believes it once f + 1 replicas say the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Refusal>,
 }
 
 /// A replica a multi-replica operation went on without, and why.
@@ -331,6 +349,9 @@ pub struct NodeParts<T: NodeTypes> {
     /// Schemes this replica re-encrypts for, besides `pre` (records carry
     /// their scheme id; `rr_pre::Schemes::all()` serves every compiled-in one).
     pub schemes: rr_pre::Schemes,
+    /// The clock block times come from (the engine's): a grant's expiry is
+    /// judged against it.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A replica: engine, scheme, blob store, ledger and key fragments.
@@ -352,6 +373,7 @@ pub struct Node<T: NodeTypes> {
     sealing: Option<Arc<crate::sealing::SealingKey>>,
     peers: Vec<crate::cluster::Peer>,
     contracts: ContractsConfig,
+    clock: Arc<dyn Clock>,
     /// Checks submitted calls' signatures, concurrent ones as one batch;
     /// started on first use (inside the runtime that serves the node).
     verifier: std::sync::OnceLock<TxVerifier>,
@@ -359,6 +381,10 @@ pub struct Node<T: NodeTypes> {
 
 /// Most submitted calls checked in one signature batch.
 const VERIFY_BATCH: usize = 64;
+
+/// A re-encryption started while its retrieve call is ordered: the grant,
+/// and the task making the capsule fragment.
+type EarlyReencryption = (GrantId, tokio::task::JoinHandle<Result<Vec<u8>, PreError>>);
 
 /// How long an answer waits for the certificate of the state it reads: the
 /// other replicas' signatures over a header arrive within one round trip of
@@ -444,10 +470,9 @@ impl<P: PreScheme> Node<DevNode<P>> {
         let dir = &config.data_dir;
         create_dir(dir)?;
         let key = crate::node_key::load_or_create(&dir.join(crate::node_key::FILE))?;
-        let replica_set = ReplicaSetInfo::new(vec![AccountId::from_verifying_key(
-            &key.verifying_key(),
-        )])
-        .map_err(|e| NodeError::Setup(format!("the node key: {e}")))?;
+        let replica_set =
+            ReplicaSetInfo::new(vec![AccountId::from_verifying_key(&key.verifying_key())])
+                .map_err(|e| NodeError::Setup(format!("the node key: {e}")))?;
         let schemes = rr_pre::Schemes::all();
         let contracts = ContractsConfig {
             schemes: schemes.ids(),
@@ -466,7 +491,7 @@ impl<P: PreScheme> Node<DevNode<P>> {
         let engine = Solo::start(
             ledger.clone(),
             executor,
-            clock,
+            clock.clone(),
             config.solo.clone(),
             replica_key,
         )?;
@@ -483,6 +508,7 @@ impl<P: PreScheme> Node<DevNode<P>> {
             peers: Vec::new(),
             contracts,
             schemes,
+            clock,
         })?;
         let node = Arc::new(node);
         // Revocations erase inline on a dev node; the follower erases
@@ -525,6 +551,7 @@ impl<T: NodeTypes> Node<T> {
             sealing: parts.sealing.map(Arc::new),
             peers: parts.peers,
             contracts: parts.contracts,
+            clock: parts.clock,
             verifier: std::sync::OnceLock::new(),
         };
         for grant in node.fragments.grants()? {
@@ -821,14 +848,19 @@ impl<T: NodeTypes> Node<T> {
             entries.push(reader.prove(Table::Records, &keys::record(&g.record))?);
         }
         drop(reader);
+        let mut withheld = None;
         let (fragment, note) = match (&receipt.outcome, grant, record) {
             (Outcome::Ok(CallOutput::Retrieved { .. }), Some(grant), Some(record)) => {
                 let at_head = BlockContext {
                     height: head.height,
-                    time: head.time.max(now()),
+                    time: head.time.max(self.clock.now()),
                 };
                 match usability(&grant, at_head) {
-                    Some(r) => (None, Some(r.to_string())),
+                    Some(r) => {
+                        let note = r.to_string();
+                        withheld = Some(r);
+                        (None, Some(note))
+                    }
                     None => match self.reencrypt(&record, &grant, early).await {
                         Ok(cfrag) => (
                             Some(SignedFragment::sign(
@@ -848,7 +880,9 @@ impl<T: NodeTypes> Node<T> {
             (Outcome::Refused(r), _, _) => (None, Some(r.to_string())),
             _ => (
                 None,
-                Some(format!("grant {grant_id} or its record is not on this replica's ledger")),
+                Some(format!(
+                    "grant {grant_id} or its record is not on this replica's ledger"
+                )),
             ),
         };
         let certificate = self.certificate(head.height).await?;
@@ -860,6 +894,7 @@ impl<T: NodeTypes> Node<T> {
             },
             fragment,
             note,
+            withheld,
         })
     }
 
@@ -869,7 +904,7 @@ impl<T: NodeTypes> Node<T> {
         &self,
         record: &RecordInfo,
         grant: &GrantInfo,
-        early: Option<(GrantId, tokio::task::JoinHandle<Result<Vec<u8>, PreError>>)>,
+        early: Option<EarlyReencryption>,
     ) -> Result<Vec<u8>, NodeError> {
         let grant_id = grant.id;
         if !self.scheme_check(record)? {
@@ -936,11 +971,7 @@ impl<T: NodeTypes> Node<T> {
     /// Starts re-encrypting for the grant a verified `Retrieve` names, when
     /// the decoded fragment is cached and the signer is the grant's active
     /// grantee; `None` otherwise (the caller re-encrypts after ordering).
-    #[allow(clippy::type_complexity)]
-    fn reencrypt_early(
-        &self,
-        tx: &VerifiedTransaction,
-    ) -> Option<(GrantId, tokio::task::JoinHandle<Result<Vec<u8>, PreError>>)> {
+    fn reencrypt_early(&self, tx: &VerifiedTransaction) -> Option<EarlyReencryption> {
         let rr_core::Call::Retrieve(r) = &tx.tx().body.call else {
             return None;
         };
@@ -1385,7 +1416,7 @@ impl<T: NodeTypes> Node<T> {
                     Err(e) => warn!(target: TARGET, error = %e, "revocation follower: will retry"),
                 }
                 ticks += 1;
-                if ticks % sweep_every == 0 {
+                if ticks.is_multiple_of(sweep_every) {
                     if let Err(e) = node.erase_expired(done) {
                         warn!(target: TARGET, error = %e, "expiry sweep: will retry");
                     }
@@ -1405,7 +1436,7 @@ impl<T: NodeTypes> Node<T> {
     /// expiry too) and, on a cluster, confirms each erasure like a
     /// revocation's.
     fn erase_expired(self: &Arc<Self>, done: u64) -> Result<(), NodeError> {
-        let now = now();
+        let now = self.clock.now();
         let mut expired = Vec::new();
         for grant in self.fragments.grants()? {
             let Some(info) = self.ledger.grant(&grant)? else {

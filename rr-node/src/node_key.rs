@@ -51,10 +51,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, NodeError> {
 fn create(path: &Path) -> Result<SigningKey, NodeError> {
     let key = SigningKey::generate(&mut OsRng);
     let io = |e: std::io::Error| {
-        NodeError::Setup(format!(
-            "cannot write the node key {}: {e}",
-            path.display()
-        ))
+        NodeError::Setup(format!("cannot write the node key {}: {e}", path.display()))
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;

@@ -155,6 +155,12 @@ impl ReceiptFile {
     /// Checks every certificate and proof against `trusted` (or, if `None`,
     /// the replica set the file names) and says what they prove.
     pub fn verify(&self, trusted: Option<&ReplicaSetInfo>) -> Result<Statement, ReceiptError> {
+        if self.format != FORMAT {
+            return Err(ReceiptError::Format(format!(
+                "format {:?}, this build reads {FORMAT:?}",
+                self.format
+            )));
+        }
         let set = match trusted {
             Some(t) if t.digest() != self.replica_set.digest() => {
                 return Err(ReceiptError::OtherReplicaSet {
@@ -177,7 +183,10 @@ impl ReceiptFile {
                 let (summary, details) = match verified.grant(grant)? {
                     Some(g) => describe_grant(&g, &header),
                     None => (
-                        format!("there is no grant {grant} on the ledger at height {}", header.height()),
+                        format!(
+                            "there is no grant {grant} on the ledger at height {}",
+                            header.height()
+                        ),
                         Vec::new(),
                     ),
                 };
@@ -192,7 +201,10 @@ impl ReceiptFile {
                         describe_record(&r, &trail, &header)
                     }
                     None => (
-                        format!("there is no record {record} on the ledger at height {}", header.height()),
+                        format!(
+                            "there is no record {record} on the ledger at height {}",
+                            header.height()
+                        ),
                         Vec::new(),
                     ),
                 };
@@ -251,10 +263,9 @@ fn describe_grant(g: &GrantInfo, header: &CertifiedHeader) -> (String, Vec<Strin
         GrantStatus::Revoked { at } => {
             format!("was revoked at height {} ({})", at.height, at.time)
         }
-        GrantStatus::Active if g.expires_at.is_some_and(|e| header.time() >= e) => format!(
-            "expired at {}",
-            g.expires_at.expect("checked")
-        ),
+        GrantStatus::Active if g.expires_at.is_some_and(|e| header.time() >= e) => {
+            format!("expired at {}", g.expires_at.expect("checked"))
+        }
         GrantStatus::Active => format!("is active at height {}", header.height()),
     };
     let summary = format!(
@@ -325,7 +336,9 @@ fn describe_record(
             e.actor,
             e.action.as_str(),
             e.grant.map_or("-".to_string(), |g| g.to_string()),
-            e.purpose.as_ref().map_or("-".to_string(), |p| p.to_string()),
+            e.purpose
+                .as_ref()
+                .map_or("-".to_string(), |p| p.to_string()),
             match e.refused {
                 None => "ok".to_string(),
                 Some(code) => format!("REFUSED ({code})"),
@@ -333,4 +346,180 @@ fn describe_record(
         ));
     }
     (summary, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{collect, Client, DevConfig, GrantOptions, Identity, Node};
+    use rr_core::{byte_stream_of, Purpose};
+    use rr_pre::Umbral;
+    use serde_json::Value;
+
+    /// Flips the last hex digit of the string at `path` (a JSON pointer).
+    fn flip(v: &Value, path: &str) -> Value {
+        let mut v = v.clone();
+        let s = v.pointer_mut(path).unwrap_or_else(|| panic!("no {path}"));
+        let text = s.as_str().expect("a hex string").to_string();
+        let last = text.chars().last().unwrap();
+        let other = if last == '0' { '1' } else { '0' };
+        *s = Value::String(format!("{}{other}", &text[..text.len() - 1]));
+        v
+    }
+
+    fn refused(v: &Value, trusted: Option<&ReplicaSetInfo>) -> bool {
+        match serde_json::from_value::<ReceiptFile>(v.clone()) {
+            Err(_) => true,
+            Ok(f) => f.verify(trusted).is_err(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exported_receipts_verify_offline_and_every_tampered_field_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open_dev(DevConfig::new(dir.path())).await.unwrap();
+        let alice = Client::in_process(&node, Identity::generate(&Umbral));
+        let bob = Client::in_process(&node, Identity::generate(&Umbral));
+        let put = alice
+            .put(byte_stream_of(b"scan".to_vec()), "text/plain")
+            .await
+            .unwrap();
+        let treatment = Purpose::new("treatment").unwrap();
+        let grant = alice
+            .grant(
+                put.record_id,
+                &bob.card(),
+                GrantOptions {
+                    purpose: treatment.clone(),
+                    expires_at: None,
+                    threshold: None,
+                },
+            )
+            .await
+            .unwrap();
+        collect(bob.retrieve(grant, treatment).await.unwrap())
+            .await
+            .unwrap();
+        let revoke = alice
+            .identity()
+            .sign(rr_core::Call::Revoke(rr_core::Revoke { grant }));
+        let revoked = alice.replicas().submit(revoke.clone()).await.unwrap();
+        let set = node.replica_set().clone();
+
+        // Exported while the node runs; checked once it is gone.
+        let grant_file = ReceiptFile::new(
+            set.clone(),
+            Proof::Grant {
+                grant,
+                state: alice.replicas().grant(grant).await.unwrap().answer,
+            },
+        );
+        let record_file = ReceiptFile::new(
+            set.clone(),
+            Proof::Record {
+                record: put.record_id,
+                state: alice.audit_certified(put.record_id).await.unwrap().answer,
+            },
+        );
+        let tx_file = ReceiptFile::new(
+            set.clone(),
+            Proof::Transaction {
+                tx: revoke.id(),
+                receipt: revoked.certified.clone(),
+            },
+        );
+        node.shutdown().await.unwrap();
+        drop((node, alice, bob));
+
+        let s = grant_file.verify(Some(&set)).unwrap();
+        assert!(s.summary.contains("was revoked at height"), "{}", s.summary);
+        assert!(s.trusted_set);
+        assert_eq!(s.certified_by, vec![0]);
+        let s = record_file.verify(Some(&set)).unwrap();
+        assert!(s.summary.contains("4 audit entries"), "{}", s.summary);
+        assert!(
+            s.details.iter().any(|d| d.contains("revoke")),
+            "{:?}",
+            s.details
+        );
+        let s = tx_file.verify(None).unwrap();
+        assert!(s.summary.contains("revoked grant"), "{}", s.summary);
+        assert!(!s.trusted_set);
+        // JSON round trip.
+        let back = ReceiptFile::from_json(&grant_file.to_json()).unwrap();
+        assert_eq!(back, grant_file);
+
+        // Another node's key: refused as another replica set.
+        let stranger = ReplicaSetInfo::new(vec![rr_core::AccountId::from_verifying_key(
+            &ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+        )])
+        .unwrap();
+        assert!(matches!(
+            grant_file.verify(Some(&stranger)),
+            Err(ReceiptError::OtherReplicaSet { .. })
+        ));
+
+        // Every field that carries meaning, tampered: refused.
+        let g = serde_json::to_value(&grant_file).unwrap();
+        for path in [
+            "/proof/state/certificate/header/state_root",
+            "/proof/state/certificate/header/block",
+            "/proof/state/certificate/header/parent",
+            "/proof/state/certificate/signatures/0/signature",
+            "/proof/state/entries/0/value",
+            "/proof/state/entries/0/key",
+            "/proof/grant",
+            "/replica_set/keys/0",
+        ] {
+            assert!(!refused(&g, Some(&set)), "the untampered file is refused");
+            let t = flip(&g, path);
+            assert!(refused(&t, Some(&set)), "{path} tampered was accepted");
+        }
+        let mut t = g.clone();
+        *t.pointer_mut("/proof/state/certificate/header/height")
+            .unwrap() = Value::from(1);
+        assert!(refused(&t, Some(&set)));
+        let mut t = g.clone();
+        t.pointer_mut("/proof/state/certificate/signatures")
+            .unwrap()
+            .as_array_mut()
+            .unwrap()
+            .clear();
+        assert!(refused(&t, Some(&set)));
+        let t = flip(&g, "/proof/state/entries/0/proof/siblings/0");
+        if g.pointer("/proof/state/entries/0/proof/siblings/0")
+            .is_some()
+        {
+            assert!(refused(&t, Some(&set)));
+        }
+
+        let r = serde_json::to_value(&record_file).unwrap();
+        let last = r["proof"]["state"]["entries"].as_array().unwrap().len() - 1;
+        for path in [
+            format!("/proof/state/entries/{last}/value"),
+            "/proof/record".to_string(),
+        ] {
+            assert!(refused(&flip(&r, &path), Some(&set)), "{path}");
+        }
+        // An audit entry dropped: the trail no longer proves complete.
+        let mut t = r.clone();
+        t["proof"]["state"]["entries"].as_array_mut().unwrap().pop();
+        assert!(refused(&t, Some(&set)));
+
+        let x = serde_json::to_value(&tx_file).unwrap();
+        for path in [
+            "/proof/tx",
+            "/proof/receipt/receipt/tx",
+            "/proof/receipt/certificate/header/receipts_root",
+        ] {
+            assert!(refused(&flip(&x, path), Some(&set)), "{path}");
+        }
+        let mut t = x.clone();
+        t["proof"]["receipt"]["receipt"]["outcome"] =
+            serde_json::json!({"Refused": {"code": "grant_revoked", "message": "forged"}});
+        assert!(refused(&t, Some(&set)));
+        let mut t = x;
+        t["format"] = Value::String("something else".into());
+        assert!(refused(&t, Some(&set)));
+    }
 }

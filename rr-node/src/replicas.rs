@@ -175,8 +175,20 @@ fn about_the_request(e: &NodeError) -> bool {
             | NodeError::WrongCall { .. }
             | NodeError::FragmentMismatch { .. }
             | NodeError::Sealed { .. }
+            | NodeError::NotFound(_)
             | NodeError::Blob(rr_core::BlobError::TooLarge { .. })
     )
+}
+
+/// Whether an error says the replica could not answer (down, stopped, cut
+/// off, not certified in time), rather than answering.
+fn unavailable(e: &NodeError) -> bool {
+    match e {
+        NodeError::Transport(_) | NodeError::Uncertified(_) => true,
+        NodeError::Consensus(rr_core::ConsensusError::Stopped) => true,
+        NodeError::Remote { code, .. } => code == "unavailable",
+        _ => false,
+    }
 }
 
 impl Replicas {
@@ -378,8 +390,12 @@ impl Replicas {
         Fut: std::future::Future<Output = Result<StateAnswer, NodeError>>,
     {
         let mut failures: Vec<(usize, NodeError)> = Vec::new();
+        let mut newest_stale: Option<u64> = None;
         for i in self.order() {
-            let answer = match self.ask(i, self.deadline, call(self.members[i].clone())).await {
+            let answer = match self
+                .ask(i, self.deadline, call(self.members[i].clone()))
+                .await
+            {
                 Ok(a) => a,
                 Err(e) => {
                     if !about_the_request(&e) {
@@ -404,6 +420,7 @@ impl Replicas {
             let seen = self.seen.get();
             if state.height() < seen {
                 self.demote(i);
+                newest_stale = newest_stale.max(Some(state.height()));
                 failures.push((
                     i,
                     NodeError::Transport(format!(
@@ -421,6 +438,20 @@ impl Replicas {
                 replica: ReplicaId(i as u16),
                 skipped: failures.iter().map(|(i, e)| skipped(*i, e)).collect(),
             });
+        }
+        if let Some(newest) = newest_stale {
+            if !failures.iter().any(|(_, e)| about_the_request(e)) {
+                return Err(NodeError::Stale {
+                    seen: self.seen.get(),
+                    newest,
+                    detail: list(
+                        &failures
+                            .iter()
+                            .map(|(i, e)| skipped(*i, e))
+                            .collect::<Vec<_>>(),
+                    ),
+                });
+            }
         }
         Err(self.no_answer(what, failures))
     }
@@ -508,26 +539,32 @@ impl Replicas {
                 Err(e) => failures.push((i, lied(e))),
             }
         }
-        if failures
-            .iter()
-            .all(|(_, e)| matches!(e, NodeError::Transport(_) | NodeError::Uncertified(_)))
-        {
-            return Err(NodeError::Transport(format!(
-                "the cluster did not order and certify the call within {} s: it needs {} of its {} replicas up (2f + 1); {}",
+        Err(self.unordered("the call", failures))
+    }
+
+    /// The error when no replica answered a call that must be ordered: if
+    /// none answered at all, the cluster lacks a quorum (or is cut off).
+    fn unordered(&self, what: &str, failures: Vec<(usize, NodeError)>) -> NodeError {
+        if failures.iter().all(|(_, e)| unavailable(e)) {
+            return NodeError::Transport(format!(
+                "the cluster did not order and certify {what} within {} s: it needs {} of its {} replicas up (2f + 1) and fewer answer; {}",
                 self.order_timeout.as_secs_f32(),
                 self.set.quorum(),
                 self.n(),
                 list(&failures.iter().map(|(i, e)| skipped(*i, e)).collect::<Vec<_>>())
-            )));
+            ));
         }
-        Err(self.no_answer("a certified receipt", failures))
+        self.no_answer(&format!("a certified answer to {what}"), failures)
     }
 
     /// The certified receipt of a committed transaction.
     pub async fn receipt(&self, tx: TxId) -> Result<Submitted, NodeError> {
         let mut failures = Vec::new();
         for i in self.order() {
-            let certified = match self.ask(i, self.deadline, self.members[i].receipt(tx)).await {
+            let certified = match self
+                .ask(i, self.deadline, self.members[i].receipt(tx))
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     failures.push((i, e));
@@ -713,6 +750,9 @@ impl Replicas {
         // The freshest certified record and grant, and their height.
         let mut known: Option<(u64, RecordInfo, GrantInfo)> = None;
         let mut fragments: Vec<(usize, u64, SignedFragment)> = Vec::new();
+        // Replicas that withheld their fragment, and why (believed once f + 1
+        // replicas agree).
+        let mut withheld: Vec<(usize, rr_core::Refusal)> = Vec::new();
         let mut freshest_time = rr_core::Timestamp(0);
         let mut deadline: Option<tokio::time::Instant> = None;
         let seen = self.seen.get();
@@ -741,21 +781,24 @@ impl Replicas {
                     continue;
                 }
             };
+            if let Some(r) = &answer.withheld {
+                withheld.push((i, r.clone()));
+            }
             match self.check_retrieval(i, &id, &grant_id, answer) {
                 Err(e) => failures.push((i, e)),
-                Ok(Checked::Refused(r, submitted)) => {
+                Ok(Checked::Refused(r)) => {
                     // Certified: every correct replica refused it too.
-                    let _ = submitted;
                     return Err(NodeError::Refused(r));
                 }
-                Ok(Checked::Allowed {
-                    submitted,
-                    height,
-                    state_time,
-                    record,
-                    grant,
-                    fragment,
-                }) => {
+                Ok(Checked::Allowed(allowed)) => {
+                    let Allowed {
+                        submitted,
+                        height,
+                        state_time,
+                        record,
+                        grant,
+                        fragment,
+                    } = *allowed;
                     if receipt.is_none() {
                         receipt = Some(submitted);
                     }
@@ -778,7 +821,7 @@ impl Replicas {
         }
         drop(pending);
         let (Some(receipt), Some((height, record, grant))) = (receipt, known) else {
-            return Err(self.no_answer("a retrieval", failures));
+            return Err(self.unordered("the retrieval", failures));
         };
         let mut skipped_replicas: Vec<SkippedReplica> =
             failures.iter().map(|(i, e)| skipped(*i, e)).collect();
@@ -801,6 +844,15 @@ impl Replicas {
                 code: rr_core::ErrorCode::GrantExpired,
                 message: format!("grant {} expired at {exp}", grant.id),
             }));
+        }
+        // With no block since the expiry the ledger's time has not reached
+        // it, but the replicas' clocks have: f + 1 of them withholding for
+        // the same reason include a correct one.
+        for (_, r) in &withheld {
+            let agree = withheld.iter().filter(|(_, o)| o.code == r.code).count();
+            if agree > self.f() && fragments.len() < usize::from(grant.threshold.m) {
+                return Err(NodeError::Refused(r.clone()));
+            }
         }
         let fragments: Vec<SignedFragment> = fragments.into_iter().map(|(_, _, f)| f).collect();
         skipped_replicas.sort_by_key(|s| s.replica);
@@ -831,7 +883,7 @@ impl Replicas {
             skipped: Vec::new(),
         };
         let (record_id, granted) = match &submitted.receipt.outcome {
-            Outcome::Refused(r) => return Ok(Checked::Refused(r.clone(), submitted)),
+            Outcome::Refused(r) => return Ok(Checked::Refused(r.clone())),
             Outcome::Ok(CallOutput::Retrieved { record, grant }) => (*record, *grant),
             Outcome::Ok(other) => {
                 return Err(lied(VerifyError::WrongReceipt(format!(
@@ -852,14 +904,16 @@ impl Replicas {
                 submitted.header.height()
             ))));
         }
-        let grant = state
-            .grant(grant_id)
-            .map_err(lied)?
-            .ok_or_else(|| lied(VerifyError::WrongReceipt(format!("it proves grant {grant_id} absent, yet the retrieval through it was allowed"))))?;
-        let record = state
-            .record(&record_id)
-            .map_err(lied)?
-            .ok_or_else(|| lied(VerifyError::WrongReceipt(format!("it proves record {record_id} absent, yet the retrieval of it was allowed"))))?;
+        let grant = state.grant(grant_id).map_err(lied)?.ok_or_else(|| {
+            lied(VerifyError::WrongReceipt(format!(
+                "it proves grant {grant_id} absent, yet the retrieval through it was allowed"
+            )))
+        })?;
+        let record = state.record(&record_id).map_err(lied)?.ok_or_else(|| {
+            lied(VerifyError::WrongReceipt(format!(
+                "it proves record {record_id} absent, yet the retrieval of it was allowed"
+            )))
+        })?;
         if grant.record != record.id {
             return Err(lied(VerifyError::WrongReceipt(format!(
                 "grant {} is of record {}, not {}",
@@ -883,14 +937,14 @@ impl Replicas {
             ),
             Some(f) => Ok(f),
         };
-        Ok(Checked::Allowed {
+        Ok(Checked::Allowed(Box::new(Allowed {
             submitted,
             height: state.height(),
             state_time: state.header().time(),
             record,
             grant,
             fragment,
-        })
+        })))
     }
 
     /// Stores a blob (ciphertext) on every replica at once; done once 2f + 1
@@ -949,7 +1003,12 @@ impl Replicas {
         let mut stored: Vec<(usize, ContentId)> = Vec::new();
         let mut errors: Vec<String> = stalled
             .iter()
-            .map(|i| format!("replica {i}: stopped taking data for {} s", self.deadline.as_secs_f32()))
+            .map(|i| {
+                format!(
+                    "replica {i}: stopped taking data for {} s",
+                    self.deadline.as_secs_f32()
+                )
+            })
             .collect();
         let mut refusal = None;
         let agreed = |stored: &[(usize, ContentId)]| {
@@ -1059,19 +1118,22 @@ impl Replicas {
 /// One replica's retrieval answer, checked.
 enum Checked {
     /// The retrieval was refused: certified.
-    Refused(rr_core::Refusal, Submitted),
+    Refused(rr_core::Refusal),
     /// It was allowed.
-    Allowed {
-        submitted: Submitted,
-        /// Height of the state its record and grant are proven at.
-        height: u64,
-        /// Block time of that state.
-        state_time: rr_core::Timestamp,
-        record: RecordInfo,
-        grant: GrantInfo,
-        /// Its fragment, or why it gives none that counts.
-        fragment: Result<SignedFragment, String>,
-    },
+    Allowed(Box<Allowed>),
+}
+
+/// An allowed retrieval, as one replica answered it.
+struct Allowed {
+    submitted: Submitted,
+    /// Height of the state its record and grant are proven at.
+    height: u64,
+    /// Block time of that state.
+    state_time: rr_core::Timestamp,
+    record: RecordInfo,
+    grant: GrantInfo,
+    /// Its fragment, or why it gives none that counts.
+    fragment: Result<SignedFragment, String>,
 }
 
 /// A blob download from a cluster that, if its replica's stream breaks off,
@@ -1189,9 +1251,6 @@ impl ResumableDownload {
         None
     }
 }
-
-
-
 
 fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,

@@ -161,16 +161,12 @@ async fn replayed_transactions_are_refused_and_leave_no_trace() {
     let before = view(&w.node, &rid);
     assert_eq!(before.grants.len(), 2);
 
+    // Byte for byte again (a client retrying after a timeout): the original
+    // receipt, and no new block.
+    let height = status(&w.node).height;
     let again = w.node.submit_bytes(grant_tx.to_bytes()).await.unwrap();
-    let (code, msg) = refusal(&again);
-    assert_eq!(code, ErrorCode::ReplayedNonce);
-    assert!(
-        msg.contains(&format!("nonce {} was already used", grant_tx.body.nonce))
-            && msg.contains("replay"),
-        "{msg}"
-    );
-    assert_eq!(again.tx, first.tx);
-    assert!(again.context.height > first.context.height);
+    assert_eq!(again, first);
+    assert_eq!(status(&w.node).height, height, "a retry makes no block");
     assert_eq!(
         view(&w.node, &rid),
         before,
@@ -182,38 +178,58 @@ async fn replayed_transactions_are_refused_and_leave_no_trace() {
         Some(first)
     );
 
-    // The same nonce on another call (a revoke of that grant) is refused too.
+    // The same nonce on another call (a revoke of that grant) is refused.
     let reuse = submit(
         &w.node,
         w.alice.sign_with(grant_tx.body.nonce, revoke(grant)),
     )
     .await;
-    assert_eq!(refusal(&reuse).0, ErrorCode::ReplayedNonce);
+    let (code, msg) = refusal(&reuse);
+    assert_eq!(code, ErrorCode::ReplayedNonce);
+    assert!(
+        msg.contains(&format!("nonce {} was already used", grant_tx.body.nonce))
+            && msg.contains("replay"),
+        "{msg}"
+    );
     assert_eq!(view(&w.node, &rid), before);
     assert_eq!(w.node.grant(&grant).unwrap().status, GrantStatus::Active);
 
-    // A captured retrieve, replayed: no second capsule fragment, no audit entry.
+    // A captured retrieve, replayed: the same certified receipt and no new
+    // audit entry; a fragment while the grant is usable...
     let rtx = w.bob.sign(retrieve(grant, "treatment"));
     let ok = w.node.retrieve(rtx.clone()).await.unwrap();
-    assert_eq!(ok.capsule_fragments.len(), 1);
+    assert!(ok.fragment.is_some(), "{:?}", ok.note);
     let before = view(&w.node, &rid);
-    let err = w.node.retrieve(rtx).await.unwrap_err();
-    assert_eq!(node_refusal(&err).0, ErrorCode::ReplayedNonce);
+    let height = status(&w.node).height;
+    let replayed = w.node.retrieve(rtx.clone()).await.unwrap();
+    assert_eq!(replayed.receipt, ok.receipt);
+    assert!(replayed.fragment.is_some());
     assert_eq!(view(&w.node, &rid), before);
+    assert_eq!(status(&w.node).height, height);
 
-    // A revoke, replayed: the replay says replay (not "already revoked") and
-    // leaves no trace.
+    // A revoke, replayed: the original receipt, and no trace.
     let rev = w.alice.sign(revoke(grant));
     let done = w.node.submit_bytes(rev.to_bytes()).await.unwrap();
     assert_eq!(output(&done), CallOutput::Revoked { grant });
     let before = view(&w.node, &rid);
     let replay = w.node.submit_bytes(rev.to_bytes()).await.unwrap();
-    assert_eq!(refusal(&replay).0, ErrorCode::ReplayedNonce);
+    assert_eq!(replay, done);
     assert_eq!(view(&w.node, &rid), before);
     assert_eq!(
         w.node.grant(&grant).unwrap().status,
         GrantStatus::Revoked { at: done.context }
     );
+    // ... and none once it is revoked, though the replayed retrieve's
+    // receipt still says it was allowed when it was ordered.
+    let late = w.node.retrieve(rtx).await.unwrap();
+    assert_eq!(late.receipt, ok.receipt);
+    assert!(late.fragment.is_none());
+    assert!(
+        late.note.as_deref().unwrap_or("").contains("revoked"),
+        "{:?}",
+        late.note
+    );
+    assert_eq!(view(&w.node, &rid), before);
 
     // The other grant (made by the client) is untouched and still works.
     let bobs_first = before.grants.iter().find(|g| g.id != grant).unwrap().id;
@@ -849,10 +865,18 @@ async fn fragments_that_do_not_match_their_commitment_are_not_stored() {
         .await
         .err()
         .unwrap();
-    assert!(
-        matches!(&err, ClientError::Node(NodeError::FragmentMissing { grant: g, .. }) if *g == grant),
-        "{err:?}"
-    );
+    match &err {
+        ClientError::NotEnoughFragments {
+            grant: g,
+            verified: 0,
+            bad,
+            ..
+        } if *g == grant => assert!(
+            bad.iter().any(|b| b.contains("holds no key fragment")),
+            "{bad:?}"
+        ),
+        other => panic!("expected no fragment to be given: {other:?}"),
+    }
 
     // The right one is stored, and a wrong one afterwards does not replace it.
     w.node.deliver_fragment(grant, fragment).await.unwrap();
@@ -1168,7 +1192,7 @@ async fn everything_survives_a_restart() {
     assert_eq!(view(&node, &rid), before);
     assert_eq!(
         node.ledger().receipt(&captured.id()).unwrap(),
-        Some(receipt)
+        Some(receipt.clone())
     );
     assert_eq!(
         node.grant(&gone).unwrap().status,
@@ -1194,8 +1218,13 @@ async fn everything_survives_a_restart() {
         msg.contains(&format!("revoked at height {}", revocation.height)),
         "{msg}"
     );
-    let err = node.retrieve(captured).await.unwrap_err();
-    assert_eq!(node_refusal(&err).0, ErrorCode::ReplayedNonce);
+    // The captured retrieve again: its original receipt, no new audit
+    // entry, and (the grant being still usable) the fragment again.
+    let trail = view(&node, &rid).audit.len();
+    let again = node.retrieve(captured.clone()).await.unwrap();
+    assert_eq!(again.receipt.receipt, receipt);
+    assert!(again.fragment.is_some());
+    assert_eq!(view(&node, &rid).audit.len(), trail);
     assert_eq!(
         collect_own(&alice, &node, rid).await,
         RECORD,

@@ -65,6 +65,10 @@ fn world(dir: &Path, node: &NodeProcess) -> World {
         .json();
     let record_id = str_of(&put, "record_id");
     assert!(str_of(&put, "cid").starts_with("bafkrei"), "{put}");
+    // The registration's transaction and the height its receipt is
+    // certified at, to export it.
+    assert_eq!(str_of(&put, "tx").len(), 64, "{put}");
+    assert_eq!(put["certified_at"], 1, "{put}");
     World {
         rr,
         record,
@@ -102,6 +106,9 @@ fn put_grant_get_revoke_audit_restart() {
     let grant_id = str_of(&grant, "grant_id");
     assert_eq!(str_of(&grant, "grantee"), w.bob);
     assert!(grant["expires_at"].is_string(), "{grant}");
+    assert_eq!(grant["certified_at"], 2, "{grant}");
+    let grant_tx = str_of(&grant, "tx");
+    assert_ne!(grant_tx, str_of(&grant, "grant_id"));
 
     // Bob reads it with the grant id, and with the record id.
     rr.run(&["--as", "bob", "get", &grant_id, "-o", "bob-1.pdf"])
@@ -120,6 +127,10 @@ fn put_grant_get_revoke_audit_restart() {
         .json();
     assert_eq!(got["bytes"], w.record.len());
     assert_eq!(str_of(&got, "grant_id"), grant_id);
+    // Bob's retrieval is on the ledger, certified by the node (replica 0 of 1).
+    assert_eq!(str_of(&got, "tx").len(), 64, "{got}");
+    assert_eq!(got["certified_at"], 4, "{got}");
+    assert_eq!(got["certified_by"], serde_json::json!([0]), "{got}");
     assert_eq!(std::fs::read(dir.join("bob-2.pdf")).unwrap(), w.record);
 
     // Both see it in their listings.
@@ -131,13 +142,19 @@ fn put_grant_get_revoke_audit_restart() {
     assert_eq!(ls["records"].as_array().unwrap().len(), 0);
     assert_eq!(str_of(&ls["grants"][0], "grant_id"), grant_id);
 
-    // Alice revokes; Bob is refused and told why, and no file appears.
-    rr.run(&["--as", "alice", "revoke", &grant_id]).ok();
+    // Alice revokes; Bob is refused and told why (a certified refusal, whose
+    // receipt he can keep), and no file appears.
+    let revoked = rr
+        .run(&["--as", "alice", "revoke", &grant_id, "--json"])
+        .json();
+    assert_eq!(revoked["certified_at"], 5, "{revoked}");
+    assert_eq!(str_of(&revoked, "tx").len(), 64, "{revoked}");
     let line = rr
         .run(&["--as", "bob", "get", &grant_id, "-o", "bob-3.pdf"])
         .fails_with(&[
-            "revoked at height",
+            "revoked at height 5",
             "ask the record's owner for a new grant",
+            "rr receipt export",
         ]);
     assert!(line.contains(&grant_id), "{line}");
     assert!(!dir.join("bob-3.pdf").exists());

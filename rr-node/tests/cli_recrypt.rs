@@ -8,7 +8,9 @@ mod cli_support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use cli_support::{entries, sample, NodeProcess, Rr};
+use cli_support::{entries, sample, NodeProcess, Rr, PASSPHRASE};
+use rr_node::keystore::Keystore;
+use rr_pre::Umbral;
 use serde_json::Value;
 
 fn str_of(v: &Value, key: &str) -> String {
@@ -212,8 +214,8 @@ fn wrong_schemes_and_cards_are_refused_and_change_nothing() {
     let ls = rr.run(&["--as", "alice", "ls", "--json"]).json();
     assert_eq!(ls["records"].as_array().unwrap().len(), 1);
 
-    // Bob's card, hand-edited to drop its recrypt key: granting the recrypt
-    // record to it is refused before anything reaches the ledger.
+    // Bob's card, hand-edited to drop its recrypt key: Bob's signature no
+    // longer holds, so it is refused before the passphrase and the network.
     let mut card: Value =
         serde_json::from_slice(&std::fs::read(dir.join("bob.card.json")).unwrap()).unwrap();
     card["pre_public_keys"]
@@ -221,8 +223,34 @@ fn wrong_schemes_and_cards_are_refused_and_change_nothing() {
         .unwrap()
         .remove("recrypt");
     std::fs::write(
-        dir.join("bob-umbral-only.json"),
+        dir.join("bob-edited.json"),
         serde_json::to_vec_pretty(&card).unwrap(),
+    )
+    .unwrap();
+    rr.with_passphrase("not it")
+        .run(&[
+            "--as",
+            "alice",
+            "grant",
+            &record_id,
+            "--to",
+            "bob-edited.json",
+        ])
+        .fails_with(&[
+            "cannot grant to bob-edited.json",
+            "not signed by that account, or was changed after it was signed",
+        ]);
+    // A card Bob signed with his umbral key only (as a key made by an older
+    // rr has): granting the recrypt record to it is refused before anything
+    // reaches the ledger.
+    let bob_key = Keystore::open(dir.join("keys"))
+        .unwrap()
+        .load("bob", PASSPHRASE)
+        .unwrap();
+    let umbral_only = bob_key.for_scheme(&Umbral).unwrap().card(&Umbral);
+    std::fs::write(
+        dir.join("bob-umbral-only.json"),
+        serde_json::to_vec_pretty(&umbral_only).unwrap(),
     )
     .unwrap();
     let audit_before = rr

@@ -1,6 +1,8 @@
 //! The `ConfirmErasure` contract: only replica `i`, signing with its own key,
-//! confirms its own erasure, once, of a revoked grant. Every refused
-//! confirmation leaves the grant as it was.
+//! confirms its own erasure, once, of a revoked or expired grant. Every
+//! refused confirmation leaves the grant as it was. And the grant rules a
+//! cluster adds: a threshold of at least f + 1, and single-proxy schemes
+//! only where the operator allowed them.
 
 use ed25519_dalek::SigningKey;
 use rr_core::{
@@ -27,16 +29,68 @@ fn account(k: &SigningKey) -> AccountId {
 
 impl Ledger {
     fn new(replicas: &[SigningKey]) -> Self {
+        Self::with(replicas, false)
+    }
+
+    fn with(replicas: &[SigningKey], allow_single_proxy: bool) -> Self {
         Self {
             contracts: NativeContracts::new(ContractsConfig {
                 replicas: replicas.len() as u16,
                 replica_accounts: replicas.iter().map(account).collect(),
+                schemes: vec![SchemeId::UMBRAL, SchemeId::RECRYPT],
+                single_proxy_schemes: vec![SchemeId::RECRYPT],
+                allow_single_proxy,
                 ..ContractsConfig::default()
             }),
             state: MemoryState::new(),
             height: 0,
             nonce: 0,
         }
+    }
+
+    /// Registers a record of `scheme` for `owner` (salt `salt`).
+    fn register(&mut self, owner: &SigningKey, salt: u8, scheme: SchemeId) -> RecordId {
+        let record = RecordId::derive(&account(owner), &[salt; 16]);
+        let out = self.call(
+            owner,
+            Call::RegisterRecord(RegisterRecord {
+                salt: [salt; 16],
+                cid: ContentId::from_sha256([1; 32]),
+                size: 10,
+                scheme,
+                record_key: vec![1; 33],
+                capsule: vec![2; 98],
+                media_type: "text/plain".into(),
+                encrypted_metadata: None,
+            }),
+        );
+        assert_eq!(out, Outcome::Ok(CallOutput::Registered { record }));
+        record
+    }
+
+    /// A grant call on `record` to `grantee` with threshold `m` of 4.
+    fn grant_call(record: RecordId, grantee: &SigningKey, m: u16, expires: Option<u64>) -> Call {
+        Call::Grant(Grant {
+            record,
+            grantee: account(grantee),
+            grantee_key: vec![3; 33],
+            threshold: Threshold { m, n: 4 },
+            fragment_commitments: (0..4u8)
+                .map(|i| Digest::fragment_commitment(&[i]))
+                .collect(),
+            purpose: Purpose::new("treatment").unwrap(),
+            expires_at: expires.map(Timestamp),
+        })
+    }
+
+    /// The record's audit length.
+    fn audit_len(&self, record: &RecordId) -> u64 {
+        let bytes = self
+            .state
+            .get(Table::Records, &rr_core::state::keys::record(record))
+            .unwrap()
+            .unwrap();
+        rr_core::RecordInfo::from_bytes(&bytes).unwrap().audit_len
     }
 
     /// Executes one call in its own block; its outcome.
@@ -56,7 +110,7 @@ impl Ledger {
             time: Timestamp(1_700_000_000_000 + self.height),
         };
         let exec = self.contracts.execute(&self.state, &ctx, &[tx]).unwrap();
-        self.state.apply(&ctx, &exec.writes);
+        self.state.apply(&exec.writes);
         exec.receipts.into_iter().next().unwrap().outcome
     }
 
@@ -176,4 +230,109 @@ fn only_each_replica_confirms_its_own_erasure_once_after_revocation() {
         ErrorCode::InvalidCall
     );
     assert_eq!(ledger.grant(&grant), after);
+}
+
+#[test]
+fn a_cluster_grant_needs_a_threshold_of_at_least_f_plus_one() {
+    let replicas: Vec<SigningKey> = (10..14).map(key).collect();
+    let (alice, bob) = (key(1), key(2));
+    let mut ledger = Ledger::new(&replicas);
+    let record = ledger.register(&alice, 1, SchemeId::UMBRAL);
+    let before = ledger.state.clone();
+    let audit = ledger.audit_len(&record);
+    // f = 1 of 4: one replica alone must not be able to re-encrypt.
+    let out = ledger.call(&alice, Ledger::grant_call(record, &bob, 1, None));
+    let Outcome::Refused(r) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(r.code, ErrorCode::ThresholdTooLow);
+    assert!(r.message.contains("at least 2"), "{}", r.message);
+    // Only the refusal's audit entry and the nonce were written.
+    assert_eq!(ledger.audit_len(&record), audit + 1);
+    assert_eq!(
+        ledger.state.scan_prefix(Table::Grants, &[]),
+        before.scan_prefix(Table::Grants, &[])
+    );
+    for m in [2, 3, 4] {
+        assert!(matches!(
+            ledger.call(&alice, Ledger::grant_call(record, &bob, m, None)),
+            Outcome::Ok(CallOutput::Granted { .. })
+        ));
+    }
+}
+
+#[test]
+fn single_proxy_grants_on_a_cluster_need_the_operators_consent() {
+    let replicas: Vec<SigningKey> = (10..14).map(key).collect();
+    let (alice, bob) = (key(1), key(2));
+    for allowed in [false, true] {
+        let mut ledger = Ledger::with(&replicas, allowed);
+        let record = ledger.register(&alice, 1, SchemeId::RECRYPT);
+        let out = ledger.call(&alice, Ledger::grant_call(record, &bob, 1, None));
+        match (allowed, out) {
+            (false, Outcome::Refused(r)) => {
+                assert_eq!(r.code, ErrorCode::SingleProxyRefused);
+                assert!(r.message.contains("single-proxy"), "{}", r.message);
+                assert!(ledger.state.scan_prefix(Table::Grants, &[]).is_empty());
+            }
+            (true, Outcome::Ok(CallOutput::Granted { grant })) => {
+                let g = ledger.grant(&grant);
+                assert!(g.single_proxy, "the grant says it is single-proxy");
+                assert_eq!(g.threshold, Threshold { m: 1, n: 4 });
+            }
+            (allowed, out) => panic!("allowed {allowed}: {out:?}"),
+        }
+    }
+    // An umbral record's grant is not single-proxy.
+    let mut ledger = Ledger::with(&replicas, true);
+    let record = ledger.register(&alice, 2, SchemeId::UMBRAL);
+    let Outcome::Ok(CallOutput::Granted { grant }) =
+        ledger.call(&alice, Ledger::grant_call(record, &bob, 2, None))
+    else {
+        panic!("umbral grant refused")
+    };
+    assert!(!ledger.grant(&grant).single_proxy);
+}
+
+#[test]
+fn a_replica_confirms_its_erasure_of_an_expired_grant_once_it_expired() {
+    let replicas: Vec<SigningKey> = (10..14).map(key).collect();
+    let (alice, bob) = (key(1), key(2));
+    let mut ledger = Ledger::new(&replicas);
+    let record = ledger.register(&alice, 1, SchemeId::UMBRAL);
+    // Block times are 1_700_000_000_000 + height: it expires a few blocks on.
+    let expires = 1_700_000_000_000 + ledger.height + 4;
+    let Outcome::Ok(CallOutput::Granted { grant }) =
+        ledger.call(&alice, Ledger::grant_call(record, &bob, 2, Some(expires)))
+    else {
+        panic!("grant refused")
+    };
+    // Not yet expired: nothing to confirm.
+    let before = ledger.grant(&grant);
+    assert_eq!(
+        refused(ledger.call(&replicas[2], confirm(grant, 2))),
+        ErrorCode::InvalidCall
+    );
+    assert_eq!(ledger.grant(&grant), before);
+    // A few blocks later it has expired: replica 2 confirms, once.
+    while 1_700_000_000_000 + ledger.height + 1 < expires {
+        ledger.call(
+            &alice,
+            Call::Revoke(Revoke {
+                grant: GrantId([7; 32]),
+            }),
+        );
+    }
+    assert_eq!(
+        ledger.call(&replicas[2], confirm(grant, 2)),
+        Outcome::Ok(CallOutput::ErasureConfirmed {
+            grant,
+            replica: ReplicaId(2)
+        })
+    );
+    assert_eq!(ledger.grant(&grant).erased_by, vec![ReplicaId(2)]);
+    assert_eq!(
+        refused(ledger.call(&replicas[2], confirm(grant, 2))),
+        ErrorCode::InvalidCall
+    );
 }

@@ -44,11 +44,12 @@ impl Server {
     }
 
     fn client(&self, identity: Identity<Umbral>) -> Client<Umbral> {
-        Client::new(
+        let replicas = rr_node::Replicas::single(
             Arc::new(HttpClient::new(&self.url).unwrap()),
-            Arc::new(Umbral),
-            identity,
+            self.node.replica_set().keys()[0],
         )
+        .unwrap();
+        Client::new(replicas, Arc::new(Umbral), identity)
     }
 
     async fn stop(mut self) {
@@ -232,14 +233,17 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     assert!(stored.is_empty(), "oversized uploads left {stored:?}");
 
     // Unknown and malformed ids.
+    // An unknown record: the proof that the ledger holds none.
     let unknown = RecordId([7; 32]);
     let resp = http
         .get(u(&format!("/v1/records/{unknown}")))
         .send()
         .await
         .unwrap();
-    let (status, body) = error_of(resp).await;
-    assert_eq!((status, body.error.code.as_str()), (404, "unknown_record"));
+    assert_eq!(resp.status().as_u16(), 200);
+    let absent: rr_core::proof::StateAnswer = resp.json().await.unwrap();
+    let proven = absent.verify(server.node.replica_set()).unwrap();
+    assert_eq!(proven.record(&unknown).unwrap(), None);
     let resp = http.get(u("/v1/records/not-an-id")).send().await.unwrap();
     let (status, body) = error_of(resp).await;
     assert_eq!(

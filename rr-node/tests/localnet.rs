@@ -158,9 +158,21 @@ fn localnet_flow_survives_a_killed_replica() {
         .json();
     assert_eq!(std::fs::read(dir.path().join("out1.bin")).unwrap(), data);
     assert_eq!(got["replicas_used"].as_array().unwrap().len(), 2, "{got}");
+    // A quorum of 2f + 1 = 3 replicas certify the retrieval.
+    assert!(got["certified_by"].as_array().unwrap().len() >= 3, "{got}");
+    assert!(got["certified_at"].as_u64().unwrap() >= 3, "{got}");
+    assert_eq!(got["tx"].as_str().unwrap().len(), 64, "{got}");
+
+    // One replica's URL is not the cluster: rr says to use cluster.json.
+    let replica_url = net.cluster()["replicas"][1]["api"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rr.run(&["--node", &replica_url, "--as", "alice", "ls"])
+        .fails_with(&["is replica 1 of a cluster of 4", "cluster.json"]);
     assert!(
-        got["receipt_signed_by"].as_array().unwrap().len() >= 2,
-        "{got}"
+        !dir.path().join("keys/known_nodes.json").exists(),
+        "a cluster's replica was pinned"
     );
 
     // Kill replica 2 outright: the record is still there, and the output
@@ -197,6 +209,49 @@ fn localnet_flow_survives_a_killed_replica() {
         .collect();
     assert_eq!(revoked["erasures_needed"], 3, "{revoked}");
     assert!(confirmed.len() >= 3 && !confirmed.contains(&2), "{revoked}");
+    assert_eq!(revoked["tx"].as_str().unwrap().len(), 64, "{revoked}");
+
+    // The grant's receipt, exported with a replica down, checks offline
+    // against the cluster's keys, and names the replicas that signed it.
+    let exported = rr
+        .run(&[
+            "receipt",
+            "export",
+            &grant_id,
+            "-o",
+            "grant.receipt.json",
+            "--json",
+        ])
+        .json();
+    assert!(
+        exported["certified_by"].as_array().unwrap().len() >= 3,
+        "{exported}"
+    );
+    let verified = rr
+        .run(&[
+            "receipt",
+            "verify",
+            "grant.receipt.json",
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(verified["trusted_set"], true, "{verified}");
+    assert!(
+        verified["summary"]
+            .as_str()
+            .unwrap()
+            .contains("was revoked at height"),
+        "{verified}"
+    );
+    assert!(
+        verified["details"].as_array().unwrap().iter().any(|d| d
+            .as_str()
+            .unwrap()
+            .starts_with("replicas that confirmed erasing")),
+        "{verified}"
+    );
     // Bob is refused, the error says revoked, and no output file is left.
     rr.run(&["--as", "bob", "get", &record, "-o", "out3.bin"])
         .fails_with(&["revoked"]);

@@ -141,7 +141,7 @@ fn bench_ours(c: &mut Criterion, s: &Setup<'_>) {
                     black_box(next.root());
                     next
                 },
-                BatchSize::SmallInput,
+                BatchSize::PerIteration,
             )
         });
     }
@@ -211,7 +211,7 @@ fn bench_jmt<H: SimpleHasher>(c: &mut Criterion, s: &Setup<'_>, name: &str) {
                     store.write_node_batch(&update.node_batch).unwrap();
                     black_box(root)
                 },
-                BatchSize::SmallInput,
+                BatchSize::PerIteration,
             )
         });
     }

@@ -18,7 +18,7 @@ pub mod state_tree;
 
 pub use blob::{verified, FsBlobStore, FsBlobStoreConfig, MemoryBlobStore};
 pub use ledger::{
-    migrate_v1, Committed, HeaderSigner, Head, Ledger, LedgerError, MigrationReport, Snapshot,
+    migrate_v1, Committed, Head, HeaderSigner, Ledger, LedgerError, MigrationReport, Snapshot,
     StateReader,
 };
 pub use state_tree::StateTree;

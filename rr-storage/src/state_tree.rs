@@ -96,10 +96,10 @@ fn split_at_bit(batch: &[Update], depth: usize) -> (&[Update], &[Update]) {
     batch.split_at(batch.partition_point(|(k, _)| !key_bit(k, depth)))
 }
 
-/// The subtree at `depth` holding the puts of `batch` and, unless the batch
-/// names its key, the existing leaf `kept`. `batch` is sorted by key, its keys
-/// are distinct and differ from `kept`'s, and all of them lie below this
-/// subtree. `added` counts the puts that became leaves.
+/// The subtree at `depth` holding the puts of `batch` and the existing leaf
+/// `kept`, if any (its deletes are of keys that are not there). `batch` is
+/// sorted by key, its keys are distinct and differ from `kept`'s, and all of
+/// them lie below this subtree. `added` counts the puts that became leaves.
 fn build(depth: usize, batch: &[Update], kept: Subtree, added: &mut usize) -> Subtree {
     match (batch, &kept) {
         ([], _) => kept,
@@ -353,6 +353,12 @@ mod tests {
         let mut k = [0u8; 32];
         k[0] = first;
         Digest(k)
+    }
+
+    #[test]
+    fn versions_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<StateTree>();
     }
 
     #[test]

@@ -57,12 +57,20 @@ fn run_child(path: &str, batched: bool) -> ! {
             batch.push((block, exec));
         }
         head = if batched {
-            ledger.commit_blocks(&batch, None).unwrap().last().unwrap().head
+            ledger
+                .commit_blocks(&batch, None)
+                .unwrap()
+                .last()
+                .unwrap()
+                .head
         } else {
             let (block, exec) = &batch[0];
             ledger.commit_block(block, exec).unwrap()
         };
-        assert_eq!((head.height, head.block_hash), (next.height, next.block_hash));
+        assert_eq!(
+            (head.height, head.block_hash),
+            (next.height, next.block_hash)
+        );
         let mut out = stdout.lock();
         writeln!(out, "committed {}", head.height).unwrap();
         out.flush().unwrap();

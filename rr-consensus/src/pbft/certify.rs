@@ -241,7 +241,9 @@ impl Certifier {
                 self.try_finish(h);
             }
             Ok(None) => {}
-            Err(e) => warn!(target: TARGET, height = h, error = %e, "cannot read a header to certify"),
+            Err(e) => {
+                warn!(target: TARGET, height = h, error = %e, "cannot read a header to certify")
+            }
         }
     }
 

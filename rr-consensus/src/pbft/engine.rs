@@ -352,7 +352,9 @@ impl<E: ContractExecutor> Pbft<E> {
                 config.window,
                 // Votes are sent again while a height is uncertified, but
                 // not as often as the ordering's: they are not urgent.
-                config.retransmit_interval.max(std::time::Duration::from_millis(200)),
+                config
+                    .retransmit_interval
+                    .max(std::time::Duration::from_millis(200)),
             )
             .map_err(storage)?;
             let ledger = ledger.clone();
@@ -993,7 +995,10 @@ mod tests {
         for c in &committed {
             let sigs = grouped.signatures(c.head.height).unwrap();
             assert_eq!(sigs.len(), 1);
-            assert_eq!(sigs[0].signature, c.header.sign(&SigningKey::from_bytes(&[3; 32])).to_vec());
+            assert_eq!(
+                sigs[0].signature,
+                c.header.sign(&SigningKey::from_bytes(&[3; 32])).to_vec()
+            );
         }
         assert_eq!(outcome.receipts, receipts);
         assert_eq!(grouped.head().unwrap(), single.head().unwrap());

@@ -27,8 +27,8 @@ pub use crypto::{ReplicaKey, ReplicaSet};
 pub use engine::{Pbft, PbftParts};
 pub use error::{ConfigError, MessageError};
 pub use message::{
-    HeaderVote,
-    plan_new_view, Batch, NewViewPlan, Payload, SignedMessage, VerifiedMessage, MAX_MESSAGE_BYTES,
+    plan_new_view, Batch, HeaderVote, NewViewPlan, Payload, SignedMessage, VerifiedMessage,
+    MAX_MESSAGE_BYTES,
 };
 pub use replica::{Action, ExecuteBlock, Input, Now, Recovered, Replica, WalRecord};
 pub use wal::{Wal, WalError};

@@ -258,8 +258,15 @@ async fn serve<T: NodeTypes>(
         },
     );
     let info = node.info();
-    tracing::info!(target: "rr_node", %addr, replica = %info.replica, replicas = info.replicas, height = info.status.height, scheme = T::Pre::ID.name(), "serving");
+    let own_key = info
+        .replica_set
+        .key(info.replica)
+        .map(|k| k.to_string())
+        .unwrap_or_default();
+    tracing::info!(target: "rr_node", %addr, replica = %info.replica, replicas = info.replicas, height = info.status.height, scheme = T::Pre::ID.name(), key = %own_key, "serving");
     println!("listening on http://{addr}");
+    // Clients pin this key on first use: compare it out of band.
+    println!("node key {own_key}");
     use std::io::Write;
     std::io::stdout().flush()?;
     http::serve(listener, router, shutdown).await?;

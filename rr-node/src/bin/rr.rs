@@ -9,7 +9,20 @@
 //! rr --as NAME revoke GRANT
 //! rr --as NAME ls --json
 //! rr --as NAME audit RECORD --json
+//! rr [--as NAME] receipt export ID -o FILE [--json]
+//! rr receipt verify FILE [--cluster cluster.json | --key HEX] [--json]
+//! rr trust list
+//! rr trust forget URL
 //! ```
+//!
+//! Every answer rr acts on is certified by the replica set it trusts: the
+//! keys a cluster's `cluster.json` names, or a dev node's key, pinned the
+//! first time rr uses its URL (`known_nodes.json` in the keystore directory;
+//! a node presenting another key is refused until `rr trust forget URL`).
+//! rr keeps the newest certified height it saw (`seen.json`) and refuses
+//! older answers. `rr receipt export` writes a grant's state, a record's
+//! whole audit trail (its owner only) or a transaction's outcome as a
+//! self-contained proof that `rr receipt verify` checks offline.
 //!
 //! Exits 0 only on success; every failure prints one line on stderr saying
 //! what failed, why, and what to do.

@@ -101,6 +101,57 @@ pub enum Command {
         #[arg(value_parser = parse_id)]
         record: [u8; 32],
     },
+    /// Export a certified receipt to a file, or check one offline.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+    /// The node keys rr pinned on first use (in the keystore's
+    /// known_nodes.json).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+/// `rr receipt ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Write a self-contained, certified proof to a file: a grant's state
+    /// (anyone), a record with its whole audit trail (its owner, with --as),
+    /// or a transaction's outcome (anyone), by id.
+    Export {
+        /// A grant id, a record id or a transaction id (64 hex digits).
+        #[arg(value_parser = parse_id, value_name = "ID")]
+        id: [u8; 32],
+        /// The receipt file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Check a receipt file offline (no node, no keystore) and say what it
+    /// proves.
+    Verify {
+        /// The receipt file.
+        file: PathBuf,
+        /// Trust the replica set of this cluster.json (`rr-node localnet`
+        /// writes it).
+        #[arg(long, value_name = "FILE", conflicts_with = "key")]
+        cluster: Option<PathBuf>,
+        /// Trust this dev node's key (64 hex digits: `rr trust list` shows
+        /// the keys rr pinned, `GET /v1/info` the node's own).
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+    },
+}
+
+/// `rr trust ...`.
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// List the dev nodes whose keys rr pinned on first use.
+    List,
+    /// Forget a dev node's pinned key (and the newest state rr saw from
+    /// it): the next command pins whatever key the node at URL presents.
+    Forget {
+        /// The node's URL, as given with --node or RR_NODE.
+        #[arg(value_name = "URL")]
+        url: String,
+    },
 }
 
 /// `rr keys ...`.
@@ -214,6 +265,42 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Get { output, purpose: None, .. } if output == Path::new("x"))
         );
+    }
+
+    #[test]
+    fn receipt_and_trust_commands_parse() {
+        let id = "ab".repeat(32);
+        let cli = Cli::try_parse_from(["rr", "receipt", "export", &id, "-o", "r.json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Receipt(ReceiptCommand::Export { id, output }) if id == [0xab; 32] && output == Path::new("r.json")
+        ));
+        let cli = Cli::try_parse_from(["rr", "receipt", "verify", "r.json", "--key", &id]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Receipt(ReceiptCommand::Verify {
+                cluster: None,
+                key: Some(_),
+                ..
+            })
+        ));
+        // One trusted set at a time.
+        assert!(Cli::try_parse_from([
+            "rr",
+            "receipt",
+            "verify",
+            "r.json",
+            "--key",
+            &id,
+            "--cluster",
+            "c.json"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from(["rr", "trust", "forget", "http://127.0.0.1:7700"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Trust(TrustCommand::Forget { url }) if url == "http://127.0.0.1:7700"
+        ));
     }
 
     #[test]

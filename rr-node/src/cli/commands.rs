@@ -1,9 +1,13 @@
-//! The commands: keys, put, grant, get, revoke, ls, audit.
+//! The commands: keys, put, grant, get, revoke, ls, audit, receipt, trust.
 //!
 //! A key serves every scheme ([`RootIdentity`]); each command picks the
 //! typed [`Client`] of the scheme it needs: `put` the one asked for (or the
 //! node's default), `grant` and `get` the record's. Revoking, auditing and
 //! listing sign with the account key only, so any scheme's client does.
+//!
+//! Every answer acted on is checked by [`Replicas`] against the replica set
+//! rr trusts: a cluster's `cluster.json`, or a dev node's key pinned on
+//! first use (see [`super::trust`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,21 +15,24 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rr_core::{
-    AccountId, ErrorCode, GrantId, GrantInfo, PreScheme, Purpose, RecordId, RecordInfo, SchemeId,
-    Timestamp,
+    AccountId, Call, ErrorCode, GrantId, GrantInfo, PreScheme, Purpose, RecordId, RecordInfo,
+    Retrieve, SchemeId, Timestamp, TxId,
 };
 use rr_node::keystore::{Keystore, KeystoreError};
+use rr_node::receipt::{Proof, ReceiptFile};
 use rr_node::{
-    Client, ClientError, GrantOptions, NodeApi, NodeError, PublicCard, RootIdentity, CLIENT_SCHEMES,
+    Client, ClientError, GrantOptions, NodeApi, NodeError, NodeInfo, PublicCard, Replicas,
+    RootIdentity, CLIENT_SCHEMES,
 };
 use rr_pre::{Recrypt, Umbral};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::args::{Cli, Command, KeysCommand};
+use super::args::{Cli, Command, KeysCommand, ReceiptCommand, TrustCommand};
 use super::fail::Failure;
 use super::output::{self, print_json};
-use super::progress;
+use super::trust::{self, PinCheck};
+use super::{progress, receipt};
 
 /// A client of one of the schemes this `rr` can use.
 enum AnyClient {
@@ -44,20 +51,49 @@ macro_rules! with_client {
     };
 }
 
-/// The key acted as, and the node.
+/// What the replica set rr talks to is trusted as.
+enum Anchor {
+    /// A dev node at this URL, whose key rr pinned.
+    Pinned { url: String, key: AccountId },
+    /// The replicas a cluster.json names.
+    Cluster { file: PathBuf },
+}
+
+/// The key acted as (if any), and the replica set, checked.
 struct Session {
-    api: Arc<dyn NodeApi>,
-    identity: RootIdentity,
+    replicas: Replicas,
+    identity: Option<RootIdentity>,
+    /// The node's own description, if connecting asked for it.
+    info: Option<NodeInfo>,
+    anchor: Anchor,
 }
 
 impl Session {
-    fn typed<P: PreScheme>(&self, pre: P) -> Result<Client<P>, ClientError> {
-        let identity = self.identity.for_scheme(&pre)?;
-        Ok(Client::new(self.api.clone(), Arc::new(pre), identity))
+    fn me(&self) -> Result<&RootIdentity, Failure> {
+        self.identity.as_ref().ok_or_else(|| {
+            Failure::new(
+                "no key to act as",
+                "this command signs with one of your keys",
+            )
+            .hint("pass --as NAME")
+        })
     }
 
-    fn account(&self) -> AccountId {
-        self.identity.account()
+    fn typed<P: PreScheme>(&self, me: &RootIdentity, pre: P) -> Result<Client<P>, ClientError> {
+        let identity = me.for_scheme(&pre)?;
+        Ok(Client::new(self.replicas.clone(), Arc::new(pre), identity))
+    }
+
+    fn account(&self) -> Result<AccountId, Failure> {
+        Ok(self.me()?.account())
+    }
+
+    /// How to check a receipt of this replica set offline.
+    fn verify_flag(&self) -> String {
+        match &self.anchor {
+            Anchor::Pinned { key, .. } => format!("--key {key}"),
+            Anchor::Cluster { file } => format!("--cluster {}", file.display()),
+        }
     }
 }
 
@@ -89,6 +125,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Keys(keys) => globals.keys(keys),
+        // Offline: no node, no keystore, no passphrase.
+        Command::Receipt(ReceiptCommand::Verify { file, cluster, key }) => {
+            receipt::verify(globals.json, &file, cluster.as_deref(), key.as_deref())
+        }
+        Command::Trust(command) => globals.trust(command),
         command => {
             // One thread is enough: a transfer's crypto and file I/O run on
             // threads of their own, and waking one runtime thread from
@@ -252,6 +293,69 @@ impl Globals {
         }
     }
 
+    /// `rr trust list` and `rr trust forget URL`.
+    fn trust(&self, command: TrustCommand) -> Result<(), Failure> {
+        let keystore = self.keystore()?;
+        let dir = keystore.dir();
+        match command {
+            TrustCommand::List => {
+                let known = trust::known_nodes(dir)?;
+                if self.json {
+                    print_json(&json!({
+                        "file": dir.join(trust::KNOWN_NODES_FILE).display().to_string(),
+                        "nodes": known.iter().map(|(url, p)| json!({
+                            "url": url,
+                            "key": p.key,
+                            "first_seen": p.first_seen,
+                        })).collect::<Vec<_>>(),
+                    }));
+                } else if known.is_empty() {
+                    println!(
+                        "no node keys pinned in {}; rr pins a dev node's key the first time it uses it",
+                        dir.display()
+                    );
+                } else {
+                    for (url, p) in &known {
+                        println!("{url:<28} {}  pinned {}", p.key, p.first_seen);
+                    }
+                }
+                Ok(())
+            }
+            TrustCommand::Forget { url } => {
+                let url = trust::normalize_url(&url);
+                match trust::forget(dir, &url)? {
+                    Some(pin) => {
+                        if self.json {
+                            print_json(&json!({ "url": url, "forgotten_key": pin.key }));
+                        } else {
+                            println!("forgot key {} of node {url}; the next command pins the key it presents", pin.key);
+                        }
+                        Ok(())
+                    }
+                    None => {
+                        let known = trust::known_nodes(dir)?;
+                        let pinned = if known.is_empty() {
+                            "none is pinned".to_string()
+                        } else {
+                            format!(
+                                "pinned: {}",
+                                known.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        };
+                        Err(Failure::new(
+                            format!("cannot forget node {url}"),
+                            format!(
+                                "no key is pinned for it in {}",
+                                dir.join(trust::KNOWN_NODES_FILE).display()
+                            ),
+                        )
+                        .hint(format!("give the URL as rr uses it ({pinned})")))
+                    }
+                }
+            }
+        }
+    }
+
     /// Opens the key named by `--as`.
     fn identity(&self, keystore: &Keystore) -> Result<RootIdentity, Failure> {
         let Some(name) = &self.as_name else {
@@ -284,26 +388,111 @@ impl Globals {
             .map_err(|e| Failure::keystore(&what, &e))
     }
 
-    fn connect(&self, identity: RootIdentity) -> Result<Session, Failure> {
-        // A URL is one node; a file (cluster.json from `rr-node localnet`)
-        // is a whole replica set.
-        let cluster_file = std::path::Path::new(&self.node);
-        let api: Result<Arc<dyn rr_node::NodeApi>, _> =
-            if self.node.contains("://") || !cluster_file.exists() {
-                rr_node::http::HttpClient::new(&self.node)
-                    .map(|c| Arc::new(c) as Arc<dyn rr_node::NodeApi>)
-            } else {
-                rr_node::Replicas::from_cluster_file(cluster_file)
-                    .map(|r| Arc::new(r) as Arc<dyn rr_node::NodeApi>)
-            };
-        let api = api.map_err(|e| {
-            Failure::client(
-                format!("cannot use node {}", self.node),
-                &ClientError::Node(e),
-                &self.node,
+    /// The replica set `--node` names, checked against what rr trusts: a
+    /// cluster.json names its replicas' keys; a dev node's URL is pinned to
+    /// the key it presents the first time (and refused if that changes).
+    /// Starts from the newest height rr saw of that set before.
+    async fn connect(
+        &self,
+        keystore: &Keystore,
+        identity: Option<RootIdentity>,
+    ) -> Result<Session, Failure> {
+        let what = format!("cannot use node {}", self.node);
+        let dir = keystore.dir();
+        let cluster_file = Path::new(&self.node);
+        if !self.node.contains("://") && cluster_file.exists() {
+            let replicas =
+                Replicas::from_cluster_file(cluster_file).map_err(self.fail_node(&what))?;
+            let seen = trust::seen(dir, &replicas.replica_set().digest())?;
+            return Ok(Session {
+                replicas: replicas.with_seen(seen),
+                identity,
+                info: None,
+                anchor: Anchor::Cluster {
+                    file: cluster_file.to_path_buf(),
+                },
+            });
+        }
+        let http = rr_node::http::HttpClient::new(&self.node).map_err(self.fail_node(&what))?;
+        // Not believed as such: it only says which key to pin (or to
+        // compare with the pinned one), and whether this is a dev node.
+        let info = http.info().await.map_err(self.fail_node(&what))?;
+        let url = trust::normalize_url(&self.node);
+        let set = &info.replica_set;
+        if set.n() != 1 {
+            return Err(Failure::new(
+                &what,
+                format!(
+                    "{url} is replica {} of a cluster of {}: rr checks every answer against all the replicas' keys, which the cluster's cluster.json names",
+                    info.replica.0,
+                    set.n()
+                ),
             )
-        })?;
-        Ok(Session { api, identity })
+            .hint("point rr at the cluster's cluster.json: --node DIR/cluster.json or RR_NODE=DIR/cluster.json"));
+        }
+        let key = set.keys()[0];
+        match trust::pin(dir, &url, &key)? {
+            PinCheck::Known => {}
+            PinCheck::New(file) => eprintln!(
+                "note: first use of node {url}: pinned its key {key} in {}; rr refuses this URL if the key changes",
+                file.display()
+            ),
+            PinCheck::Changed(pinned) => {
+                return Err(Failure::new(
+                    &what,
+                    format!(
+                        "it presents key {key}, but rr pinned key {} for {url} on {}: it is another node, or this node's key was replaced (a new data directory)",
+                        pinned.key, pinned.first_seen
+                    ),
+                )
+                .hint(format!(
+                    "if you expect the change, run `rr trust forget {url}` and try again; otherwise do not use this node"
+                )));
+            }
+        }
+        let replicas = Replicas::single(Arc::new(http), key).map_err(self.fail_node(&what))?;
+        let seen = trust::seen(dir, &replicas.replica_set().digest())?;
+        Ok(Session {
+            replicas: replicas.with_seen(seen),
+            identity,
+            info: Some(info),
+            anchor: Anchor::Pinned { url, key },
+        })
+    }
+
+    /// Keeps the newest height this run saw of the replica set (never
+    /// lowering it), for the next run to hold the node to.
+    fn remember_seen(&self, keystore: &Keystore, session: &Session) {
+        let digest = session.replicas.replica_set().digest();
+        if let Err(f) = trust::remember_seen(keystore.dir(), &digest, session.replicas.seen()) {
+            eprintln!("note: {}", f.to_string().trim_start_matches("error: "));
+        }
+    }
+
+    /// A failure because every answer was older than what rr saw before,
+    /// told as such (the library says it as a transport failure).
+    fn explain_stale(&self, failure: Failure, keystore: &Keystore, session: &Session) -> Failure {
+        if !failure.why.contains("this client has seen") {
+            return failure;
+        }
+        let seen_file = keystore.dir().join(trust::SEEN_FILE);
+        let recover = match &session.anchor {
+            Anchor::Pinned { url, .. } => format!(
+                "if its ledger was rolled back on purpose, `rr trust forget {url}` makes rr forget what it saw"
+            ),
+            Anchor::Cluster { .. } => format!(
+                "if the cluster's ledgers were rolled back on purpose, remove entry {} from {}",
+                session.replicas.replica_set().digest(),
+                seen_file.display()
+            ),
+        };
+        let mut failure = failure;
+        failure.why = format!("refused a stale answer: {}", failure.why);
+        failure.hint(format!(
+            "rr saw height {} of this ledger before (kept in {}) and never believes an older state: the node lost blocks (restored from an old copy?) or is cut off from the others; try again once it has caught up; {recover}",
+            session.replicas.seen(),
+            seen_file.display()
+        ))
     }
 
     /// The client of `scheme` (a record's, or the one a new record uses).
@@ -313,9 +502,10 @@ impl Globals {
         scheme: SchemeId,
         what: &str,
     ) -> Result<AnyClient, Failure> {
+        let me = session.me()?;
         let client = match scheme {
-            SchemeId::UMBRAL => session.typed(Umbral).map(AnyClient::Umbral),
-            SchemeId::RECRYPT => session.typed(Recrypt).map(AnyClient::Recrypt),
+            SchemeId::UMBRAL => session.typed(me, Umbral).map(AnyClient::Umbral),
+            SchemeId::RECRYPT => session.typed(me, Recrypt).map(AnyClient::Recrypt),
             other => {
                 return Err(Failure::new(
                     what,
@@ -333,7 +523,7 @@ impl Globals {
     /// A client for what only the account key signs (revocations, audit
     /// trails, listings): no PRE key is involved, so any scheme's does.
     fn signer(&self, session: &Session, what: &str) -> Result<AnyClient, Failure> {
-        let scheme = session.identity.schemes()[0];
+        let scheme = session.me()?.schemes()[0];
         self.client(session, scheme, what)
     }
 
@@ -363,7 +553,8 @@ impl Globals {
                     .hint("pass one file; put each file of a directory separately"));
                 }
             }
-            Command::Get { output, .. } => {
+            Command::Get { output, .. }
+            | Command::Receipt(ReceiptCommand::Export { output, .. }) => {
                 let dir = output
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
@@ -390,15 +581,42 @@ impl Globals {
             Command::Grant { to, .. } => Some(self.resolve_grantee(to, &keystore)?),
             _ => None,
         };
-        let identity = self.identity(&keystore)?;
-        let client = self.connect(identity)?;
+        // Anyone may export a grant's or a transaction's receipt: a key is
+        // needed only for a record's (its owner's).
+        let exporting = matches!(command, Command::Receipt(ReceiptCommand::Export { .. }));
+        let identity = if exporting && self.as_name.is_none() {
+            None
+        } else {
+            Some(self.identity(&keystore)?)
+        };
+        let session = self.connect(&keystore, identity).await?;
+        let result = self.dispatch(&session, &keystore, command, grantee).await;
+        // Even after a failure: what was seen was checked.
+        self.remember_seen(&keystore, &session);
+        result.map_err(|f| self.explain_stale(f, &keystore, &session))
+    }
+
+    async fn dispatch(
+        &self,
+        session: &Session,
+        keystore: &Keystore,
+        command: Command,
+        grantee: Option<PublicCard>,
+    ) -> Result<(), Failure> {
         match command {
-            Command::Keys(_) => unreachable!("keys commands run locally"),
+            Command::Keys(_)
+            | Command::Trust(_)
+            | Command::Receipt(ReceiptCommand::Verify { .. }) => {
+                unreachable!("run locally")
+            }
+            Command::Receipt(ReceiptCommand::Export { id, output }) => {
+                self.export(session, id, &output).await
+            }
             Command::Put {
                 file,
                 media_type,
                 scheme,
-            } => self.put(&client, &file, &media_type, scheme).await,
+            } => self.put(session, &file, &media_type, scheme).await,
             Command::Grant {
                 record,
                 expires,
@@ -408,7 +626,7 @@ impl Globals {
             } => {
                 let card = grantee.expect("resolved above");
                 self.grant(
-                    &client,
+                    session,
                     RecordId(record),
                     &card,
                     expires,
@@ -421,11 +639,11 @@ impl Globals {
                 id,
                 output,
                 purpose,
-            } => self.get(&client, id, &output, purpose).await,
-            Command::Revoke { grant } => self.revoke(&client, GrantId(grant)).await,
-            Command::Ls => self.ls(&client, &keystore).await,
-            Command::Redeliver => self.redeliver(&client, &keystore).await,
-            Command::Audit { record } => self.audit(&client, RecordId(record), &keystore).await,
+            } => self.get(session, id, &output, purpose).await,
+            Command::Revoke { grant } => self.revoke(session, GrantId(grant)).await,
+            Command::Ls => self.ls(session, keystore).await,
+            Command::Redeliver => self.redeliver(session, keystore).await,
+            Command::Audit { record } => self.audit(session, RecordId(record), keystore).await,
         }
     }
 
@@ -441,13 +659,17 @@ impl Globals {
         let path = Path::new(to);
         if path.is_file() {
             let bytes = std::fs::read(path).map_err(|e| Failure::new(&what, e))?;
-            return serde_json::from_slice::<PublicCard>(&bytes).map_err(|e| {
+            let card = serde_json::from_slice::<PublicCard>(&bytes).map_err(|e| {
                 Failure::new(
                     &what,
                     format!("{} is not a public card ({e})", path.display()),
                 )
                 .hint("make one with `rr keys show NAME --json > NAME.card.json`")
-            });
+            })?;
+            // Before the passphrase and the network: a card whose keys its
+            // account did not sign could carry someone else's.
+            card.verify().map_err(self.fail(&what))?;
+            return Ok(card);
         }
         if let Ok(account) = AccountId::from_hex(to) {
             if let Some(card) = keystore
@@ -488,11 +710,12 @@ impl Globals {
         let f = std::fs::File::open(file)
             .map_err(|e| Failure::new(&what, e).hint("check the path and its permissions"))?;
         let size = f.metadata().map_err(|e| Failure::new(&what, e))?.len();
-        let scheme = match scheme {
-            Some(scheme) => scheme,
-            None => {
+        let scheme = match (scheme, &session.info) {
+            (Some(scheme), _) => scheme,
+            (None, Some(info)) => info.scheme,
+            (None, None) => {
                 session
-                    .api
+                    .replicas
                     .info()
                     .await
                     .map_err(self.fail_node(&what))?
@@ -527,12 +750,18 @@ impl Globals {
                 "size": out.size,
                 "plaintext_size": size,
                 "scheme": scheme.name(),
+                "tx": out.tx.to_string(),
+                "certified_at": out.certified_at,
             }));
         } else {
             println!("registered record {} ({})", out.record_id, scheme.name());
             println!(
                 "{size} bytes, encrypted to {} bytes, cid {}",
                 out.size, out.cid
+            );
+            println!(
+                "certified at height {}, transaction {}",
+                out.certified_at, out.tx
             );
         }
         Ok(())
@@ -549,11 +778,7 @@ impl Globals {
     ) -> Result<(), Failure> {
         let what = format!("cannot grant access to record {}…", record.short());
         let expires_at = expires.map(|d| now().plus_millis(d.as_millis() as u64));
-        let info = session
-            .api
-            .record(record)
-            .await
-            .map_err(self.fail_node(&what))?;
+        let info = self.certified_record(session, record, &what).await?;
         let client = self.client(session, info.scheme, &what)?;
         let options = GrantOptions {
             purpose: purpose.clone(),
@@ -585,6 +810,8 @@ impl Globals {
                 "scheme": info.scheme.name(),
                 "purpose": purpose.as_str(),
                 "expires_at": expires_at.map(|t| t.to_string()),
+                "tx": report.tx.to_string(),
+                "certified_at": report.certified_at,
             }));
         } else {
             println!("granted {} access to record {record}", card.account);
@@ -593,8 +820,29 @@ impl Globals {
                 Some(t) => println!("purpose {purpose}, expires {t}"),
                 None => println!("purpose {purpose}, until revoked"),
             }
+            println!(
+                "certified at height {}, transaction {}",
+                report.certified_at, report.tx
+            );
+            println!("keep a receipt of it: rr receipt export {grant} -o grant.receipt.json");
         }
         Ok(())
+    }
+
+    /// A record from certified state; proven absent is told as unknown.
+    async fn certified_record(
+        &self,
+        session: &Session,
+        record: RecordId,
+        what: &str,
+    ) -> Result<RecordInfo, Failure> {
+        session
+            .replicas
+            .record(record)
+            .await
+            .map_err(self.fail_node(what))?
+            .value
+            .ok_or_else(|| self.fail_node(what)(NodeError::UnknownRecord(record)))
     }
 
     async fn get(
@@ -604,62 +852,85 @@ impl Globals {
         output: &Path,
         purpose: Option<Purpose>,
     ) -> Result<(), Failure> {
-        let me = session.account();
-        let api = session.api.clone();
-        // The record, and the grant to read it through (none for the owner).
-        let (what, record, grant): (String, RecordInfo, Option<(GrantId, Purpose)>) = match api
+        let me = session.account()?;
+        let replicas = &session.replicas;
+        let what_id = format!("cannot read {}", hex::encode(id));
+        // The record, and the grant to read it through (none for the owner),
+        // from certified state.
+        let as_record = replicas
             .record(RecordId(id))
             .await
-        {
-            Ok(info) if info.owner == me => {
-                let what = format!("cannot read record {}…", info.id.short());
-                (what, info, None)
-            }
-            Ok(info) => {
-                let what = format!("cannot read record {}…", info.id.short());
-                let grant = self.held_grant(session, &info, &what).await?;
-                let purpose = purpose.unwrap_or_else(|| grant.purpose.clone());
-                (what, info, Some((grant.id, purpose)))
-            }
-            Err(e) if is_unknown(&e, ErrorCode::UnknownRecord) => {
-                let what = format!("cannot read through grant {}…", GrantId(id).short());
-                let grant = match api.grant(GrantId(id)).await {
-                    Ok(g) => g,
-                    Err(e) if is_unknown(&e, ErrorCode::UnknownGrant) => {
-                        return Err(Failure::new(
-                            format!("cannot read {}", hex::encode(id)),
-                            format!("node {} has no record and no grant with this id", self.node),
-                        )
-                        .hint("check the id; `rr --as NAME ls` lists your records and grants"));
-                    }
-                    Err(e) => return Err(self.fail_node(&what)(e)),
-                };
-                let info = api
-                    .record(grant.record)
-                    .await
-                    .map_err(self.fail_node(&what))?;
-                if grant.owner == me && grant.grantee != me {
-                    // The owner needs no grant to read their own record.
+            .map_err(self.fail_node(&what_id))?
+            .value;
+        let (what, record, grant): (String, RecordInfo, Option<(GrantId, Purpose)>) =
+            match as_record {
+                Some(info) if info.owner == me => {
+                    let what = format!("cannot read record {}…", info.id.short());
                     (what, info, None)
-                } else {
+                }
+                Some(info) => {
+                    let what = format!("cannot read record {}…", info.id.short());
+                    let grant = self.held_grant(session, &info, &what).await?;
                     let purpose = purpose.unwrap_or_else(|| grant.purpose.clone());
                     (what, info, Some((grant.id, purpose)))
                 }
-            }
-            Err(e) => {
-                return Err(self.fail_node(format!("cannot read {}", hex::encode(id)))(
-                    e,
-                ));
-            }
-        };
+                None => {
+                    let what = format!("cannot read through grant {}…", GrantId(id).short());
+                    let Some(grant) = replicas
+                        .grant(GrantId(id))
+                        .await
+                        .map_err(self.fail_node(&what))?
+                        .value
+                    else {
+                        return Err(Failure::new(
+                            what_id,
+                            format!("node {} has no record and no grant with this id", self.node),
+                        )
+                        .hint("check the id; `rr --as NAME ls` lists your records and grants"));
+                    };
+                    let info = self.certified_record(session, grant.record, &what).await?;
+                    if grant.owner == me && grant.grantee != me {
+                        // The owner needs no grant to read their own record.
+                        (what, info, None)
+                    } else {
+                        let purpose = purpose.unwrap_or_else(|| grant.purpose.clone());
+                        (what, info, Some((grant.id, purpose)))
+                    }
+                }
+            };
         let grant_id = grant.as_ref().map(|(g, _)| *g);
         let client = self.client(session, record.scheme, &what)?;
-        let (stream, report) = with_client!(&client, c => match grant {
-            None => c.read_own(record.id).await.map(|s| (s, rr_node::RetrieveReport::default())),
-            Some((grant, purpose)) => c.retrieve_with_report(grant, purpose).await,
-        })
-        .map_err(self.fail(&what))?;
+        let (stream, report, tx) = match grant {
+            None => {
+                let stream = with_client!(&client, c => c.read_own(record.id).await)
+                    .map_err(self.fail(&what))?;
+                (stream, None, None)
+            }
+            Some((grant, purpose)) => {
+                // Signed here, so the transaction id is known whatever the
+                // outcome: a refusal is certified too, and can be exported.
+                let call = Call::Retrieve(Retrieve { grant, purpose });
+                let (tx, retrieved) = with_client!(&client, c => {
+                    let signed = c.identity().sign(call);
+                    (signed.id(), c.retrieve_signed(signed).await)
+                });
+                let (stream, report) = retrieved.map_err(|e| {
+                    let refused = matches!(e, ClientError::Node(NodeError::Refused(_)));
+                    let f = self.fail(&what)(e);
+                    if !refused {
+                        return f;
+                    }
+                    // The refusal is on the ledger: say how to keep proof of it.
+                    let hint = f.hint.clone().map(|h| format!("{h}; ")).unwrap_or_default();
+                    f.hint(format!(
+                        "{hint}the refused call is transaction {tx}: `rr receipt export {tx} -o refusal.receipt.json` keeps its certified receipt"
+                    ))
+                })?;
+                (stream, Some(report), Some(tx))
+            }
+        };
         // Replicas that were down or gave a bad fragment: named, not fatal.
+        let report = report.unwrap_or_default();
         if !self.json {
             for s in &report.skipped {
                 eprintln!("note: skipped replica {}: {}", s.replica.0, s.reason);
@@ -684,8 +955,10 @@ impl Globals {
                 "output": output.display().to_string(),
                 "bytes": written,
                 "media_type": record.media_type,
+                "tx": tx.map(|t| t.to_string()),
+                "certified_at": tx.map(|_| report.certified_at),
+                "certified_by": report.certified_by.iter().map(|r| r.0).collect::<Vec<_>>(),
                 "replicas_used": report.used.iter().map(|r| r.0).collect::<Vec<_>>(),
-                "receipt_signed_by": report.receipt_signed_by.iter().map(|r| r.0).collect::<Vec<_>>(),
                 "replicas_skipped": report.skipped.iter().map(|s| json!({
                     "replica": s.replica.0,
                     "reason": s.reason,
@@ -697,6 +970,114 @@ impl Globals {
                 record.id,
                 output.display()
             );
+            if let Some(tx) = tx {
+                println!(
+                    "retrieval certified at height {}, transaction {tx}",
+                    report.certified_at
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `rr receipt export ID -o FILE`: the certified state of a grant, a
+    /// record with its whole audit trail (owner only), or a transaction's
+    /// certified receipt, written as a self-contained receipt file.
+    async fn export(&self, session: &Session, id: [u8; 32], output: &Path) -> Result<(), Failure> {
+        let what = format!("cannot export a receipt for {}", hex::encode(id));
+        let replicas = &session.replicas;
+        let as_grant = replicas
+            .grant(GrantId(id))
+            .await
+            .map_err(self.fail_node(&what))?;
+        let proof = if as_grant.value.is_some() {
+            Proof::Grant {
+                grant: GrantId(id),
+                state: as_grant.answer,
+            }
+        } else if let Some(record) = replicas
+            .record(RecordId(id))
+            .await
+            .map_err(self.fail_node(&what))?
+            .value
+        {
+            let what = format!(
+                "cannot export the audit trail of record {}…",
+                record.id.short()
+            );
+            let Some(me) = &session.identity else {
+                return Err(Failure::new(
+                    &what,
+                    "a record's receipt holds its whole audit trail, which only its owner may read",
+                )
+                .hint("pass --as with the owner's key; anyone can export a grant's receipt by its grant id"));
+            };
+            if record.owner != me.account() {
+                return Err(Failure::new(
+                    &what,
+                    format!(
+                        "account {} does not own record {}; only its owner can export its audit trail",
+                        me.account(),
+                        record.id
+                    ),
+                )
+                .hint("use the owner's key with --as; a grantee can export the grant's receipt by its grant id"));
+            }
+            let signer = self.signer(session, &what)?;
+            let trail = with_client!(&signer, c => c.audit_certified(record.id).await)
+                .map_err(self.fail(&what))?;
+            Proof::Record {
+                record: record.id,
+                state: trail.answer,
+            }
+        } else {
+            match replicas.receipt(TxId(id)).await {
+                Ok(submitted) => Proof::Transaction {
+                    tx: TxId(id),
+                    receipt: submitted.certified,
+                },
+                Err(e) => {
+                    let unknown = matches!(e, NodeError::NotFound(_));
+                    let why = if unknown {
+                        format!(
+                            "node {} has no grant, no record and no transaction with this id",
+                            self.node
+                        )
+                    } else {
+                        format!("there is no grant and no record with this id, and looking for a transaction failed: {e}")
+                    };
+                    return Err(Failure::new(&what, why).hint(
+                        "check the id: `rr put`, `rr grant`, `rr get` and `rr revoke` print their ids with --json",
+                    ));
+                }
+            }
+        };
+        let file = ReceiptFile::new(replicas.replica_set().clone(), proof);
+        let statement = file
+            .verify(Some(replicas.replica_set()))
+            .map_err(|e| Failure::new(&what, format!("the node's proof does not hold: {e}")))?;
+        let bytes = file.to_json();
+        receipt::write_atomically(output, &bytes)?;
+        let verify_with = format!(
+            "rr receipt verify {} {}",
+            output.display(),
+            session.verify_flag()
+        );
+        if self.json {
+            let mut out = receipt::statement_json(&file, &statement);
+            out["output"] = json!(output.display().to_string());
+            out["bytes"] = json!(bytes.len());
+            out["verify_with"] = json!(verify_with);
+            print_json(&out);
+        } else {
+            println!(
+                "wrote {} ({} receipt, {} bytes)",
+                output.display(),
+                receipt::kind(&file.proof),
+                bytes.len()
+            );
+            println!("it proves: {}", receipt::headline(&statement));
+            println!("check it anywhere, offline: {verify_with}");
         }
         Ok(())
     }
@@ -726,7 +1107,7 @@ impl Globals {
                 what,
                 format!(
                     "account {} holds no grant to this record, which account {} owns",
-                    session.account(),
+                    session.account().unwrap_or_default(),
                     record.owner
                 ),
             )
@@ -747,15 +1128,24 @@ impl Globals {
                 "revoked": true,
                 "erasure_confirmed_by": confirmed,
                 "erasures_needed": report.needed,
+                "tx": report.tx.to_string(),
+                "certified_at": report.certified_at,
             }));
-        } else if report.needed == 0 {
-            println!("revoked grant {grant}; the node erased its key fragment");
         } else {
+            if report.needed == 0 {
+                println!("revoked grant {grant}; the node erased its key fragment");
+            } else {
+                println!(
+                    "revoked grant {grant}; revocation complete: replicas {confirmed:?} confirmed on the ledger that they erased their key fragment ({} of the {} needed)",
+                    confirmed.len(),
+                    report.needed
+                );
+            }
             println!(
-                "revoked grant {grant}; revocation complete: replicas {confirmed:?} confirmed on the ledger that they erased their key fragment ({} of the {} needed)",
-                confirmed.len(),
-                report.needed
+                "certified at height {}, transaction {}",
+                report.certified_at, report.tx
             );
+            println!("keep a receipt of it: rr receipt export {grant} -o revoked.receipt.json");
         }
         Ok(())
     }
@@ -850,7 +1240,7 @@ impl Globals {
         let now = now();
         if self.json {
             print_json(&json!({
-                "account": session.account().to_string(),
+                "account": session.account()?.to_string(),
                 "records": owned.iter().map(|(r, g)| output::record_json(r, g, now)).collect::<Vec<_>>(),
                 "grants": held.iter().map(|g| output::grant_json(g, now)).collect::<Vec<_>>(),
             }));
@@ -858,7 +1248,7 @@ impl Globals {
         }
         let names = self.names(keystore);
         let who = |a: &AccountId| names.get(a).cloned().unwrap_or_else(|| a.short());
-        println!("account {}", session.account());
+        println!("account {}", session.account()?);
         println!("records you own: {}", owned.len());
         for (r, grants) in &owned {
             println!(
@@ -901,18 +1291,21 @@ impl Globals {
     ) -> Result<(), Failure> {
         let what = format!("cannot read the audit trail of record {}…", record.short());
         let signer = self.signer(session, &what)?;
-        let entries =
-            with_client!(&signer, c => c.audit(record).await).map_err(self.fail(&what))?;
+        let trail = with_client!(&signer, c => c.audit_certified(record).await)
+            .map_err(self.fail(&what))?;
+        let entries = &trail.value;
         if self.json {
             print_json(&json!({
                 "record_id": record.to_string(),
                 "entries": entries.iter().map(output::audit_json).collect::<Vec<_>>(),
+                "certified_at": trail.header.height(),
+                "certified_by": trail.header.signers().iter().map(|r| r.0).collect::<Vec<_>>(),
             }));
             return Ok(());
         }
         let names = self.names(keystore);
         println!("audit trail of record {record}: {} entries", entries.len());
-        for e in &entries {
+        for e in entries {
             let actor = names
                 .get(&e.actor)
                 .cloned()
@@ -920,17 +1313,6 @@ impl Globals {
             println!("{}", output::audit_line(e, &actor));
         }
         Ok(())
-    }
-}
-
-/// Whether `e` says the record or grant does not exist (in process, the
-/// node says it with its own variants; over HTTP, with the stable code).
-fn is_unknown(e: &NodeError, code: ErrorCode) -> bool {
-    match e {
-        NodeError::UnknownRecord(_) => code == ErrorCode::UnknownRecord,
-        NodeError::UnknownGrant(_) => code == ErrorCode::UnknownGrant,
-        NodeError::Refused(r) => r.code == code,
-        _ => false,
     }
 }
 

@@ -106,6 +106,11 @@ fn client_hint(err: &ClientError, node: &str) -> Option<String> {
         ClientError::Node(NodeError::Transport(m)) if m.contains("/v1/blobs/") => {
             download_broke_off()
         }
+        // An answer whose certificate or proof failed: the node is not
+        // believed, whatever it said.
+        ClientError::Node(NodeError::Transport(m)) if m.contains("does not hold") => {
+            format!("the answer from {node} failed rr's check against the replica keys it trusts, so it was not believed: the node is faulty or tampered with; tell its operator")
+        }
         ClientError::Node(NodeError::Transport(_)) => {
             format!("check that a node is running at {node} (set it with --node or RR_NODE)")
         }
@@ -232,6 +237,14 @@ mod tests {
         let err = ClientError::Envelope(rr_pre::EnvelopeError::Corrupt { chunk: 0 });
         let line = Failure::client("cannot read", &err, "n").to_string();
         assert!(line.contains("integrity check"), "{line}");
+        // An answer that failed its certificate or proof is not a node down.
+        let err = ClientError::Node(NodeError::Transport(
+            "no replica gave the record that holds: replica 0: its answer does not hold: bad signature"
+                .into(),
+        ));
+        let line = Failure::client("cannot read", &err, "n").to_string();
+        assert!(line.contains("not believed"), "{line}");
+        assert!(!line.contains("node is running"), "{line}");
     }
 
     #[test]

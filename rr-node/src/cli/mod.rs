@@ -7,5 +7,7 @@ pub mod commands;
 pub mod fail;
 pub mod output;
 pub mod progress;
+pub mod receipt;
+pub mod trust;
 
 pub use args::Cli;

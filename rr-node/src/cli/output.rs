@@ -121,6 +121,7 @@ mod tests {
             },
             status,
             erased_by: vec![],
+            single_proxy: false,
         }
     }
 

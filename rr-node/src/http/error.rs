@@ -138,6 +138,7 @@ pub(crate) fn from_response(status: u16, body: &[u8]) -> NodeError {
     match error.code.as_str() {
         "unauthorized" => NodeError::Unauthorized(error.message),
         "uncertified" => NodeError::Uncertified(error.message),
+        "unknown_transaction" => NodeError::NotFound(error.message),
         "forbidden" => NodeError::Forbidden(error.message),
         _ => NodeError::Remote {
             status,

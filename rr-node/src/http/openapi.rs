@@ -57,7 +57,7 @@ pub fn openapi_document() -> Value {
         "404": error_response("Unknown id"),
         "409": error_response("Replayed nonce, record exists, or fragment not delivered"),
         "413": error_response("Body too large"),
-        "503": error_response("Node stopping or overloaded")
+        "503": error_response("Node stopping or overloaded (unavailable), or no quorum's certificate of its state in time (uncertified)")
     });
     let with = |mut ok: Value| {
         if let (Some(o), Some(e)) = (ok.as_object_mut(), errors.as_object()) {
@@ -80,38 +80,40 @@ pub fn openapi_document() -> Value {
         "paths": {
             "/v1/health": {"get": {"summary": "Liveness and ledger height", "operationId": "health",
                 "responses": {"200": {"description": "Serving", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}, "height": {"type": "integer"}}}}}}}}},
-            "/v1/info": {"get": {"summary": "Replica set, scheme, n, f and ledger status", "operationId": "info",
+            "/v1/info": {"get": {"summary": "Replica set, scheme, n, f and ledger status (not proven: a client takes the replica set from its own configuration)", "operationId": "info",
                 "responses": {"200": json_response("Node info", "NodeInfo")}}},
+            "/v1/head": {"get": {"summary": "The certificate of this replica's head: its latest header, signed by a quorum of the replica set", "operationId": "head",
+                "responses": with(json!({"200": json_response("Certificate", "Certificate")}))}},
             "/v1/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                 "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/v1/tx": {"post": {"summary": "Submit a signed call; answers with its receipt once committed (a refused call is a receipt too)", "operationId": "submit",
+            "/v1/tx": {"post": {"summary": "Submit a signed call; answers with its certified receipt once committed (a refused call is a receipt too). Submitting the same transaction again answers its original receipt and orders nothing.", "operationId": "submit",
                 "requestBody": tx_body(),
-                "responses": with(json!({"200": json_response("Receipt", "Receipt")}))}},
-            "/v1/tx/{id}": {"get": {"summary": "Receipt of a committed transaction", "operationId": "receipt",
+                "responses": with(json!({"200": json_response("Certified receipt", "CertifiedReceipt")}))}},
+            "/v1/tx/{id}": {"get": {"summary": "Certified receipt of a committed transaction", "operationId": "receipt",
                 "parameters": [id_param("id", "Transaction id (BLAKE3 of the signed encoding)")],
-                "responses": with(json!({"200": json_response("Receipt", "Receipt")}))}},
-            "/v1/retrieve": {"post": {"summary": "Submit a signed Retrieve call; answers with this replica's capsule fragment if the contracts allow it", "operationId": "retrieve",
+                "responses": with(json!({"200": json_response("Certified receipt", "CertifiedReceipt")}))}},
+            "/v1/retrieve": {"post": {"summary": "Submit a signed Retrieve call; answers with its certified receipt (allowed or refused), the record and grant proven at this replica's head, and, if the grant is usable there, this replica's capsule fragment signed with its replica key", "operationId": "retrieve",
                 "requestBody": tx_body(),
                 "responses": with(json!({"200": json_response("Retrieval", "Retrieval")}))}},
             "/v1/grants/{id}/fragment": {"put": {"summary": "Deliver this replica's key fragment of a committed grant (checked against the grant's commitment and verified)", "operationId": "deliverFragment",
                 "parameters": [id_param("id", "Grant id")],
                 "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                 "responses": with(json!({"204": {"description": "Stored"}}))}},
-            "/v1/records/{id}": {"get": {"summary": "A record's public metadata", "operationId": "record",
+            "/v1/records/{id}": {"get": {"summary": "A record's public metadata, proven (table records, key = the id; value = the record's postcard encoding, or absent)", "operationId": "record",
                 "parameters": [id_param("id", "Record id")],
-                "responses": with(json!({"200": json_response("Record", "Record")}))}},
-            "/v1/records/{id}/grants": {"get": {"summary": "A record's grants (owner only; Authorization scope `grants <id>`)", "operationId": "grantsOfRecord",
+                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
+            "/v1/records/{id}/grants": {"get": {"summary": "A record and its complete list of grants, proven: the record, the count (table counts), each index entry (record_grants) and each grant (owner only; Authorization scope `grants <id>`)", "operationId": "grantsOfRecord",
                 "parameters": [id_param("id", "Record id")],
-                "responses": with(json!({"200": {"description": "Grants", "content": {"application/json": {"schema": {"type": "object", "properties": {"grants": {"type": "array", "items": {"$ref": "#/components/schemas/Grant"}}}}}}}}))}},
-            "/v1/records/{id}/audit": {"get": {"summary": "A record's audit trail, oldest first (owner only; Authorization scope `audit <id>`)", "operationId": "audit",
+                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
+            "/v1/records/{id}/audit": {"get": {"summary": "A record and its whole audit trail, proven: every entry below the record's audit_len (owner only; Authorization scope `audit <id>`)", "operationId": "audit",
                 "parameters": [id_param("id", "Record id")],
-                "responses": with(json!({"200": {"description": "Audit trail", "content": {"application/json": {"schema": {"type": "object", "properties": {"entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}}}}}))}},
-            "/v1/grants/{id}": {"get": {"summary": "A grant", "operationId": "grant",
+                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
+            "/v1/grants/{id}": {"get": {"summary": "A grant, proven (or its absence)", "operationId": "grant",
                 "parameters": [id_param("id", "Grant id")],
-                "responses": with(json!({"200": json_response("Grant", "Grant")}))}},
-            "/v1/accounts/{id}/listing": {"get": {"summary": "Records the account owns and grants it holds (that account only; Authorization scope `list <id>`)", "operationId": "listing",
+                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
+            "/v1/accounts/{id}/listing": {"get": {"summary": "Records the account owns and grants it holds, complete and proven: counts, index entries, records and grants (that account only; Authorization scope `list <id>`)", "operationId": "listing",
                 "parameters": [id_param("id", "Account id (its ed25519 public key)")],
-                "responses": with(json!({"200": {"description": "Listing", "content": {"application/json": {"schema": {"type": "object", "properties": {"records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}, "grants": {"type": "array", "items": {"$ref": "#/components/schemas/Grant"}}}}}}}}))}},
+                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
             "/v1/blobs": {"post": {"summary": "Store a ciphertext blob, streamed; answers with its CIDv1 (raw, sha2-256)", "operationId": "putBlob",
                 "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                 "responses": with(json!({"201": {"description": "Stored", "content": {"application/json": {"schema": {"type": "object", "properties": {"cid": {"type": "string"}}}}}}}))}},
@@ -127,7 +129,7 @@ pub fn openapi_document() -> Value {
         "components": {
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                    "code": {"type": "string", "description": "Stable code: a refusal code (replayed_nonce, invalid_call, unknown_record, unknown_grant, record_exists, not_owner, not_grantee, grant_revoked, grant_expired, purpose_mismatch, scheme_mismatch) or malformed_request, malformed_transaction, bad_signature, unauthorized, forbidden, unknown_blob, unknown_transaction, too_large, integrity, fragment_mismatch, fragment_missing, invalid_crypto, unavailable, internal, not_found"},
+                    "code": {"type": "string", "description": "Stable code: a refusal code (replayed_nonce, invalid_call, unknown_record, unknown_grant, record_exists, not_owner, not_grantee, grant_revoked, grant_expired, purpose_mismatch, scheme_mismatch, not_replica, threshold_too_low, single_proxy_refused) or malformed_request, malformed_transaction, bad_signature, unauthorized, forbidden, unknown_blob, unknown_transaction, too_large, integrity, fragment_mismatch, fragment_missing, invalid_crypto, unavailable, uncertified, internal, not_found"},
                     "message": {"type": "string"}}}}},
                 "SignedTransaction": {"type": "object", "required": ["body", "signature"], "properties": {
                     "body": {"type": "object", "required": ["signer", "nonce", "call"], "properties": {"signer": id, "nonce": {"type": "integer", "minimum": 0}, "call": {"type": "object", "description": "Externally tagged: {\"RegisterRecord\": {...}} | {\"Grant\": {...}} | {\"Retrieve\": {\"grant\", \"purpose\"}} | {\"Revoke\": {\"grant\"}}"}}},
@@ -154,14 +156,40 @@ pub fn openapi_document() -> Value {
                     "tx": id, "actor": id, "action": {"type": "string", "enum": ["Register", "Grant", "Retrieve", "Revoke"]},
                     "grant": {"oneOf": [id, {"type": "null"}]}, "purpose": {"oneOf": [{"type": "string"}, {"type": "null"}]},
                     "refused": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "null if it took effect, else the refusal code"}}},
-                "Retrieval": {"type": "object", "properties": {
+                "LedgerHeader": {"type": "object", "description": "What the replicas certify after the block at `height`. Its hash is BLAKE3 derive_key(\"resilient-records 2026 ledger header\", postcard(header)).", "properties": {
+                    "replica_set": id, "height": {"type": "integer"}, "time": {"type": "integer", "description": "Block time, unix ms"},
+                    "block": id, "parent": {"description": "Hash of the previous header", "type": "string"},
+                    "state_root": {"type": "string", "description": "Sparse Merkle tree root over the whole state (see rr_core::smt)"},
+                    "receipts_root": {"type": "string", "description": "RFC 6962 Merkle root of the block's receipts (see rr_core::merkle)"},
+                    "receipts": {"type": "integer"}}},
+                "Certificate": {"type": "object", "description": "A header and the replicas' ed25519 signatures over b\"resilient-records/header/v1\\0\" || header hash; it certifies the header when a quorum (2f + 1 of n; 1 of 1 for a dev node) of the client's trusted replica set signed it.", "properties": {
+                    "header": {"$ref": "#/components/schemas/LedgerHeader"},
+                    "signatures": {"type": "array", "items": {"type": "object", "properties": {"replica": {"type": "integer"}, "signature": hex}}}}},
+                "SmtProof": {"type": "object", "properties": {
+                    "leaf": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"key": id, "value_hash": id}}]},
+                    "siblings": {"type": "array", "items": id, "description": "Sibling hashes from the root down"}}},
+                "StateAnswer": {"type": "object", "description": "State entries proven against a certified header's state root. The client checks the certificate against the replica set it trusts (never the node's word), then each proof.", "properties": {
+                    "certificate": {"$ref": "#/components/schemas/Certificate"},
+                    "entries": {"type": "array", "items": {"type": "object", "properties": {
+                        "table": {"type": "string", "enum": ["records", "grants", "record_grants", "grantee_grants", "owner_records", "nonces", "audit", "counts"]},
+                        "key": hex, "value": {"oneOf": [hex, {"type": "null"}], "description": "The value's postcard encoding, or null: proven absent"},
+                        "proof": {"$ref": "#/components/schemas/SmtProof"}}}}}},
+                "CertifiedReceipt": {"type": "object", "properties": {
                     "receipt": {"$ref": "#/components/schemas/Receipt"},
-                    "record": {"$ref": "#/components/schemas/Record"},
-                    "grant": {"$ref": "#/components/schemas/Grant"},
-                    "capsule_fragments": {"type": "array", "items": {"type": "object", "properties": {"replica": {"type": "integer"}, "fragment": hex}}}}},
+                    "proof": {"type": "object", "description": "RFC 6962 audit path of the receipt (leaf: postcard(receipt)) in its block", "properties": {"index": {"type": "integer"}, "size": {"type": "integer"}, "path": {"type": "array", "items": id}}},
+                    "certificate": {"$ref": "#/components/schemas/Certificate"}}},
+                "Retrieval": {"type": "object", "properties": {
+                    "receipt": {"$ref": "#/components/schemas/CertifiedReceipt"},
+                    "state": {"$ref": "#/components/schemas/StateAnswer"},
+                    "fragment": {"oneOf": [{"type": "null"}, {"type": "object", "description": "This replica's capsule fragment, ed25519-signed by its replica key over b\"resilient-records/capsule-fragment/v1\\0\" || postcard((retrieve tx id, grant id, replica, fragment))", "properties": {"replica": {"type": "integer"}, "fragment": hex, "signature": hex}}]},
+                    "note": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "Why there is no fragment (not proven)"}}},
                 "NodeInfo": {"type": "object", "properties": {
                     "replica": {"type": "integer"}, "replicas": {"type": "integer", "description": "n"},
                     "faults_tolerated": {"type": "integer", "description": "f"}, "scheme": {"type": "integer"},
+                    "schemes": {"type": "array", "items": {"type": "object"}},
+                    "replica_set": {"type": "object", "properties": {"keys": {"type": "array", "items": id}}},
+                    "single_proxy_allowed": {"type": "boolean"},
+                    "peers": {"type": "array", "items": {"type": "object"}},
                     "status": {"type": "object"}}}
             }
         }

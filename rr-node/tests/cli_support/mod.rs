@@ -29,6 +29,22 @@ impl NodeProcess {
     /// Like [`NodeProcess::start`] with more flags and environment variables
     /// (no other `RR_NODE_*` variable reaches the node).
     pub fn start_with(data_dir: &Path, log: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn(data_dir, log, "127.0.0.1:0", args, envs)
+    }
+
+    /// Like [`NodeProcess::start`], listening on `listen` (such as the
+    /// address of a node stopped before).
+    pub fn start_on(data_dir: &Path, log: &Path, listen: &str) -> Self {
+        Self::spawn(data_dir, log, listen, &[], &[])
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        log: &Path,
+        listen: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let log_file = std::fs::File::create(log).expect("create the node's log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_rr-node"));
         for (k, _) in std::env::vars() {
@@ -41,7 +57,7 @@ impl NodeProcess {
             .arg("dev")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -79,6 +95,22 @@ impl NodeProcess {
             url,
             log: log.to_path_buf(),
         }
+    }
+
+    /// Its `IP:PORT`.
+    pub fn addr(&self) -> String {
+        self.url
+            .strip_prefix("http://")
+            .expect("an http:// URL")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Kills it outright (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Sends SIGTERM and waits for a clean exit (status 0).
@@ -162,10 +194,15 @@ impl Run {
     }
 
     /// Asserts failure with exactly one `error: ...` line on stderr that
-    /// contains each of `needles`; returns the line.
+    /// contains each of `needles` (after any `note: ...` lines, such as the
+    /// one saying a node's key was pinned); returns the line.
     pub fn fails_with(&self, needles: &[&str]) -> String {
         assert_ne!(self.code, 0, "rr succeeded:\nstdout: {}", self.stdout);
-        let lines: Vec<&str> = self.stderr.lines().collect();
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.starts_with("note: first use of node"))
+            .collect();
         assert_eq!(
             lines.len(),
             1,
@@ -203,6 +240,18 @@ impl Rr {
             passphrase: passphrase.to_string(),
             ..self.clone()
         }
+    }
+
+    /// The key `rr` pinned for `url` in the keystore's known_nodes.json.
+    pub fn pinned_key(&self, url: &str) -> String {
+        let known: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.keystore.join("known_nodes.json")).expect("known_nodes.json"),
+        )
+        .expect("known_nodes.json is JSON");
+        known[url.trim_end_matches('/')]["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no key pinned for {url}: {known}"))
+            .to_string()
     }
 
     /// Runs `rr ARGS`.

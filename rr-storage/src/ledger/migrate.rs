@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase};
 use rr_core::{
-    Block, ContractExecutor, DecodeError, Digest, Execution, Overlay, Receipt,
-    VerifiedTransaction, WriteSet,
+    Block, ContractExecutor, DecodeError, Digest, Execution, Overlay, Receipt, VerifiedTransaction,
+    WriteSet,
 };
 
-use super::{decode_head, HeaderSigner, Ledger, LedgerError, BLOCKS, BLOCK_RECEIPTS, HEAD_KEY, META};
+use super::{
+    decode_head, HeaderSigner, Ledger, LedgerError, BLOCKS, BLOCK_RECEIPTS, HEAD_KEY, META,
+};
 
 /// Blocks replayed per durable commit.
 const GROUP: u64 = 64;
@@ -104,7 +106,11 @@ pub fn migrate_v1(
                 .get(h)
                 .map_err(|e| err(e.into()))?
                 .map(|v| {
-                    rr_core::codec::decode("block receipts", v.value(), rr_core::block::MAX_BLOCK_BYTES)
+                    rr_core::codec::decode(
+                        "block receipts",
+                        v.value(),
+                        rr_core::block::MAX_BLOCK_BYTES,
+                    )
                 })
                 .transpose()?
                 .unwrap_or_default();

@@ -324,7 +324,11 @@ impl Ledger {
             commit: Mutex::new(()),
         };
         let version = ledger.rebuild()?;
-        ledger.versions.get_mut().expect("versions lock").push_back(version);
+        ledger
+            .versions
+            .get_mut()
+            .expect("versions lock")
+            .push_back(version);
         Ok(ledger)
     }
 
@@ -342,10 +346,7 @@ impl Ledger {
             let table = txn.open_table(state_table(t)).map_err(|e| self.err(e))?;
             for item in table.iter().map_err(|e| self.err(e))? {
                 let (k, v) = item.map_err(|e| self.err(e))?;
-                leaves.push((
-                    smt::key_hash(t.id(), k.value()),
-                    smt::value_hash(v.value()),
-                ));
+                leaves.push((smt::key_hash(t.id(), k.value()), smt::value_hash(v.value())));
             }
         }
         let tree = StateTree::from_leaves(leaves);

@@ -12,12 +12,19 @@ use rr_core::{
     StateRead, Table,
 };
 
-use super::{decode_head, state_table, Head, LedgerError, Version, META, HEAD_KEY};
+use super::{decode_head, state_table, Head, LedgerError, Version, HEAD_KEY, META};
 
 /// A state table as a snapshot holds it.
 type ReadStateTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 /// Key-value pairs of a scan.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The entries of a counted listing, in order: each entry's table and key,
+/// and the 32-byte id it holds.
+pub type ListingEntries = Vec<(Table, Vec<u8>, [u8; 32])>;
+
+/// A listing's entry key, from the listed id and the position.
+type EntryKey = fn(&[u8; 32], u64) -> Vec<u8>;
 
 /// A read snapshot of the state at one head; implements [`StateRead`] for
 /// the executor, and answers the queries of the node.
@@ -115,8 +122,8 @@ impl Snapshot {
         &self,
         kind: CountKind,
         id: &[u8; 32],
-    ) -> Result<Vec<(Table, Vec<u8>, [u8; 32])>, LedgerError> {
-        let (table, key_of): (Table, fn(&[u8; 32], u64) -> Vec<u8>) = match kind {
+    ) -> Result<ListingEntries, LedgerError> {
+        let (table, key_of): (Table, EntryKey) = match kind {
             CountKind::OwnerRecords => (Table::OwnerRecords, |id, i| {
                 keys::owner_record(&AccountId(*id), i)
             }),

@@ -147,7 +147,9 @@ fn receipts_are_proven_against_their_block_header() {
 #[test]
 fn own_signatures_go_with_the_block_and_others_are_added_later() {
     use ed25519_dalek::SigningKey;
-    let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+    let keys: Vec<SigningKey> = (1..=4u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
     let set = ReplicaSetInfo::new(
         keys.iter()
             .map(|k| rr_core::AccountId::from_verifying_key(&k.verifying_key()))
@@ -166,7 +168,10 @@ fn own_signatures_go_with_the_block_and_others_are_added_later() {
     };
     let own = sign(0);
     let done = ledger
-        .commit_blocks(&[(block_after(&Head::default(), 3), exec(b"a", b"1"))], Some(&own))
+        .commit_blocks(
+            &[(block_after(&Head::default(), 3), exec(b"a", b"1"))],
+            Some(&own),
+        )
         .unwrap();
     let cert = ledger.certificate(1).unwrap().unwrap();
     assert_eq!(cert.header, done[0].header);
@@ -183,7 +188,10 @@ fn own_signatures_go_with_the_block_and_others_are_added_later() {
 
     // Another replica set's digest: refused.
     let err = Ledger::open_for(&path, Digest([7; 32])).unwrap_err();
-    assert!(matches!(err, LedgerError::ReplicaSetMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, LedgerError::ReplicaSetMismatch { .. }),
+        "{err}"
+    );
     // The set it was made for, or none named: fine.
     assert_eq!(Ledger::open(&path).unwrap().replica_set(), set.digest());
 }
@@ -443,7 +451,10 @@ fn a_batch_with_a_block_that_does_not_chain_writes_nothing() {
     let blocks = batch_of_three(&h0);
     let done = ledger.commit_blocks(&blocks, None).unwrap();
     assert_eq!(done.last().unwrap().head.height, 4);
-    assert_eq!(done[0].header.parent, ledger.header(1).unwrap().unwrap().hash());
+    assert_eq!(
+        done[0].header.parent,
+        ledger.header(1).unwrap().unwrap().hash()
+    );
 }
 
 #[test]
@@ -560,7 +571,10 @@ fn write_v1(path: &Path, blocks: u64) -> Vec<Vec<Receipt>> {
                 head.block_hash,
                 txs.clone(),
             );
-            let verified: Vec<_> = txs.into_iter().map(VerifiedTransaction::from_trusted).collect();
+            let verified: Vec<_> = txs
+                .into_iter()
+                .map(VerifiedTransaction::from_trusted)
+                .collect();
             let e = NonceExec { flip_at: 0 }
                 .execute(&mem, &block.header.context, &verified)
                 .unwrap();
