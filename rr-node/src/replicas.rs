@@ -392,6 +392,10 @@ impl Replicas {
         let mut failures: Vec<(usize, NodeError)> = Vec::new();
         let mut newest_stale: Option<u64> = None;
         for i in self.order() {
+            // What this client had seen when it asked: an answer is judged
+            // against that, not against what a concurrent call of this client
+            // saw certified while this one was on its way back.
+            let seen = self.seen.get();
             let answer = match self
                 .ask(i, self.deadline, call(self.members[i].clone()))
                 .await
@@ -417,7 +421,6 @@ impl Replicas {
                     continue;
                 }
             };
-            let seen = self.seen.get();
             if state.height() < seen {
                 self.demote(i);
                 newest_stale = newest_stale.max(Some(state.height()));
@@ -474,6 +477,8 @@ impl Replicas {
     pub async fn head(&self) -> Result<CertifiedHeader, NodeError> {
         let mut failures = Vec::new();
         for i in self.order() {
+            // As in `read`: judged against what was seen when it asked.
+            let seen = self.seen.get();
             let cert = match self.ask(i, self.deadline, self.members[i].head()).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -482,16 +487,15 @@ impl Replicas {
                 }
             };
             match cert.verify(&self.set) {
-                Ok(h) if h.height() >= self.seen.get() => {
+                Ok(h) if h.height() >= seen => {
                     self.seen.observe(h.height());
                     return Ok(h);
                 }
                 Ok(h) => failures.push((
                     i,
                     NodeError::Transport(format!(
-                        "its head is at height {}, older than height {} this client has seen",
+                        "its head is at height {}, older than height {seen} this client has seen",
                         h.height(),
-                        self.seen.get()
                     )),
                 )),
                 Err(e) => failures.push((i, lied(e.into()))),
@@ -1361,6 +1365,88 @@ mod tests {
             }
         }
         (out, None)
+    }
+
+    /// A certificate of an empty state at `height`, signed by replicas 0-2
+    /// of [`set4`].
+    fn certificate(height: u64) -> rr_core::cert::Certificate {
+        let set = set4();
+        let header = rr_core::cert::LedgerHeader {
+            height,
+            ..rr_core::cert::LedgerHeader::genesis(&set)
+        };
+        let mut cert = rr_core::cert::Certificate::new(header.clone());
+        for i in 1..=3u8 {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[i; 32]);
+            cert.add(ReplicaId(u16::from(i - 1)), header.sign(&key));
+        }
+        cert
+    }
+
+    /// A replica whose answers are of `height` and arrive only after this
+    /// client has seen `meanwhile` certified elsewhere (another call of the
+    /// same client finished while this one was in flight).
+    fn racing(seen: Arc<Seen>, height: u64, meanwhile: u64) -> Arc<dyn NodeApi> {
+        let mut m = MockApi::new();
+        let s = seen.clone();
+        m.expect_head().returning(move || {
+            s.observe(meanwhile);
+            Ok(certificate(height))
+        });
+        m.expect_record().returning(move |id| {
+            seen.observe(meanwhile);
+            Ok(StateAnswer {
+                certificate: certificate(height),
+                entries: vec![rr_core::proof::ProvenEntry {
+                    table: rr_core::Table::Records,
+                    key: rr_core::state::keys::record(&id),
+                    value: None,
+                    proof: rr_core::smt::SmtProof {
+                        leaf: None,
+                        siblings: Vec::new(),
+                    },
+                }],
+            })
+        });
+        Arc::new(m)
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_judged_by_what_was_seen_when_it_was_asked_for() {
+        let down = || {
+            let mut m = MockApi::new();
+            m.expect_head()
+                .returning(|| Err(NodeError::Transport("connection refused".into())));
+            m.expect_record()
+                .returning(|_| Err(NodeError::Transport("connection refused".into())));
+            Arc::new(m) as Arc<dyn NodeApi>
+        };
+        // A client that has seen height 5.
+        let client = || {
+            let seen = Arc::new(Seen::default());
+            let members = vec![racing(seen.clone(), 5, 6), down(), down(), down()];
+            Replicas {
+                seen,
+                ..Replicas::new(members, set4()).unwrap()
+            }
+            .with_seen(5)
+        };
+        // Asked at 5, answered at 5 while another call saw 6: fresh.
+        let r = client();
+        assert_eq!(r.head().await.unwrap().height(), 5);
+        assert_eq!(r.seen(), 6);
+        // Asked at 6, answered at 5: stale, and the error says so.
+        let err = r.head().await.unwrap_err().to_string();
+        assert!(err.contains("older than height 6"), "{err}");
+
+        let r = client();
+        let read = r.record(RecordId([1; 32])).await.unwrap();
+        assert_eq!(read.value, None);
+        assert_eq!(read.header.height(), 5);
+        assert_eq!(r.seen(), 6);
+        let err = r.record(RecordId([1; 32])).await.unwrap_err();
+        assert!(matches!(err, NodeError::Stale { .. }), "{err}");
+        assert_eq!(r.seen(), 6);
     }
 
     #[tokio::test]
