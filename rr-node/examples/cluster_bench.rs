@@ -845,7 +845,7 @@ fn render(r: &Report<'_>) -> Result<String> {
             false,
         ),
         (
-            "cluster: last of 4 parallel answers (what `Replicas` waits for)",
+            "cluster: last of 4 parallel answers (`Replicas` goes on at m + f = 3 good fragments)",
             |p| &p.last,
             false,
         ),
