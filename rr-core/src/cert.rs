@@ -389,6 +389,88 @@ impl CertifiedHeader {
     }
 }
 
+/// What checks certificates for a client: the trusted [`ReplicaSetInfo`]
+/// itself (every certificate checked in full), or a [`CertCache`] over it
+/// (a header already certified is not checked again).
+pub trait CertCheck {
+    /// The trusted replica set.
+    fn replica_set(&self) -> &ReplicaSetInfo;
+
+    /// [`Certificate::verify`] against [`CertCheck::replica_set`], or the
+    /// same header certified before.
+    fn check(&self, certificate: &Certificate) -> Result<CertifiedHeader, CertError>;
+}
+
+impl CertCheck for ReplicaSetInfo {
+    fn replica_set(&self) -> &ReplicaSetInfo {
+        self
+    }
+
+    fn check(&self, certificate: &Certificate) -> Result<CertifiedHeader, CertError> {
+        certificate.verify(self)
+    }
+}
+
+/// How many certified headers a [`CertCache`] keeps.
+pub const CERT_CACHE_HEADERS: usize = 64;
+
+/// The headers of one replica set a client has seen certified lately.
+///
+/// The replicas of a cluster answer one call with certificates of the same
+/// header (each with its own quorum of signatures), and a retrieval's
+/// receipt and state are often of one header too: checking each in full
+/// costs a quorum of signature checks per answer. A header that a quorum of
+/// the set signed stays certified, so the cache checks each header's
+/// signatures once and compares later ones with it, byte for byte. It never
+/// holds a header that did not verify.
+#[derive(Debug)]
+pub struct CertCache {
+    set: ReplicaSetInfo,
+    /// Newest last.
+    recent: std::sync::Mutex<std::collections::VecDeque<CertifiedHeader>>,
+}
+
+impl CertCache {
+    /// An empty cache for `set`.
+    pub fn new(set: ReplicaSetInfo) -> Self {
+        Self {
+            set,
+            recent: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl Clone for CertCache {
+    fn clone(&self) -> Self {
+        Self {
+            set: self.set.clone(),
+            recent: std::sync::Mutex::new(self.recent.lock().expect("cert cache").clone()),
+        }
+    }
+}
+
+impl CertCheck for CertCache {
+    fn replica_set(&self) -> &ReplicaSetInfo {
+        &self.set
+    }
+
+    fn check(&self, certificate: &Certificate) -> Result<CertifiedHeader, CertError> {
+        {
+            let recent = self.recent.lock().expect("cert cache");
+            if let Some(known) = recent.iter().rev().find(|h| h.header == certificate.header) {
+                return Ok(known.clone());
+            }
+        }
+        let certified = certificate.verify(&self.set)?;
+        let mut recent = self.recent.lock().expect("cert cache");
+        if recent.len() == CERT_CACHE_HEADERS {
+            recent.pop_front();
+        }
+        recent.push_back(certified.clone());
+        Ok(certified)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,5 +615,62 @@ mod tests {
         let mut id = [0u8; 32];
         id[0] = 1;
         assert!(ReplicaSetInfo::new(vec![AccountId(id)]).is_err());
+    }
+
+    #[test]
+    fn a_cache_checks_each_header_once_and_never_keeps_a_bad_one() {
+        let keys = keys(4);
+        let set = set_of(&keys);
+        let cache = CertCache::new(set.clone());
+        let h = header(&set);
+        let signed_by = |who: &[usize], h: &LedgerHeader| {
+            let mut c = Certificate::new(h.clone());
+            for &i in who {
+                c.add(ReplicaId(i as u16), h.sign(&keys[i]));
+            }
+            c
+        };
+        // A forged signature is refused, and not remembered.
+        let mut forged = signed_by(&[0, 1, 2], &h);
+        forged.signatures[1].signature = vec![7; 64];
+        assert!(matches!(
+            cache.check(&forged),
+            Err(CertError::BadSignature(ReplicaId(1)))
+        ));
+        assert!(cache.recent.lock().unwrap().is_empty());
+        // Too few signatures: refused, whatever the cache holds later.
+        let first = cache.check(&signed_by(&[0, 1, 2], &h)).unwrap();
+        assert_eq!(first.signers(), &[ReplicaId(0), ReplicaId(1), ReplicaId(2)]);
+        // The same header under other signatures: the one check stands.
+        assert_eq!(cache.check(&signed_by(&[1, 2, 3], &h)).unwrap(), first);
+        assert_eq!(cache.check(&forged).unwrap(), first);
+        // Another header, one byte apart, is checked in full.
+        let other = LedgerHeader {
+            receipts: h.receipts + 1,
+            ..h.clone()
+        };
+        assert!(matches!(
+            cache.check(&signed_by(&[0], &other)),
+            Err(CertError::NoQuorum { .. })
+        ));
+        // A header of another set is refused, however it is signed.
+        let theirs = set_of(&keys[..3]);
+        let foreign = LedgerHeader {
+            replica_set: theirs.digest(),
+            ..h.clone()
+        };
+        assert!(matches!(
+            cache.check(&signed_by(&[0, 1, 2], &foreign)),
+            Err(CertError::WrongReplicaSet { .. })
+        ));
+        // It keeps the newest CERT_CACHE_HEADERS.
+        for height in 0..CERT_CACHE_HEADERS as u64 + 5 {
+            let h = LedgerHeader {
+                height,
+                ..h.clone()
+            };
+            cache.check(&signed_by(&[0, 1, 2], &h)).unwrap();
+        }
+        assert_eq!(cache.recent.lock().unwrap().len(), CERT_CACHE_HEADERS);
     }
 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::block::{AuditEntry, GrantInfo, Receipt, RecordInfo};
-use crate::cert::{CertError, Certificate, CertifiedHeader, ReplicaSetInfo};
+use crate::cert::{CertCheck, CertError, Certificate, CertifiedHeader};
 use crate::error::DecodeError;
 use crate::ids::{AccountId, GrantId, RecordId, TxId};
 use crate::merkle::MerkleProof;
@@ -103,10 +103,11 @@ pub struct StateAnswer {
 }
 
 impl StateAnswer {
-    /// Checks the certificate against `set` and every entry's proof against
-    /// its state root.
-    pub fn verify(&self, set: &ReplicaSetInfo) -> Result<VerifiedState, VerifyError> {
-        let header = self.certificate.verify(set)?;
+    /// Checks the certificate against the trusted replica set (`by`: the
+    /// set itself, or a [`crate::cert::CertCache`] of it) and every entry's
+    /// proof against its state root.
+    pub fn verify(&self, by: &(impl CertCheck + ?Sized)) -> Result<VerifiedState, VerifyError> {
+        let header = by.check(&self.certificate)?;
         let root = header.header().state_root;
         let mut entries = BTreeMap::new();
         for e in &self.entries {
@@ -328,11 +329,12 @@ pub struct CertifiedReceipt {
 }
 
 impl CertifiedReceipt {
-    /// Checks that the certificate holds for `set`, that it is the header of
-    /// the receipt's block, and that the receipt is in that block's receipts
-    /// at its index.
-    pub fn verify(&self, set: &ReplicaSetInfo) -> Result<CertifiedHeader, VerifyError> {
-        let header = self.certificate.verify(set)?;
+    /// Checks that the certificate holds for the trusted replica set (`by`:
+    /// the set itself, or a [`crate::cert::CertCache`] of it), that it is the
+    /// header of the receipt's block, and that the receipt is in that block's
+    /// receipts at its index.
+    pub fn verify(&self, by: &(impl CertCheck + ?Sized)) -> Result<CertifiedHeader, VerifyError> {
+        let header = by.check(&self.certificate)?;
         let h = header.header();
         let r = &self.receipt;
         if r.context.height != h.height || r.context.time != h.time {
@@ -357,7 +359,7 @@ impl CertifiedReceipt {
     /// of transaction `tx`.
     pub fn verify_for(
         &self,
-        set: &ReplicaSetInfo,
+        by: &(impl CertCheck + ?Sized),
         tx: &TxId,
     ) -> Result<CertifiedHeader, VerifyError> {
         if self.receipt.tx != *tx {
@@ -366,7 +368,7 @@ impl CertifiedReceipt {
                 self.receipt.tx
             )));
         }
-        self.verify(set)
+        self.verify(by)
     }
 }
 

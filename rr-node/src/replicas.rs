@@ -30,7 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use rr_core::cert::{CertifiedHeader, ReplicaSetInfo};
+use rr_core::cert::{CertCache, CertCheck, CertifiedHeader, ReplicaSetInfo};
 use rr_core::proof::{CertifiedReceipt, SignedFragment, StateAnswer, VerifiedState, VerifyError};
 use rr_core::{
     AccountId, AuditEntry, ByteStream, CallOutput, ContentId, GrantId, GrantInfo, GrantStatus,
@@ -122,6 +122,8 @@ pub struct RetrieveAnswers {
 pub struct Replicas {
     members: Vec<Arc<dyn NodeApi>>,
     set: ReplicaSetInfo,
+    /// Checks certificates against `set`, each header once.
+    certs: Arc<CertCache>,
     /// Sealing keys from the trusted configuration; `None`: a dev node,
     /// which takes its fragment unsealed over its one connection.
     sealing: Option<Vec<SealingPublicKey>>,
@@ -206,6 +208,7 @@ impl Replicas {
         let n = members.len();
         Ok(Self {
             members,
+            certs: Arc::new(CertCache::new(set.clone())),
             set,
             sealing: None,
             seen: Arc::default(),
@@ -409,7 +412,7 @@ impl Replicas {
                     continue;
                 }
             };
-            let checked = answer.verify(&self.set).and_then(|state| {
+            let checked = answer.verify(&*self.certs).and_then(|state| {
                 let value = check(&state)?;
                 Ok((state, value))
             });
@@ -486,7 +489,7 @@ impl Replicas {
                     continue;
                 }
             };
-            match cert.verify(&self.set) {
+            match self.certs.check(&cert) {
                 Ok(h) if h.height() >= seen => {
                     self.seen.observe(h.height());
                     return Ok(h);
@@ -529,7 +532,7 @@ impl Replicas {
                     continue;
                 }
             };
-            match certified.verify_for(&self.set, &id) {
+            match certified.verify_for(&*self.certs, &id) {
                 Ok(header) => {
                     self.seen.observe(header.height());
                     return Ok(Submitted {
@@ -575,7 +578,7 @@ impl Replicas {
                     continue;
                 }
             };
-            match certified.verify_for(&self.set, &tx) {
+            match certified.verify_for(&*self.certs, &tx) {
                 Ok(header) => {
                     self.seen.observe(header.height());
                     return Ok(Submitted {
@@ -877,7 +880,7 @@ impl Replicas {
         grant_id: &GrantId,
         answer: Retrieval,
     ) -> Result<Checked, NodeError> {
-        let header = answer.receipt.verify_for(&self.set, tx).map_err(lied)?;
+        let header = answer.receipt.verify_for(&*self.certs, tx).map_err(lied)?;
         self.seen.observe(header.height());
         let submitted = Submitted {
             receipt: answer.receipt.receipt.clone(),
@@ -900,7 +903,7 @@ impl Replicas {
                 "the receipt is for grant {granted}, the call for {grant_id}"
             ))));
         }
-        let state = answer.state.verify(&self.set).map_err(lied)?;
+        let state = answer.state.verify(&*self.certs).map_err(lied)?;
         if state.height() < submitted.header.height() {
             return Err(lied(VerifyError::WrongReceipt(format!(
                 "its state (height {}) is older than the retrieval (height {})",
