@@ -532,21 +532,32 @@ impl Replicas {
                     continue;
                 }
             };
-            match certified.verify_for(&*self.certs, &id) {
-                Ok(header) => {
-                    self.seen.observe(header.height());
-                    return Ok(Submitted {
-                        receipt: certified.receipt.clone(),
-                        header,
-                        certified,
-                        replica: ReplicaId(i as u16),
-                        skipped: failures.iter().map(|(i, e)| skipped(*i, e)).collect(),
-                    });
-                }
-                Err(e) => failures.push((i, lied(e))),
+            match self.accept(i, certified, &id, &failures) {
+                Ok(submitted) => return Ok(submitted),
+                Err(e) => failures.push((i, e)),
             }
         }
         Err(self.unordered("the call", failures))
+    }
+
+    /// Replica `i`'s certified receipt for `tx`, if it holds; `failures`
+    /// are the replicas skipped before it.
+    fn accept(
+        &self,
+        i: usize,
+        certified: CertifiedReceipt,
+        tx: &TxId,
+        failures: &[(usize, NodeError)],
+    ) -> Result<Submitted, NodeError> {
+        let header = certified.verify_for(&*self.certs, tx).map_err(lied)?;
+        self.seen.observe(header.height());
+        Ok(Submitted {
+            receipt: certified.receipt.clone(),
+            header,
+            certified,
+            replica: ReplicaId(i as u16),
+            skipped: failures.iter().map(|(i, e)| skipped(*i, e)).collect(),
+        })
     }
 
     /// The error when no replica answered a call that must be ordered: if
@@ -578,18 +589,9 @@ impl Replicas {
                     continue;
                 }
             };
-            match certified.verify_for(&*self.certs, &tx) {
-                Ok(header) => {
-                    self.seen.observe(header.height());
-                    return Ok(Submitted {
-                        receipt: certified.receipt.clone(),
-                        header,
-                        certified,
-                        replica: ReplicaId(i as u16),
-                        skipped: failures.iter().map(|(i, e)| skipped(*i, e)).collect(),
-                    });
-                }
-                Err(e) => failures.push((i, lied(e))),
+            match self.accept(i, certified, &tx, &failures) {
+                Ok(submitted) => return Ok(submitted),
+                Err(e) => failures.push((i, e)),
             }
         }
         Err(self.no_answer("a certified receipt", failures))
