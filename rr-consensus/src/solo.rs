@@ -104,6 +104,10 @@ fn status_of(head: &Head) -> EngineStatus {
         state_digest: head.state_digest,
         replicas: 1,
         faults_tolerated: 0,
+        view: None,
+        primary: None,
+        changing_to: None,
+        view_changes: 0,
     }
 }
 

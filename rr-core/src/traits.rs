@@ -37,6 +37,19 @@ pub struct EngineStatus {
     pub replicas: u16,
     /// Byzantine faults tolerated f (n = 3f + 1 for PBFT, 0 for one replica).
     pub faults_tolerated: u16,
+    /// The view this replica is in (PBFT; `None` for one replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<u64>,
+    /// The primary of that view, which orders calls (PBFT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<crate::ids::ReplicaId>,
+    /// The view this replica is asking for, while a view change is under way
+    /// (PBFT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changing_to: Option<u64>,
+    /// View changes this replica has gone through since it started.
+    #[serde(default)]
+    pub view_changes: u64,
 }
 
 /// Orders transactions into blocks and executes them.

@@ -565,7 +565,7 @@ impl Replicas {
     fn unordered(&self, what: &str, failures: Vec<(usize, NodeError)>) -> NodeError {
         if failures.iter().all(|(_, e)| unavailable(e)) {
             return NodeError::Transport(format!(
-                "the cluster did not order and certify {what} within {} s: it needs {} of its {} replicas up (2f + 1) and fewer answer; {}",
+                "the cluster did not order and certify {what} within {} s: that takes {} of its {} replicas (2f + 1) up and agreeing on a primary, and either fewer answer or a view change did not finish (`GET /v1/info` on each replica shows its view); {}",
                 self.order_timeout.as_secs_f32(),
                 self.set.quorum(),
                 self.n(),

@@ -34,9 +34,26 @@ pub struct PbftConfig {
     /// high watermark is the low one plus this). At least twice the checkpoint
     /// interval. Default 256.
     pub window: u64,
-    /// How long a request may wait to be ordered before the replica suspects
-    /// the primary; also the first wait for a new view (doubling after each
-    /// failed one). Default 2 s.
+    /// PBFT's request timer. When the oldest request a replica holds has
+    /// waited this long, the replica sends the requests it holds to every
+    /// replica (perhaps only it has them); when it has waited as long again
+    /// and the primary made no progress meanwhile (no block proposed or
+    /// executed), the replica suspects the primary and asks for a new view.
+    /// A request left out for 8 times this while the primary orders others
+    /// is taken for censorship and does the same. So a crashed primary is
+    /// suspected 1 to 2 timeouts after the first call that finds it gone.
+    /// Default 500 ms.
+    ///
+    /// Lower values replace a crashed primary sooner; a primary that is only
+    /// slow (a long fsync, a loaded machine) is kept as long as it makes
+    /// progress, so load alone does not cause view changes.
+    pub request_timeout: Duration,
+    /// How long a view change may take once a quorum (2f + 1) has asked for
+    /// the new view, before the replicas give up on its primary and ask for
+    /// the next view; doubles with each view in a row that fails (up to 32x).
+    /// The timer starts at the quorum, not when this replica asked, so
+    /// replicas that noticed the failure at different times do not race
+    /// past a view its primary is about to start. Default 1 s.
     pub view_change_timeout: Duration,
     /// How far a block time set by the primary may be from this replica's
     /// clock. Default 30 s.
@@ -70,7 +87,8 @@ impl Default for PbftConfig {
             max_inflight: 16,
             checkpoint_interval: 64,
             window: 256,
-            view_change_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_millis(500),
+            view_change_timeout: Duration::from_secs(1),
             max_clock_skew: Duration::from_secs(30),
             retransmit_interval: Duration::from_millis(500),
             status_interval: Duration::from_millis(500),
@@ -92,6 +110,7 @@ impl PbftConfig {
             checkpoint_interval: 8,
             window: 32,
             max_inflight: 8,
+            request_timeout: Duration::from_millis(100),
             view_change_timeout: Duration::from_millis(200),
             retransmit_interval: Duration::from_millis(50),
             status_interval: Duration::from_millis(50),
@@ -120,8 +139,8 @@ impl PbftConfig {
         if self.max_inflight == 0 || self.max_inflight > self.window {
             return err("max_inflight must be between 1 and the window".into());
         }
-        if self.view_change_timeout.is_zero() {
-            return err("view_change_timeout must not be zero".into());
+        if self.view_change_timeout.is_zero() || self.request_timeout.is_zero() {
+            return err("request_timeout and view_change_timeout must not be zero".into());
         }
         if self.retransmit_interval.is_zero() || self.status_interval.is_zero() {
             return err("retransmit_interval and status_interval must not be zero".into());

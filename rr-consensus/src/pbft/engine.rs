@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -91,7 +92,8 @@ pub struct Pbft<E> {
     requests: Arc<RwLock<Option<mpsc::Sender<VerifiedTransaction>>>>,
     waiters: Arc<Waiters>,
     status: Arc<RwLock<EngineStatus>>,
-    view: Arc<AtomicU64>,
+    view: Arc<ViewState>,
+    set: ReplicaSet,
     ledger: Arc<Ledger>,
     stop: watch::Sender<bool>,
     core: tokio::sync::Mutex<Option<JoinHandle<()>>>,
@@ -104,8 +106,55 @@ impl<E> std::fmt::Debug for Pbft<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pbft")
             .field("id", &self.id)
-            .field("view", &self.view.load(Ordering::Relaxed))
+            .field("view", &self.view.view.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+/// Where the ordering core stands among views, as the engine shows it.
+#[derive(Debug, Default)]
+struct ViewState {
+    view: AtomicU64,
+    /// The view asked for during a view change; 0 when none is under way
+    /// (a view change always asks for a view above 0).
+    changing_to: AtomicU64,
+    /// View changes gone through.
+    changes: AtomicU64,
+}
+
+impl ViewState {
+    fn new(view: u64) -> Self {
+        Self {
+            view: AtomicU64::new(view),
+            ..Self::default()
+        }
+    }
+}
+
+/// The ordering core's view after a round of inputs: kept for
+/// [`Pbft::status`], and counted and timed in the metrics
+/// (`rr_pbft_view_changes_total`, `rr_pbft_view_change_seconds`, from this
+/// replica's first request for a new view to its entering one).
+fn publish_view(state: &ViewState, replica: &Replica, started: &mut Option<Instant>) {
+    let view = replica.view();
+    let before = state.view.swap(view, Ordering::Relaxed);
+    let changing = replica.changing_to();
+    state
+        .changing_to
+        .store(changing.unwrap_or(0), Ordering::Relaxed);
+    metrics::gauge!("rr_pbft_view").set(view as f64);
+    if changing.is_some() && started.is_none() {
+        *started = Some(Instant::now());
+    }
+    if view != before {
+        state.changes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("rr_pbft_view_changes_total").increment(1);
+        if let Some(t) = started.take() {
+            metrics::histogram!("rr_pbft_view_change_seconds").record(t.elapsed().as_secs_f64());
+        }
+    }
+    if changing.is_none() {
+        *started = None;
     }
 }
 
@@ -118,6 +167,10 @@ fn status_of(head: &Head, set: &ReplicaSet) -> EngineStatus {
         state_digest: head.state_digest,
         replicas: set.n() as u16,
         faults_tolerated: set.f() as u16,
+        view: None,
+        primary: None,
+        changing_to: None,
+        view_changes: 0,
     }
 }
 
@@ -192,7 +245,7 @@ impl<E: ContractExecutor> Pbft<E> {
         info!(target: TARGET, replica = %id, height = head.height, view = replica.view(), "pbft replica starting");
 
         let status = Arc::new(RwLock::new(status_of(&head, &replicas)));
-        let view = Arc::new(AtomicU64::new(replica.view()));
+        let view = Arc::new(ViewState::new(replica.view()));
         let waiters: Arc<Waiters> = Arc::default();
         let (raw_tx, raw_rx) = mpsc::channel::<(ReplicaId, Bytes)>(1024);
         let (msg_tx, msg_rx) = mpsc::channel::<VerifiedMessage>(1024);
@@ -413,6 +466,7 @@ impl<E: ContractExecutor> Pbft<E> {
                 now: Box::new(now),
                 tick: config
                     .retransmit_interval
+                    .min(config.request_timeout / 4)
                     .min(config.view_change_timeout / 4)
                     .max(std::time::Duration::from_millis(5)),
                 wal,
@@ -436,6 +490,7 @@ impl<E: ContractExecutor> Pbft<E> {
             waiters,
             status,
             view,
+            set: replicas.clone(),
             ledger,
             stop,
             core: tokio::sync::Mutex::new(Some(core)),
@@ -452,7 +507,7 @@ impl<E: ContractExecutor> Pbft<E> {
 
     /// The view this replica is in.
     pub fn view(&self) -> u64 {
-        self.view.load(Ordering::Relaxed)
+        self.view.view.load(Ordering::Relaxed)
     }
 }
 
@@ -496,7 +551,7 @@ struct CoreLoop {
     out_tx: mpsc::Sender<(Option<ReplicaId>, VerifiedMessage)>,
     serve_tx: mpsc::Sender<Serve>,
     stop_rx: watch::Receiver<bool>,
-    view: Arc<AtomicU64>,
+    view: Arc<ViewState>,
     offload: bool,
 }
 
@@ -506,6 +561,7 @@ async fn core_loop(mut c: CoreLoop) {
     let mut to_execute: VecDeque<ExecuteBlock> = VecDeque::new();
     let mut requests_open = true;
     let mut actions = Vec::new();
+    let mut view_change_started: Option<Instant> = None;
     loop {
         let mut inputs = Vec::new();
         tokio::select! {
@@ -541,7 +597,7 @@ async fn core_loop(mut c: CoreLoop) {
             c.replica.handle(now, input, &mut actions);
         }
         c.replica.flush(now, &mut actions);
-        c.view.store(c.replica.view(), Ordering::Relaxed);
+        publish_view(&c.view, &c.replica, &mut view_change_started);
 
         // Durable first: nothing is sent before what it depends on is logged.
         let records: Vec<WalRecord> = actions
@@ -840,7 +896,14 @@ impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
     }
 
     fn status(&self) -> EngineStatus {
-        self.status.read().expect("status lock").clone()
+        let mut status = self.status.read().expect("status lock").clone();
+        let view = self.view.view.load(Ordering::Relaxed);
+        let changing = self.view.changing_to.load(Ordering::Relaxed);
+        status.view = Some(view);
+        status.primary = Some(self.set.primary(view));
+        status.changing_to = (changing > 0).then_some(changing);
+        status.view_changes = self.view.changes.load(Ordering::Relaxed);
+        status
     }
 
     async fn certificate(&self, height: u64) -> Result<Certificate, ConsensusError> {

@@ -28,6 +28,13 @@ const TARGET: &str = "rr_consensus::pbft";
 /// Views above the current one a replica keeps messages for.
 const MAX_VIEWS_AHEAD: u64 = 64;
 
+/// At most one warning about skewed block times per this interval.
+const CLOCK_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A request the primary leaves out this many request timeouts while it
+/// orders others counts as censored: the replica asks for a new view.
+const CENSORSHIP_TIMEOUTS: u32 = 8;
+
 /// The time as the core sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Now {
@@ -159,10 +166,28 @@ struct PendingTx {
     since: Duration,
 }
 
+/// A view change under way.
 #[derive(Clone, Copy)]
 struct Changing {
     target: View,
+    /// When to give up on `target` and ask for the next view: set only once
+    /// a quorum asked for `target` (PBFT's rule: before that, the new
+    /// primary could not start it however long this replica waited, and
+    /// moving on alone would leave it in a view nobody else goes to).
+    deadline: Option<Duration>,
+    /// When this replica started asking for `target`.
+    since: Duration,
+}
+
+/// The timer on the oldest request waiting to be ordered.
+#[derive(Clone, Copy)]
+struct RequestTimer {
+    id: TxId,
     deadline: Duration,
+    /// 0: waiting; 1: told everyone about the request, waiting again.
+    phase: u8,
+    /// [`Replica::progress`] when the phase began.
+    progress: u64,
 }
 
 /// The ordering core of one replica. See the module docs.
@@ -191,7 +216,14 @@ pub struct Replica {
     counter: u64,
     recent: BTreeMap<TxId, Seq>,
     recent_order: VecDeque<(Seq, TxId)>,
-    timed: Option<(TxId, Duration, u8)>,
+    timed: Option<RequestTimer>,
+    /// Counts the current primary's progress seen here: accepted
+    /// pre-prepares and executed blocks.
+    progress: u64,
+    /// The last tick: a long gap since means this replica was paused.
+    last_tick: Duration,
+    /// The last warning about a block time from a skewed clock.
+    last_clock_warning: Option<Duration>,
     checkpoints: BTreeMap<Seq, BTreeMap<ReplicaId, VerifiedMessage>>,
     view_changes: BTreeMap<View, BTreeMap<ReplicaId, VerifiedMessage>>,
     own_vc: BTreeMap<View, VerifiedMessage>,
@@ -252,6 +284,9 @@ impl Replica {
             recent: BTreeMap::new(),
             recent_order: VecDeque::new(),
             timed: None,
+            progress: 0,
+            last_tick: now.mono,
+            last_clock_warning: None,
             checkpoints: BTreeMap::new(),
             view_changes: BTreeMap::new(),
             own_vc: BTreeMap::new(),
@@ -331,7 +366,8 @@ impl Replica {
         if target > view {
             r.changing = Some(Changing {
                 target,
-                deadline: now.mono + r.cfg.view_change_timeout,
+                deadline: None,
+                since: now.mono,
             });
         } else if r.set.primary(view) == me {
             // Resume the sequence numbers this primary used in this view; the
@@ -644,12 +680,26 @@ impl Replica {
             }
             return;
         }
-        if view < self.view {
+        if view < self.view || seq <= self.exec_sent {
+            // From an earlier view, or decided already (a retransmission
+            // that reached a replica back from a pause, say): judged by view
+            // and sequence number, whatever its block time.
             return;
         }
         if !self.clock_ok(now, time) {
-            warn!(target: TARGET, view, seq, block_time = %time, "primary's block time is too far from this replica's clock");
-            self.start_view_change(now, self.view + 1, out);
+            // Not accepted, and no more: if the primary's clock is wrong,
+            // every replica whose clock is right refuses its blocks, their
+            // requests time out and they replace it together; if this
+            // replica's clock is wrong, it alone refuses, and follows the
+            // others by state transfer. Starting a view change here would
+            // only take a replica with a wrong clock out of the view alone.
+            if self
+                .last_clock_warning
+                .is_none_or(|t| now.mono >= t + CLOCK_WARNING_INTERVAL)
+            {
+                self.last_clock_warning = Some(now.mono);
+                warn!(target: TARGET, view, seq, block_time = %time, local_time = %now.wall, max_skew_ms = self.cfg.max_clock_skew.as_millis() as u64, "refusing the primary's block: its time is too far from this replica's clock (one of the two clocks is wrong)");
+            }
             return;
         }
         self.try_accept(now, m, out);
@@ -705,6 +755,7 @@ impl Replica {
             let slot = self.slot(seq);
             slot.waiting = None;
             slot.pre_prepares.insert(view, m);
+            self.progress += 1;
             self.headers.insert(seq, (digest, time));
             if !self.is_primary() {
                 let mine = match self.slots[&seq].my_prepare.get(&view) {
@@ -853,6 +904,7 @@ impl Replica {
             return;
         }
         self.exec_done = head;
+        self.progress += 1;
         if head.height.is_multiple_of(self.cfg.checkpoint_interval) && head.height > self.low {
             let m = self.sign(Payload::Checkpoint(head), Checked::Nothing);
             out.push(Action::Broadcast(m.clone()));
@@ -1066,7 +1118,7 @@ impl Replica {
         if target <= self.view || self.changing.is_some_and(|c| target <= c.target) {
             return;
         }
-        info!(target: TARGET, replica = %self.me, from_view = self.view, to_view = target, "starting a view change");
+        info!(target: TARGET, replica = %self.me, from_view = self.view, to_view = target, new_primary = %self.set.primary(target), "starting a view change");
         let vc = match self.own_vc.get(&target) {
             Some(vc) => vc.clone(),
             None => {
@@ -1088,17 +1140,40 @@ impl Replica {
         };
         self.own_vc.insert(target, vc.clone());
         self.send_durable(vc.clone(), out);
-        let backoff = 1u32 << self.vc_attempts.min(5);
-        self.vc_attempts += 1;
+        self.vc_attempts = self.vc_attempts.saturating_add(1);
         self.changing = Some(Changing {
             target,
-            deadline: now.mono + self.cfg.view_change_timeout * backoff,
+            deadline: None,
+            since: self.changing.map_or(now.mono, |c| c.since),
         });
         self.view_changes
             .entry(target)
             .or_default()
             .insert(self.me, vc);
+        self.arm_view_timer(now);
         self.try_new_view(now, target, out);
+    }
+
+    /// Starts the timer on the view change under way once a quorum asked for
+    /// its view: from then on its primary has what it needs, and if no new
+    /// view comes in time the replicas go on to the next one. The wait
+    /// doubles with each view that failed in a row.
+    fn arm_view_timer(&mut self, now: Now) {
+        let Some(c) = self.changing else {
+            return;
+        };
+        if c.deadline.is_some() {
+            return;
+        }
+        let asked = self.view_changes.get(&c.target).map_or(0, |v| v.len());
+        if asked < self.set.quorum() {
+            return;
+        }
+        let backoff = 1u32 << self.vc_attempts.saturating_sub(1).min(5);
+        self.changing = Some(Changing {
+            deadline: Some(now.mono + self.cfg.view_change_timeout * backoff),
+            ..c
+        });
     }
 
     fn on_view_change(&mut self, now: Now, m: VerifiedMessage, out: &mut Vec<Action>) {
@@ -1123,6 +1198,7 @@ impl Replica {
             return;
         }
         self.view_changes.entry(t).or_default().insert(from, m);
+        self.arm_view_timer(now);
         // f + 1 replicas want a later view: at least one correct one does, so join.
         let current = self.changing.map_or(self.view, |c| c.target);
         let mut lowest: BTreeMap<ReplicaId, View> = BTreeMap::new();
@@ -1205,7 +1281,10 @@ impl Replica {
             Payload::ViewChange(vc) => Some(vc),
             _ => None,
         }));
-        info!(target: TARGET, replica = %self.me, view = t, reproposed = plan.batches.len(), "entering view");
+        let took = self
+            .changing
+            .map(|c| now.mono.saturating_sub(c.since).as_millis() as u64);
+        info!(target: TARGET, replica = %self.me, view = t, primary = %self.set.primary(t), reproposed = plan.batches.len(), view_change_ms = took, "entering view");
         self.view = t;
         self.changing = None;
         self.last_new_view = Some(m.clone());
@@ -1288,32 +1367,43 @@ impl Replica {
     // ------------------------------------------------------------ timers
 
     fn on_tick(&mut self, now: Now, out: &mut Vec<Action>) {
+        let gap = now.mono.saturating_sub(self.last_tick);
+        self.last_tick = now.mono;
+        if gap
+            > self
+                .cfg
+                .request_timeout
+                .max(4 * self.cfg.retransmit_interval)
+        {
+            // This replica did not run for a while (paused, or starved): its
+            // timers ran out while it could not see what the others did.
+            // Start them again rather than blame the primary for the pause.
+            info!(target: TARGET, replica = %self.me, paused_ms = gap.as_millis() as u64, "resuming after a pause; timers restart");
+            self.timed = None;
+            for p in self.pending.values_mut() {
+                p.since = now.mono;
+            }
+            if let Some(c) = self.changing {
+                self.changing = Some(Changing {
+                    deadline: c.deadline.map(|_| now.mono + self.cfg.view_change_timeout),
+                    ..c
+                });
+            }
+        }
         if self.changing.is_none() {
             self.check_request_timer(now, out);
         }
-        if let Some(c) = self.changing {
-            if now.mono >= c.deadline {
-                let joined = self.view_changes.get(&c.target).map_or(0, |v| v.len());
-                if joined >= self.set.quorum() {
-                    // A quorum wanted this view and its primary did not
-                    // start it in time: on to the next one.
-                    self.start_view_change(now, c.target + 1, out);
-                } else {
-                    // Too few joined: climbing further alone would leave
-                    // this replica in a view nobody else goes to. Stay,
-                    // keep asking, and wait longer (the requests it holds
-                    // are forwarded to everyone meanwhile, so the others
-                    // either order them or time out and join).
-                    let backoff = 1u32 << self.vc_attempts.min(5);
-                    self.vc_attempts = self.vc_attempts.saturating_add(1);
-                    self.changing = Some(Changing {
-                        target: c.target,
-                        deadline: now.mono + self.cfg.view_change_timeout * backoff,
-                    });
-                    if let Some(vc) = self.own_vc.get(&c.target) {
-                        out.push(Action::Broadcast(vc.clone()));
-                    }
-                }
+        if let Some(Changing {
+            target,
+            deadline: Some(deadline),
+            ..
+        }) = self.changing
+        {
+            if now.mono >= deadline {
+                // A quorum asked for this view and its primary did not
+                // start it in time: on to the next one.
+                warn!(target: TARGET, replica = %self.me, view = target, primary = %self.set.primary(target), "no new view in time; asking for the next one");
+                self.start_view_change(now, target + 1, out);
             }
         }
         if now.mono >= self.last_retransmit + self.cfg.retransmit_interval {
@@ -1334,6 +1424,13 @@ impl Replica {
         self.maybe_propose(now, out);
     }
 
+    /// PBFT's request timer, on the oldest request waiting to be ordered.
+    /// After `request_timeout` the replica tells everyone about the pending
+    /// requests (maybe only it knows them, so only it would notice they are
+    /// not ordered). After `request_timeout` more, it asks for a new view if
+    /// the primary made no progress meanwhile (no block proposed to it or
+    /// executed here), or if the request has waited
+    /// [`CENSORSHIP_TIMEOUTS`] timeouts while the primary ordered others.
     fn check_request_timer(&mut self, now: Now, out: &mut Vec<Action>) {
         while let Some(id) = self.order.front() {
             if self.pending.contains_key(id) {
@@ -1345,31 +1442,56 @@ impl Replica {
             self.timed = None;
             return;
         };
-        match self.timed {
-            Some((id, deadline, phase)) if id == oldest => {
-                if now.mono < deadline {
-                    return;
-                }
-                if phase == 0 {
-                    // Maybe only this replica knows the request: tell
-                    // everyone, so that they too notice if it is not ordered.
-                    let txs: Vec<SignedTransaction> = self
-                        .order
-                        .iter()
-                        .filter_map(|id| self.pending.get(id))
-                        .take(self.cfg.max_batch)
-                        .map(|p| p.tx.tx().clone())
-                        .collect();
-                    let m = self.sign(Payload::Forward(txs), Checked::Nothing);
-                    out.push(Action::Broadcast(m));
-                    self.timed = Some((id, now.mono + self.cfg.view_change_timeout, 1));
-                } else {
-                    self.timed = None;
-                    self.start_view_change(now, self.view + 1, out);
-                }
+        let timeout = self.cfg.request_timeout;
+        let timer = match self.timed {
+            Some(t) if t.id == oldest => t,
+            _ => {
+                self.timed = Some(RequestTimer {
+                    id: oldest,
+                    deadline: now.mono + timeout,
+                    phase: 0,
+                    progress: self.progress,
+                });
+                return;
             }
-            _ => self.timed = Some((oldest, now.mono + self.cfg.view_change_timeout, 0)),
+        };
+        if now.mono < timer.deadline {
+            return;
         }
+        if timer.phase == 0 {
+            let txs: Vec<SignedTransaction> = self
+                .order
+                .iter()
+                .filter_map(|id| self.pending.get(id))
+                .take(self.cfg.max_batch)
+                .map(|p| p.tx.tx().clone())
+                .collect();
+            let m = self.sign(Payload::Forward(txs), Checked::Nothing);
+            out.push(Action::Broadcast(m));
+            self.timed = Some(RequestTimer {
+                deadline: now.mono + timeout,
+                phase: 1,
+                progress: self.progress,
+                ..timer
+            });
+            return;
+        }
+        let waited = self
+            .pending
+            .get(&oldest)
+            .map_or(Duration::ZERO, |p| now.mono.saturating_sub(p.since));
+        if self.progress != timer.progress && waited < timeout * CENSORSHIP_TIMEOUTS {
+            // The primary is alive and ordering: the request waits in line.
+            self.timed = Some(RequestTimer {
+                deadline: now.mono + timeout,
+                progress: self.progress,
+                ..timer
+            });
+            return;
+        }
+        self.timed = None;
+        warn!(target: TARGET, replica = %self.me, view = self.view, primary = %self.set.primary(self.view), waited_ms = waited.as_millis() as u64, "a request was not ordered in time; suspecting the primary");
+        self.start_view_change(now, self.view + 1, out);
     }
 
     fn retransmit(&mut self, out: &mut Vec<Action>) {

@@ -34,6 +34,13 @@ pub struct Net {
     pub up: [bool; N],
     /// Whether state transfer replies get through.
     pub serve: bool,
+    /// Paused replicas (as by SIGSTOP): they run nothing and get no ticks;
+    /// what is sent to them waits, as in a socket's buffer, until
+    /// [`Net::resume`].
+    paused: [bool; N],
+    held: Vec<VecDeque<Input>>,
+    /// Each replica's clock, this many milliseconds off the true time.
+    pub skew_ms: [i64; N],
     inbox: VecDeque<(usize, Input)>,
     now: Now,
     /// Every proposal: proposer, sequence number, transaction ids.
@@ -68,6 +75,9 @@ impl Net {
             blocks: vec![BTreeMap::new(); N],
             up: [true; N],
             serve: true,
+            paused: [false; N],
+            held: vec![VecDeque::new(); N],
+            skew_ms: [0; N],
             inbox: VecDeque::new(),
             now,
             proposals: Vec::new(),
@@ -174,14 +184,62 @@ impl Net {
         }
     }
 
+    /// The time as replica `i`'s clock shows it.
+    fn now_at(&self, i: usize) -> Now {
+        let wall = self.now.wall.0 as i64 + self.skew_ms[i];
+        Now {
+            mono: self.now.mono,
+            wall: Timestamp(wall.max(0) as u64),
+        }
+    }
+
     /// Runs until no input is left.
     pub fn settle(&mut self) {
         while let Some((i, input)) = self.inbox.pop_front() {
+            if self.paused[i] {
+                if !matches!(input, Input::Tick) {
+                    self.held[i].push_back(input);
+                }
+                continue;
+            }
+            let now = self.now_at(i);
             let mut out = Vec::new();
-            self.replicas[i].handle(self.now, input, &mut out);
-            self.replicas[i].flush(self.now, &mut out);
+            self.replicas[i].handle(now, input, &mut out);
+            self.replicas[i].flush(now, &mut out);
             self.apply(i, out);
         }
+    }
+
+    /// Pauses replica `i`.
+    pub fn pause(&mut self, i: usize) {
+        self.paused[i] = true;
+    }
+
+    /// Resumes replica `i`: it gets what was sent to it meanwhile, then
+    /// runs on. Its monotonic clock has jumped by the pause.
+    pub fn resume(&mut self, i: usize) {
+        self.paused[i] = false;
+        let held = std::mem::take(&mut self.held[i]);
+        self.inbox.extend(held.into_iter().map(|m| (i, m)));
+        self.settle();
+    }
+
+    /// Lets time pass until `done` holds, in steps of 10 ms, for at most
+    /// `limit_ms`; returns the milliseconds it took, or `None`.
+    pub fn pass_until(
+        &mut self,
+        limit_ms: u64,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Option<u64> {
+        let mut waited = 0;
+        while !done(self) {
+            if waited >= limit_ms {
+                return None;
+            }
+            self.pass(10);
+            waited += 10;
+        }
+        Some(waited)
     }
 
     /// Queues `t` for replica `at` without running anything: calls queued
@@ -203,7 +261,7 @@ impl Net {
         for _ in 0..ms / 10 {
             self.now.mono += Duration::from_millis(10);
             self.now.wall = self.now.wall.plus_millis(10);
-            for i in 0..N {
+            for i in (0..N).filter(|i| !self.paused[*i]) {
                 self.inbox.push_back((i, Input::Tick));
             }
             self.settle();

@@ -69,6 +69,14 @@ pub fn openapi_document() -> Value {
     };
     let hex = json!({"type": "string", "pattern": "^[0-9a-f]*$"});
     let id = json!({"type": "string", "pattern": "^[0-9a-f]{64}$"});
+    let status = json!({"type": "object", "description": "Where this replica's ledger stands (not proven: for display and operations)", "properties": {
+        "engine": {"type": "string", "description": "solo or pbft"},
+        "height": {"type": "integer"}, "block_hash": id, "time": {"type": "integer", "description": "unix ms"},
+        "state_digest": id, "replicas": {"type": "integer"}, "faults_tolerated": {"type": "integer"},
+        "view": {"type": "integer", "description": "PBFT: the view this replica is in"},
+        "primary": {"type": "integer", "description": "PBFT: the primary of that view"},
+        "changing_to": {"type": "integer", "description": "PBFT: the view asked for, while a view change is under way"},
+        "view_changes": {"type": "integer", "description": "View changes since this replica started"}}});
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -190,7 +198,7 @@ pub fn openapi_document() -> Value {
                     "replica_set": {"type": "object", "properties": {"keys": {"type": "array", "items": id}}},
                     "single_proxy_allowed": {"type": "boolean"},
                     "peers": {"type": "array", "items": {"type": "object"}},
-                    "status": {"type": "object"}}}
+                    "status": status}}
             }
         }
     })

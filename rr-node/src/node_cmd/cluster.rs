@@ -109,9 +109,10 @@ struct ReplicaSettings {
     pbft: PbftSettings,
 }
 
-/// `[pbft]` in `node.toml`: how the primary batches calls. Replicas of one
-/// cluster may differ here (only the primary's settings shape the blocks), but
-/// the primary changes with the view, so give them all the same.
+/// `[pbft]` in `node.toml`: how the primary batches calls, and the timers
+/// that replace a primary that fails. Give every replica of a cluster the
+/// same values: the primary changes with the view, and timers that differ
+/// make replicas suspect a primary at different times.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PbftSettings {
@@ -128,6 +129,24 @@ struct PbftSettings {
     /// Most blocks proposed and not yet executed. Default 16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_inflight: Option<u64>,
+    /// PBFT's request timer, in milliseconds. Default 500. When the oldest
+    /// call a replica holds has waited this long it tells the other replicas
+    /// about it; when it has waited as long again with no progress from the
+    /// primary, the replica asks for a new view. A crashed primary is
+    /// replaced one to two of these after the first call that finds it gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_timeout_ms: Option<u64>,
+    /// How long a view change may take once 2f + 1 replicas asked for it,
+    /// before they ask for the next view, in milliseconds; doubles with each
+    /// view in a row that fails. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    view_change_timeout_ms: Option<u64>,
+    /// How far a block's time (set by the primary) may be from this
+    /// replica's clock before it refuses the block, in milliseconds.
+    /// Default 30000. Grants expire by block time, so keep the replicas'
+    /// clocks synchronised (NTP) well within this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_clock_skew_ms: Option<u64>,
 }
 
 impl PbftSettings {
@@ -144,6 +163,9 @@ impl PbftSettings {
                 .max_batch_delay_ms
                 .map_or(d.max_batch_delay, std::time::Duration::from_millis),
             max_inflight: self.max_inflight.unwrap_or(d.max_inflight),
+            request_timeout: ms_or(self.request_timeout_ms, d.request_timeout),
+            view_change_timeout: ms_or(self.view_change_timeout_ms, d.view_change_timeout),
+            max_clock_skew: ms_or(self.max_clock_skew_ms, d.max_clock_skew),
             ..d
         };
         config
@@ -151,6 +173,10 @@ impl PbftSettings {
             .map_err(|e| anyhow::anyhow!("[pbft] in the configuration: {e}"))?;
         Ok(config)
     }
+}
+
+fn ms_or(ms: Option<u64>, default: std::time::Duration) -> std::time::Duration {
+    ms.map_or(default, std::time::Duration::from_millis)
 }
 
 fn default_scheme() -> String {
@@ -610,6 +636,42 @@ mod tests {
         assert_eq!(set.max_batch_delay, std::time::Duration::from_millis(5));
         assert_eq!(set.max_inflight, 4);
         assert_eq!(set.checkpoint_interval, d.checkpoint_interval);
+        assert_eq!(set.request_timeout, d.request_timeout);
+    }
+
+    #[test]
+    fn pbft_timers_come_from_the_configuration() {
+        let ms = std::time::Duration::from_millis;
+        let set = settings(
+            "[pbft]
+request_timeout_ms = 250
+view_change_timeout_ms = 700
+max_clock_skew_ms = 5000
+",
+        )
+        .unwrap()
+        .pbft
+        .config()
+        .unwrap();
+        assert_eq!(
+            (
+                set.request_timeout,
+                set.view_change_timeout,
+                set.max_clock_skew
+            ),
+            (ms(250), ms(700), ms(5000))
+        );
+        let err = settings(
+            "[pbft]
+request_timeout_ms = 0
+",
+        )
+        .unwrap()
+        .pbft
+        .config()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("request_timeout"), "{err}");
     }
 
     #[test]
