@@ -166,3 +166,43 @@ fn two_view_changes_in_a_row_each_finish_in_time() {
         "view changes stalled ordering {first} ms and {second} ms (simulated)"
     );
 }
+
+#[test]
+fn a_restarted_backup_catching_up_does_not_suspect_a_working_primary() {
+    // Found by the soak run: a replica restarted behind the others got calls
+    // it could not see ordered (it had not caught up yet), blamed the
+    // primary after two request timeouts, and sat alone in a view change
+    // until the next real one.
+    let mut net = Net::new(PbftConfig::default());
+    submit(&mut net, 39, 0..5, &[0, 1, 2, 3]);
+    wait_height(&mut net, &[0, 1, 2, 3], 1, 2_000);
+    net.up[3] = false;
+    for round in 0..4u64 {
+        submit(&mut net, 39, 10 + 5 * round..15 + 5 * round, &[0, 1, 2]);
+        net.pass(1_000);
+    }
+    // Back from a restart, behind, and its state transfer is slow: the
+    // blocks it asks for do not come for a while, and calls keep coming.
+    net.restart(3);
+    net.up[3] = true;
+    net.serve = false;
+    for round in 0..6u64 {
+        submit(
+            &mut net,
+            39,
+            100 + 5 * round..105 + 5 * round,
+            &[0, 1, 2, 3],
+        );
+        net.pass(1_000);
+    }
+    assert_eq!(
+        net.replicas[3].changing_to(),
+        None,
+        "replica 3 blamed the primary"
+    );
+    net.serve = true;
+    let h = net.height(0);
+    wait_height(&mut net, &[3], h, 5_000);
+    net.pass(3_000);
+    assert_eq!(views(&net), [0, 0, 0, 0]);
+}

@@ -51,6 +51,12 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// does not hold the answer up.
 const RETRIEVE_GRACE: Duration = Duration::from_millis(200);
 
+/// How long fragment delivery waits for the last replicas once all but f
+/// took theirs: a replica that hangs (paused, overloaded) costs a grant this,
+/// not a whole deadline, and its fragment is reported undelivered (kept
+/// for a later delivery).
+const DELIVERY_GRACE: Duration = Duration::from_millis(500);
+
 /// The newest certified height a client has seen of one replica set: no
 /// answer older than it is believed. Shared by the clones of a
 /// [`Replicas`]; a program that runs again (the `rr` CLI) keeps it on disk
@@ -690,7 +696,8 @@ impl Replicas {
 
     /// Delivers each replica its own key fragment of a committed grant
     /// (`fragments[i]` to replica `i`), all at once, and reports who took
-    /// theirs.
+    /// theirs. Once all but f replicas took theirs, the others get a short
+    /// grace (500 ms), not the whole deadline.
     pub async fn deliver_fragments(
         &self,
         grant: GrantId,
@@ -718,11 +725,34 @@ impl Replicas {
             })
             .collect();
         let mut report = FragmentDelivery::default();
-        while let Some((i, result)) = pending.next().await {
+        let mut answered = vec![false; self.n()];
+        let mut grace: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match grace {
+                Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => pending.next().await,
+            };
+            let Some((i, result)) = next else { break };
+            answered[i] = true;
             match result {
                 Ok(()) => report.delivered.push(ReplicaId(i as u16)),
                 Err(e) => report.skipped.push(skipped(i, e)),
             }
+            if grace.is_none() && report.delivered.len() >= self.n() - self.f() {
+                grace = Some(tokio::time::Instant::now() + DELIVERY_GRACE);
+            }
+        }
+        for (i, _) in answered.iter().enumerate().filter(|(_, a)| !**a) {
+            report.skipped.push(skipped(
+                i,
+                format!(
+                    "no answer within {} ms after the others took theirs",
+                    DELIVERY_GRACE.as_millis()
+                ),
+            ));
         }
         report.delivered.sort();
         report.skipped.sort_by_key(|s| s.replica);

@@ -995,8 +995,29 @@ impl Replica {
         });
     }
 
+    /// The height at least f + 1 peers say they executed: at least one
+    /// correct replica did, so the cluster is at least there.
+    fn cluster_executed(&self) -> Seq {
+        let mut heights: Vec<Seq> = self.peer_executed.values().copied().collect();
+        heights.sort_unstable_by(|a, b| b.cmp(a));
+        heights.get(self.set.f()).copied().unwrap_or(0)
+    }
+
+    /// Whether this replica is behind the cluster (catching up after a
+    /// restart or a partition): it cannot judge the primary by what it sees
+    /// itself then.
+    fn behind(&self) -> bool {
+        self.cluster_executed() > self.exec_sent
+    }
+
     fn on_status(&mut self, now: Now, from: ReplicaId, status: Status, out: &mut Vec<Action>) {
+        let cluster_before = self.cluster_executed();
         self.peer_executed.insert(from, status.executed);
+        if self.cluster_executed() > cluster_before {
+            // The cluster executed more: its primary is making progress,
+            // whatever this replica has seen of it.
+            self.progress += 1;
+        }
         if status.executed > self.exec_sent && now.mono >= self.fetch_after {
             self.fetch_after = now.mono + 4 * self.cfg.retransmit_interval;
             // Ask the peers that are ahead in turn, not whichever status came
@@ -1480,8 +1501,11 @@ impl Replica {
             .pending
             .get(&oldest)
             .map_or(Duration::ZERO, |p| now.mono.saturating_sub(p.since));
-        if self.progress != timer.progress && waited < timeout * CENSORSHIP_TIMEOUTS {
-            // The primary is alive and ordering: the request waits in line.
+        if self.behind()
+            || (self.progress != timer.progress && waited < timeout * CENSORSHIP_TIMEOUTS)
+        {
+            // The primary is alive and ordering (the request waits in line),
+            // or this replica is catching up and sees too little to judge.
             self.timed = Some(RequestTimer {
                 deadline: now.mono + timeout,
                 progress: self.progress,
