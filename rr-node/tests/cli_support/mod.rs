@@ -313,3 +313,99 @@ pub fn entries(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// `rr-node localnet`, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Localnet {
+    child: Child,
+    /// Its `--data-dir`: cluster.json and `replica-N/`.
+    pub dir: PathBuf,
+}
+
+impl Localnet {
+    /// Starts `rr-node localnet --replicas 4 --base-port 0 --data-dir DIR`
+    /// and waits for its `cluster ready` line.
+    pub fn start(dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rr-node"))
+            .args([
+                "localnet",
+                "--replicas",
+                "4",
+                "--base-port",
+                "0",
+                "--log",
+                "info",
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rr-node localnet");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("cluster ready") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("localnet did not get ready in 120 s");
+                }
+            }
+        }
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Its cluster.json.
+    pub fn cluster(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("cluster.json")).unwrap()).unwrap()
+    }
+
+    /// The pid of replica `replica`.
+    pub fn pid(&self, replica: usize) -> i32 {
+        self.cluster()["replicas"][replica]["pid"].as_i64().unwrap() as i32
+    }
+
+    /// Ctrl-C (SIGTERM): stops every replica; returns localnet's exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        signal(self.child.id() as i32, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "localnet did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Localnet {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.child.id() as i32, "TERM");
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends signal `name` (`TERM`, `KILL`, …) to `pid`.
+pub fn signal(pid: i32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
