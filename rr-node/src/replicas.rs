@@ -127,8 +127,8 @@ pub struct RetrieveAnswers {
 #[derive(Clone)]
 pub struct Replicas {
     members: Vec<Arc<dyn NodeApi>>,
-    set: ReplicaSetInfo,
-    /// Checks certificates against `set`, each header once.
+    /// The trusted replica set, which checks certificates (each header
+    /// once).
     certs: Arc<CertCache>,
     /// Sealing keys from the trusted configuration; `None`: a dev node,
     /// which takes its fragment unsealed over its one connection.
@@ -214,8 +214,7 @@ impl Replicas {
         let n = members.len();
         Ok(Self {
             members,
-            certs: Arc::new(CertCache::new(set.clone())),
-            set,
+            certs: Arc::new(CertCache::new(set)),
             sealing: None,
             seen: Arc::default(),
             deadline: DEFAULT_DEADLINE,
@@ -297,7 +296,7 @@ impl Replicas {
 
     /// The trusted replica set.
     pub fn replica_set(&self) -> &ReplicaSetInfo {
-        &self.set
+        self.certs.replica_set()
     }
 
     /// Replicas n.
@@ -307,7 +306,7 @@ impl Replicas {
 
     /// Faults tolerated, f = (n - 1) / 3.
     pub fn f(&self) -> usize {
-        self.set.f()
+        self.replica_set().f()
     }
 
     /// Stored copies a blob upload needs: 2f + 1.
@@ -573,7 +572,7 @@ impl Replicas {
             return NodeError::Transport(format!(
                 "the cluster did not order and certify {what} within {} s: that takes {} of its {} replicas (2f + 1) up and agreeing on a primary, and either fewer answer or a view change did not finish (`GET /v1/info` on each replica shows its view); {}",
                 self.order_timeout.as_secs_f32(),
-                self.set.quorum(),
+                self.replica_set().quorum(),
                 self.n(),
                 list(&failures.iter().map(|(i, e)| skipped(*i, e)).collect::<Vec<_>>())
             ));
@@ -859,7 +858,7 @@ impl Replicas {
             }
         }
         drop(pending);
-        let (Some(receipt), Some((height, record, grant))) = (receipt, known) else {
+        let (Some(receipt), Some((_, record, grant))) = (receipt, known) else {
             return Err(self.unordered("the retrieval", failures));
         };
         let mut skipped_replicas: Vec<SkippedReplica> =
@@ -868,7 +867,6 @@ impl Replicas {
         // there is refused, whatever older answers say (a retry of a
         // retrieval allowed before, answered by a replica still at that
         // height, gives nothing).
-        let _ = height;
         if let GrantStatus::Revoked { at } = grant.status {
             return Err(NodeError::Refused(rr_core::Refusal {
                 code: rr_core::ErrorCode::GrantRevoked,
@@ -959,7 +957,7 @@ impl Replicas {
                 grant.id, grant.record, record.id
             ))));
         }
-        let key = self.set.key(ReplicaId(i as u16)).expect("i < n");
+        let key = self.replica_set().key(ReplicaId(i as u16)).expect("i < n");
         let usable = grant.is_usable_at(state.header().time());
         let fragment = match answer.fragment {
             _ if !usable => Err(format!(

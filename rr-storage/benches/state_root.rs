@@ -26,53 +26,9 @@ use rr_core::smt::{key_hash, value_hash, SmtProof};
 use rr_core::{codec, AccountId, BlockHash, Digest, ReplicaId, Table, Timestamp};
 use rr_storage::StateTree;
 
-const BATCHES: [usize; 2] = [200, 800];
-const PROOF_SAMPLE: usize = 1000;
+mod workload;
 
-fn sizes() -> &'static [usize] {
-    // `--test` runs each benchmark once: building 1M entries would dominate it.
-    if std::env::args().any(|a| a == "--test") {
-        &[10_000]
-    } else {
-        &[10_000, 100_000, 1_000_000]
-    }
-}
-
-/// The `i`th key of the benchmark state, and a value for it.
-fn entry(i: u64, version: u64) -> (Digest, Digest) {
-    (
-        key_hash(0, &i.to_le_bytes()),
-        value_hash(&[i.to_le_bytes(), version.to_le_bytes()].concat()),
-    )
-}
-
-fn label(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000 => format!("{}M", n / 1_000_000),
-        n => format!("{}k", n / 1000),
-    }
-}
-
-/// One block's updates to a state of `n` entries (keys `0..n`): 3/4 new keys,
-/// 1/4 overwrites of random existing keys.
-fn block(n: usize, updates: usize, rng: &mut StdRng) -> Vec<(Digest, Option<Digest>)> {
-    let new = updates * 3 / 4;
-    let mut out: Vec<(Digest, Option<Digest>)> = (0..new as u64)
-        .map(|i| {
-            let (k, v) = entry(n as u64 + i, 0);
-            (k, Some(v))
-        })
-        .collect();
-    let mut overwritten = std::collections::HashSet::new();
-    while out.len() < updates {
-        let i = rng.gen_range(0..n as u64);
-        if overwritten.insert(i) {
-            let (k, v) = entry(i, 1);
-            out.push((k, Some(v)));
-        }
-    }
-    out
-}
+use workload::{block, entry, label, sizes, BATCHES, PROOF_SAMPLE};
 
 fn benches(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(7);
@@ -97,7 +53,10 @@ fn benches(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(format!("state_root/{}", label(n)));
         for updates in BATCHES {
-            let batch = block(n, updates, &mut rng);
+            let batch: Vec<(Digest, Option<Digest>)> = block(n, updates, &mut rng)
+                .into_iter()
+                .map(|(k, v)| (k, Some(v)))
+                .collect();
             group.bench_function(BenchmarkId::new("apply+root", updates), |b| {
                 b.iter_batched(
                     || batch.clone(),

@@ -22,48 +22,13 @@ use jmt::storage::TreeWriter;
 use jmt::{JellyfishMerkleTree, KeyHash, OwnedValue, SimpleHasher};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rr_core::smt::{key_hash, value_hash};
+use rr_core::smt::value_hash;
 use rr_core::Digest;
 use rr_storage::StateTree;
 
-const BATCHES: [usize; 2] = [200, 800];
-const PROOF_SAMPLE: usize = 1000;
+mod workload;
 
-fn sizes() -> &'static [usize] {
-    if std::env::args().any(|a| a == "--test") {
-        &[10_000]
-    } else {
-        &[10_000, 100_000, 1_000_000]
-    }
-}
-
-fn entry(i: u64, version: u64) -> (Digest, Digest) {
-    (
-        key_hash(0, &i.to_le_bytes()),
-        value_hash(&[i.to_le_bytes(), version.to_le_bytes()].concat()),
-    )
-}
-
-fn label(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000 => format!("{}M", n / 1_000_000),
-        n => format!("{}k", n / 1000),
-    }
-}
-
-/// The same blocks as the `state_root` bench: 3/4 new keys, 1/4 overwrites.
-fn block(n: usize, updates: usize, rng: &mut StdRng) -> Vec<(Digest, Digest)> {
-    let new = updates * 3 / 4;
-    let mut out: Vec<(Digest, Digest)> = (0..new as u64).map(|i| entry(n as u64 + i, 0)).collect();
-    let mut overwritten = std::collections::HashSet::new();
-    while out.len() < updates {
-        let i = rng.gen_range(0..n as u64);
-        if overwritten.insert(i) {
-            out.push(entry(i, 1));
-        }
-    }
-    out
-}
+use workload::{block, entry, label, sizes, BATCHES, PROOF_SAMPLE};
 
 /// BLAKE3 for jmt, through rr-core's `value_hash` (BLAKE3 `derive_key` with a
 /// cached context key, the same cost per call as the state tree's hashes).

@@ -173,7 +173,7 @@ impl Certifier {
                 self.open.retain(|h, _| *h >= keep_from);
                 self.early.retain(|h, _| *h > self.head);
             }
-            CertInput::Vote(m) => self.on_vote(m, now, out),
+            CertInput::Vote(m) => self.on_vote(m, out),
             CertInput::Need(h) => self.need(h, now, out),
             CertInput::Tick => self.resend(now, out),
         }
@@ -247,7 +247,7 @@ impl Certifier {
         }
     }
 
-    fn on_vote(&mut self, m: VerifiedMessage, now: Duration, out: &mut Out) {
+    fn on_vote(&mut self, m: VerifiedMessage, out: &mut Out) {
         let Payload::HeaderVote(v) = m.payload() else {
             return;
         };
@@ -291,7 +291,6 @@ impl Certifier {
                 self.diverged(from, h);
             }
             debug!(target: TARGET, to = %from, height = h, "answering a header vote");
-            let _ = now;
             out.push((Some(from), self.vote(h, hash)));
         }
     }

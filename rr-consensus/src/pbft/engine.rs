@@ -142,11 +142,11 @@ fn publish_view(state: &ViewState, replica: &Replica, started: &mut Option<Insta
     state
         .changing_to
         .store(changing.unwrap_or(0), Ordering::Relaxed);
-    metrics::gauge!("rr_pbft_view").set(view as f64);
     if changing.is_some() && started.is_none() {
         *started = Some(Instant::now());
     }
     if view != before {
+        metrics::gauge!("rr_pbft_view").set(view as f64);
         state.changes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("rr_pbft_view_changes_total").increment(1);
         if let Some(t) = started.take() {
@@ -562,6 +562,7 @@ async fn core_loop(mut c: CoreLoop) {
     let mut requests_open = true;
     let mut actions = Vec::new();
     let mut view_change_started: Option<Instant> = None;
+    metrics::gauge!("rr_pbft_view").set(c.replica.view() as f64);
     loop {
         let mut inputs = Vec::new();
         tokio::select! {

@@ -464,6 +464,7 @@ impl Ledger {
         // Compute every block's header and tree version first (no I/O).
         let mut prev = base;
         let mut made: Vec<Version> = Vec::with_capacity(blocks.len());
+        let mut stored_receipts: Vec<Vec<u8>> = Vec::with_capacity(blocks.len());
         for (block, execution) in blocks {
             let (block, execution) = (block.borrow(), execution.borrow());
             prev.head.check_next(block)?;
@@ -473,11 +474,8 @@ impl Ledger {
                 .map(|(t, k, v)| (smt::key_hash(t.id(), k), v.map(smt::value_hash)))
                 .collect();
             let tree = prev.tree.apply(updates);
-            let leaves: Vec<Digest> = execution
-                .receipts
-                .iter()
-                .map(|r| merkle::leaf_hash(&r.to_bytes()))
-                .collect();
+            let (stored, leaves) = encode_receipts(&execution.receipts);
+            stored_receipts.push(stored);
             let ctx = block.header.context;
             let header = LedgerHeader {
                 replica_set: self.replica_set,
@@ -529,17 +527,15 @@ impl Ledger {
             let mut headers = txn.open_table(HEADERS).map_err(|e| self.err(e))?;
             let mut sigs = txn.open_table(SIGNATURES).map_err(|e| self.err(e))?;
             let mut open: Vec<(Table, StateTable<'_>)> = Vec::new();
-            for ((block, execution), v) in blocks.iter().zip(&made) {
+            for (((block, execution), v), stored) in blocks.iter().zip(&made).zip(&stored_receipts)
+            {
                 let (block, execution) = (block.borrow(), execution.borrow());
                 let height = v.head.height;
                 block_table
                     .insert(height, block.to_bytes().as_slice())
                     .map_err(|e| self.err(e))?;
                 receipts
-                    .insert(
-                        height,
-                        rr_core::codec::encode(&execution.receipts).as_slice(),
-                    )
+                    .insert(height, stored.as_slice())
                     .map_err(|e| self.err(e))?;
                 headers
                     .insert(height, v.header.to_bytes().as_slice())
@@ -806,12 +802,25 @@ impl Ledger {
                 reason: format!("transaction {tx} is indexed at {height}/{i}, which is missing"),
             }));
         };
-        let leaves: Vec<Digest> = receipts
-            .iter()
-            .map(|r| merkle::leaf_hash(&r.to_bytes()))
-            .collect();
+        let (_, leaves) = encode_receipts(&receipts);
         Ok(Some((receipt, merkle::prove(&leaves, i as usize), header)))
     }
+}
+
+/// A block's receipts as the ledger stores them (their canonical encoding as
+/// a list: the count, then each receipt's bytes) and each receipt's Merkle
+/// leaf (over the same bytes), with every receipt encoded once.
+fn encode_receipts(receipts: &[Receipt]) -> (Vec<u8>, Vec<Digest>) {
+    let mut stored = rr_core::codec::encode(&receipts.len());
+    let leaves = receipts
+        .iter()
+        .map(|r| {
+            let bytes = r.to_bytes();
+            stored.extend_from_slice(&bytes);
+            merkle::leaf_hash(&bytes)
+        })
+        .collect();
+    (stored, leaves)
 }
 
 #[cfg(test)]

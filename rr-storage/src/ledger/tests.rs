@@ -142,6 +142,14 @@ fn receipts_are_proven_against_their_block_header() {
             .unwrap();
     }
     assert!(ledger.receipt_proof(&TxId([99; 32])).unwrap().is_none());
+    // Stored as the canonical encoding of the list, whatever its length.
+    for n in [0, 1, 5, 200] {
+        let many: Vec<Receipt> = receipts.iter().cycle().take(n).cloned().collect();
+        let (stored, leaves) = super::encode_receipts(&many);
+        assert_eq!(stored, rr_core::codec::encode(&many));
+        assert_eq!(leaves.len(), n);
+    }
+    assert_eq!(ledger.block_receipts(1).unwrap(), Some(receipts));
 }
 
 #[test]
