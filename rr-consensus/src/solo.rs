@@ -84,7 +84,7 @@ pub struct Solo<E> {
     key: ReplicaKey,
     status: Arc<RwLock<EngineStatus>>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    _executor: std::marker::PhantomData<fn() -> E>,
+    executor: Arc<E>,
 }
 
 impl<E> std::fmt::Debug for Solo<E> {
@@ -146,7 +146,7 @@ impl<E: ContractExecutor> Solo<E> {
         let task = tokio::spawn(run(Run {
             receiver,
             ledger: ledger.clone(),
-            executor,
+            executor: executor.clone(),
             clock,
             config,
             head,
@@ -161,7 +161,7 @@ impl<E: ContractExecutor> Solo<E> {
             key,
             status,
             task: tokio::sync::Mutex::new(Some(task)),
-            _executor: std::marker::PhantomData,
+            executor,
         })
     }
 }
@@ -329,6 +329,12 @@ fn execute_group<E: ContractExecutor>(
 }
 
 impl<E: ContractExecutor> ConsensusEngine for Solo<E> {
+    type Executor = E;
+
+    fn executor(&self) -> &Arc<E> {
+        &self.executor
+    }
+
     async fn submit(&self, tx: VerifiedTransaction) -> Result<Receipt, ConsensusError> {
         let sender = self
             .queue

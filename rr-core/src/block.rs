@@ -87,8 +87,15 @@ impl Block {
 
 /// Why a call was refused. The strings of [`ErrorCode::as_str`] are stable:
 /// clients may branch on them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// The native codes are fixed; [`ErrorCode::Policy`] carries a code of an
+/// integrator's own contract policy (see `rr_node::contracts::Policy`), which
+/// travels the same way: in receipts, over HTTP and through the SDK.
+///
+/// In JSON (and every human-readable format) a code is its string; in the
+/// binary (postcard) encoding receipts are hashed in, it is an enum whose
+/// variant indexes never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// The nonce was used before by this signer: a replay.
@@ -122,11 +129,14 @@ pub enum ErrorCode {
     /// whole re-encryption key) on a cluster that tolerates Byzantine
     /// replicas, which its operator has not allowed.
     SingleProxyRefused,
+    /// Refused by a contract policy the operator installed, with the
+    /// policy's own code.
+    Policy(PolicyCode),
 }
 
 impl ErrorCode {
     /// The stable string form, such as `grant_revoked`.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             ErrorCode::ReplayedNonce => "replayed_nonce",
             ErrorCode::InvalidCall => "invalid_call",
@@ -142,6 +152,7 @@ impl ErrorCode {
             ErrorCode::NotReplica => "not_replica",
             ErrorCode::ThresholdTooLow => "threshold_too_low",
             ErrorCode::SingleProxyRefused => "single_proxy_refused",
+            ErrorCode::Policy(code) => code.prefixed(),
         }
     }
 }
@@ -149,34 +160,217 @@ impl ErrorCode {
 impl std::str::FromStr for ErrorCode {
     type Err = DecodeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const ALL: [ErrorCode; 14] = [
-            ErrorCode::ReplayedNonce,
-            ErrorCode::InvalidCall,
-            ErrorCode::UnknownRecord,
-            ErrorCode::UnknownGrant,
-            ErrorCode::RecordExists,
-            ErrorCode::NotOwner,
-            ErrorCode::NotGrantee,
-            ErrorCode::GrantRevoked,
-            ErrorCode::GrantExpired,
-            ErrorCode::PurposeMismatch,
-            ErrorCode::SchemeMismatch,
-            ErrorCode::NotReplica,
-            ErrorCode::ThresholdTooLow,
-            ErrorCode::SingleProxyRefused,
-        ];
-        ALL.into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| DecodeError::Invalid {
-                what: "error code",
-                reason: format!("unknown code {s:?}"),
-            })
+        if let Some(native) = NATIVE_CODES.into_iter().find(|c| c.as_str() == s) {
+            return Ok(native);
+        }
+        let unknown = |reason: String| DecodeError::Invalid {
+            what: "error code",
+            reason: format!("unknown code {s:?}{reason}"),
+        };
+        match s.strip_prefix(PolicyCode::PREFIX) {
+            Some(code) => PolicyCode::new(code)
+                .map(ErrorCode::Policy)
+                .map_err(|e| unknown(format!(": {e}"))),
+            None => Err(unknown(String::new())),
+        }
     }
 }
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The native codes, in variant order.
+const NATIVE_CODES: [ErrorCode; 14] = [
+    ErrorCode::ReplayedNonce,
+    ErrorCode::InvalidCall,
+    ErrorCode::UnknownRecord,
+    ErrorCode::UnknownGrant,
+    ErrorCode::RecordExists,
+    ErrorCode::NotOwner,
+    ErrorCode::NotGrantee,
+    ErrorCode::GrantRevoked,
+    ErrorCode::GrantExpired,
+    ErrorCode::PurposeMismatch,
+    ErrorCode::SchemeMismatch,
+    ErrorCode::NotReplica,
+    ErrorCode::ThresholdTooLow,
+    ErrorCode::SingleProxyRefused,
+];
+
+/// The code of a refusal by an integrator's contract policy: 1 to 32
+/// characters of `[a-z0-9_]`, starting with a letter. As an [`ErrorCode`]
+/// its string is prefixed with `policy.` (`policy.purpose_not_allowed`), so
+/// it can never be taken for a native code or a node's own error code.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PolicyCode {
+    /// Length of the code after the prefix.
+    len: u8,
+    /// `policy.` and the code, zero-padded.
+    bytes: [u8; PolicyCode::PREFIX.len() + PolicyCode::MAX_LEN],
+}
+
+impl PolicyCode {
+    /// Longest code, in bytes (without the prefix).
+    pub const MAX_LEN: usize = 32;
+    /// What a policy code's [`ErrorCode`] string starts with.
+    pub const PREFIX: &'static str = "policy.";
+
+    /// Checks and wraps `code`.
+    pub fn new(code: &str) -> Result<Self, DecodeError> {
+        let invalid = |reason: String| DecodeError::Invalid {
+            what: "policy code",
+            reason,
+        };
+        let b = code.as_bytes();
+        if b.is_empty() || b.len() > Self::MAX_LEN {
+            return Err(invalid(format!(
+                "{code:?}: a policy code is 1 to {} characters long",
+                Self::MAX_LEN
+            )));
+        }
+        if !b[0].is_ascii_lowercase()
+            || !b
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        {
+            return Err(invalid(format!(
+                "{code:?}: a policy code is made of a-z, 0-9 and _, and starts with a letter"
+            )));
+        }
+        let mut bytes = [0u8; Self::PREFIX.len() + Self::MAX_LEN];
+        bytes[..Self::PREFIX.len()].copy_from_slice(Self::PREFIX.as_bytes());
+        bytes[Self::PREFIX.len()..Self::PREFIX.len() + b.len()].copy_from_slice(b);
+        Ok(Self {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The code, as the policy named it (`purpose_not_allowed`).
+    pub fn as_str(&self) -> &str {
+        &self.prefixed()[Self::PREFIX.len()..]
+    }
+
+    /// The code with its prefix (`policy.purpose_not_allowed`): its
+    /// [`ErrorCode`] string.
+    pub fn prefixed(&self) -> &str {
+        // Only ASCII is ever stored (checked in `new`).
+        std::str::from_utf8(&self.bytes[..Self::PREFIX.len() + usize::from(self.len)])
+            .unwrap_or(Self::PREFIX)
+    }
+}
+
+impl std::fmt::Debug for PolicyCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PolicyCode({:?})", self.as_str())
+    }
+}
+
+impl std::fmt::Display for PolicyCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PolicyCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        PolicyCode::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The binary form of [`ErrorCode`]: variant indexes are part of the
+/// ledger's hashed bytes, so variants are only ever added at the end.
+#[derive(Serialize, Deserialize)]
+enum WireCode {
+    ReplayedNonce,
+    InvalidCall,
+    UnknownRecord,
+    UnknownGrant,
+    RecordExists,
+    NotOwner,
+    NotGrantee,
+    GrantRevoked,
+    GrantExpired,
+    PurposeMismatch,
+    SchemeMismatch,
+    NotReplica,
+    ThresholdTooLow,
+    SingleProxyRefused,
+    Policy(PolicyCode),
+}
+
+impl From<ErrorCode> for WireCode {
+    fn from(c: ErrorCode) -> Self {
+        match c {
+            ErrorCode::ReplayedNonce => WireCode::ReplayedNonce,
+            ErrorCode::InvalidCall => WireCode::InvalidCall,
+            ErrorCode::UnknownRecord => WireCode::UnknownRecord,
+            ErrorCode::UnknownGrant => WireCode::UnknownGrant,
+            ErrorCode::RecordExists => WireCode::RecordExists,
+            ErrorCode::NotOwner => WireCode::NotOwner,
+            ErrorCode::NotGrantee => WireCode::NotGrantee,
+            ErrorCode::GrantRevoked => WireCode::GrantRevoked,
+            ErrorCode::GrantExpired => WireCode::GrantExpired,
+            ErrorCode::PurposeMismatch => WireCode::PurposeMismatch,
+            ErrorCode::SchemeMismatch => WireCode::SchemeMismatch,
+            ErrorCode::NotReplica => WireCode::NotReplica,
+            ErrorCode::ThresholdTooLow => WireCode::ThresholdTooLow,
+            ErrorCode::SingleProxyRefused => WireCode::SingleProxyRefused,
+            ErrorCode::Policy(p) => WireCode::Policy(p),
+        }
+    }
+}
+
+impl From<WireCode> for ErrorCode {
+    fn from(c: WireCode) -> Self {
+        match c {
+            WireCode::ReplayedNonce => ErrorCode::ReplayedNonce,
+            WireCode::InvalidCall => ErrorCode::InvalidCall,
+            WireCode::UnknownRecord => ErrorCode::UnknownRecord,
+            WireCode::UnknownGrant => ErrorCode::UnknownGrant,
+            WireCode::RecordExists => ErrorCode::RecordExists,
+            WireCode::NotOwner => ErrorCode::NotOwner,
+            WireCode::NotGrantee => ErrorCode::NotGrantee,
+            WireCode::GrantRevoked => ErrorCode::GrantRevoked,
+            WireCode::GrantExpired => ErrorCode::GrantExpired,
+            WireCode::PurposeMismatch => ErrorCode::PurposeMismatch,
+            WireCode::SchemeMismatch => ErrorCode::SchemeMismatch,
+            WireCode::NotReplica => ErrorCode::NotReplica,
+            WireCode::ThresholdTooLow => ErrorCode::ThresholdTooLow,
+            WireCode::SingleProxyRefused => ErrorCode::SingleProxyRefused,
+            WireCode::Policy(p) => ErrorCode::Policy(p),
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(self.as_str())
+        } else {
+            WireCode::from(*self).serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            WireCode::deserialize(d).map(ErrorCode::from)
+        }
     }
 }
 
@@ -427,6 +621,63 @@ canonical_bytes! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_keep_their_binary_and_text_forms() {
+        // The binary form is hashed into receipts: the variant index of each
+        // native code is what it was before policy codes existed.
+        for (i, code) in NATIVE_CODES.iter().enumerate() {
+            assert_eq!(
+                postcard::to_allocvec(code).unwrap(),
+                vec![i as u8],
+                "{code}"
+            );
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), *code);
+            assert_eq!(code.as_str().parse::<ErrorCode>().unwrap(), *code);
+        }
+        let policy = ErrorCode::Policy(PolicyCode::new("purpose_not_allowed").unwrap());
+        assert_eq!(policy.as_str(), "policy.purpose_not_allowed");
+        let bin = postcard::to_allocvec(&policy).unwrap();
+        assert_eq!(bin[0], NATIVE_CODES.len() as u8);
+        assert_eq!(postcard::from_bytes::<ErrorCode>(&bin).unwrap(), policy);
+        let json = serde_json::to_string(&policy).unwrap();
+        assert_eq!(json, "\"policy.purpose_not_allowed\"");
+        assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), policy);
+        assert_eq!(
+            "policy.purpose_not_allowed".parse::<ErrorCode>().unwrap(),
+            policy
+        );
+    }
+
+    #[test]
+    fn bad_policy_codes_are_refused_with_the_rule() {
+        for bad in [
+            "",
+            "Upper",
+            "9lives",
+            "has-dash",
+            "has space",
+            &"x".repeat(33),
+        ] {
+            let err = PolicyCode::new(bad).unwrap_err().to_string();
+            assert!(err.contains("policy code"), "{bad:?}: {err}");
+            assert!(format!("policy.{bad}").parse::<ErrorCode>().is_err());
+        }
+        // Not a native code and not prefixed: unknown, whatever it looks like.
+        for unknown in ["unauthorized", "made_up", "policy", "policy."] {
+            assert!(unknown.parse::<ErrorCode>().is_err(), "{unknown}");
+        }
+        // A policy may reuse a native code's word: the prefix tells them apart.
+        let own = ErrorCode::Policy(PolicyCode::new("not_owner").unwrap());
+        assert_ne!(own, ErrorCode::NotOwner);
+        assert_eq!(own.as_str().parse::<ErrorCode>().unwrap(), own);
+        // A forged binary code that breaks the rule does not decode.
+        let mut bin = vec![NATIVE_CODES.len() as u8, 3];
+        bin.extend_from_slice(b"A-B");
+        assert!(postcard::from_bytes::<ErrorCode>(&bin).is_err());
+    }
 
     #[test]
     fn garbage_is_refused_by_every_decoder() {

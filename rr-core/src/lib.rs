@@ -70,7 +70,7 @@ pub mod tx;
 
 pub use block::{
     AuditAction, AuditEntry, Block, BlockContext, BlockHeader, CallOutput, ErrorCode, GrantInfo,
-    GrantStatus, Outcome, Receipt, RecordInfo, Refusal,
+    GrantStatus, Outcome, PolicyCode, Receipt, RecordInfo, Refusal,
 };
 pub use call::{
     Call, ConfirmErasure, Grant, Purpose, RegisterRecord, Retrieve, Revoke, SchemeId, Threshold,

@@ -73,6 +73,14 @@ pub struct EngineStatus {
 ///   certificate: `certificate` resolves with it. A single replica signs its
 ///   own (1 of 1) as it commits.
 pub trait ConsensusEngine: Send + Sync + 'static {
+    /// The contract executor blocks are executed with.
+    type Executor: ContractExecutor;
+
+    /// The executor this engine runs: whoever assembles a node reads the
+    /// contract rules from here, so the rules calls are checked against
+    /// before ordering and the rules the ledger executes are one object.
+    fn executor(&self) -> &std::sync::Arc<Self::Executor>;
+
     /// Submits a verified transaction for ordering; resolves with its receipt
     /// once it is committed.
     fn submit(

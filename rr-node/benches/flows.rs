@@ -23,7 +23,7 @@ use rr_core::{
     Call, ContentId, Digest, Grant, PreScheme, Purpose, RecordId, RegisterRecord, Retrieve,
     SchemeId, Threshold, WireEncoding,
 };
-use rr_node::{DevConfig, DevNode, Identity, Node};
+use rr_node::{DevConfig, DevTypes, Identity, Node};
 use rr_pre::Umbral;
 
 /// Flows in flight at once.
@@ -37,7 +37,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn node_flow(node: Arc<Node<DevNode>>, alice: Arc<Identity<Umbral>>, bob: Arc<BobKeys>) {
+async fn node_flow(node: Arc<Node<DevTypes>>, alice: Arc<Identity<Umbral>>, bob: Arc<BobKeys>) {
     let pre = Umbral;
     let mut salt = [0u8; 16];
     OsRng.fill_bytes(&mut salt);

@@ -47,15 +47,15 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use ed25519_dalek::SigningKey;
 use rand_core::{OsRng, RngCore};
-use rr_consensus::{PbftConfig, SystemClock};
+use rr_consensus::SystemClock;
 use rr_core::{
     byte_stream_of, Call, DataKey, GrantId, Purpose, RecordId, Retrieve, SignedTransaction,
 };
-use rr_node::cluster::{ClusterConfig, ClusterNode, Peer};
+use rr_node::cluster::{ClusterConfig, ClusterTypes, Peer};
 use rr_node::http::{self, HttpClient, ServerConfig};
 use rr_node::sealing::SealingKey;
 use rr_node::{
-    collect, Client, DevConfig, DevNode, GrantOptions, Identity, Node, NodeApi, Replicas,
+    collect, Client, DevConfig, DevTypes, GrantOptions, Identity, Node, NodeApi, Replicas,
     RetrieveAnswers,
 };
 use rr_pre::Umbral;
@@ -168,8 +168,8 @@ impl System {
 struct Bench {
     dev: System,
     cluster: System,
-    dev_node: Arc<Node<DevNode>>,
-    replicas: Vec<Arc<Node<ClusterNode<Umbral>>>>,
+    dev_node: Arc<Node<DevTypes>>,
+    replicas: Vec<Arc<Node<ClusterTypes<Umbral>>>>,
     servers: Vec<Served>,
     dir: tempfile::TempDir,
 }
@@ -217,15 +217,12 @@ async fn start(data_dir: Option<&std::path::Path>) -> Result<Bench> {
     }
     let mut replicas = Vec::new();
     for (i, ((key, sealing), listener)) in keys.into_iter().zip(listeners).enumerate() {
-        let config = ClusterConfig {
-            replica: rr_core::ReplicaId(i as u16),
-            data_dir: dir.path().join(format!("replica-{i}")),
-            p2p_listen: peers[i].p2p,
-            peers: peers.clone(),
-            pbft: PbftConfig::default(),
-            max_blob_size: 1 << 30,
-            allow_single_proxy: false,
-        };
+        let mut config = ClusterConfig::new(
+            rr_core::ReplicaId(i as u16),
+            dir.path().join(format!("replica-{i}")),
+            peers.clone(),
+        );
+        config.max_blob_size = 1 << 30;
         let node = Node::open_cluster(config, key, sealing, Umbral, Arc::new(SystemClock))
             .await
             .with_context(|| format!("starting replica {i}"))?;

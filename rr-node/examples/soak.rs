@@ -337,6 +337,38 @@ struct Load {
     op_timeout: Duration,
     clock: Clock,
     sink: Arc<Sink>,
+    /// Key fragments a replica did not take at grant time (it was down,
+    /// paused or catching up), to deliver again in the background, as an
+    /// integrator would (`Client::redeliver`): by flow.
+    redeliver: tokio::sync::mpsc::UnboundedSender<(u64, rr_node::PendingFragment)>,
+    /// Pending fragments queued / delivered later / given up on.
+    queued: AtomicU64,
+    redelivered: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+impl Load {
+    /// Delivers `pending` to its replica, retrying every second until two
+    /// minutes after it was queued; stops early if the grant is no longer
+    /// usable.
+    async fn redeliver(&self, flow: u64, pending: rr_node::PendingFragment, queued: Instant) {
+        let owner = &self.users[(flow as usize) % self.users.len()].owner;
+        let until = queued + Duration::from_secs(120);
+        loop {
+            match owner.redeliver(&pending).await {
+                Ok(()) => {
+                    self.redelivered.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(rr_node::ClientError::Node(rr_node::NodeError::Refused(_))) => break,
+                Err(_) if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
+                Err(_) => break,
+            }
+        }
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Runs `fut` within the operation timeout; errors as strings.
@@ -451,6 +483,10 @@ impl Load {
                 row.tx = Some(g.tx.to_string());
                 row.height = Some(g.certified_at);
                 row.missed = Some(g.pending.len());
+                for p in g.pending {
+                    self.queued.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.redeliver.send((flow, p));
+                }
                 g.grant
             }
             Err(e) => {
@@ -553,6 +589,7 @@ async fn load(args: LoadArgs) -> Result<()> {
     } else {
         args.phase.clone()
     };
+    let (redeliver, mut to_redeliver) = tokio::sync::mpsc::unbounded_channel();
     let load = Arc::new(Load {
         phase: phase.clone(),
         users,
@@ -560,16 +597,67 @@ async fn load(args: LoadArgs) -> Result<()> {
         op_timeout: args.net.op_timeout(),
         clock: Clock::new(),
         sink: sink.clone(),
+        redeliver,
+        queued: AtomicU64::new(0),
+        redelivered: AtomicU64::new(0),
+        abandoned: AtomicU64::new(0),
     });
+    // One worker per replica delivers its pending fragments one at a time,
+    // so a replica that is catching up is not flooded with deliveries.
+    let redeliveries = {
+        let load = load.clone();
+        tokio::spawn(async move {
+            let mut workers: std::collections::HashMap<
+                u16,
+                tokio::sync::mpsc::UnboundedSender<(u64, rr_node::PendingFragment, Instant)>,
+            > = Default::default();
+            let mut tasks = tokio::task::JoinSet::new();
+            while let Some((flow, p)) = to_redeliver.recv().await {
+                let worker = workers.entry(p.replica.0).or_insert_with(|| {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+                        u64,
+                        rr_node::PendingFragment,
+                        Instant,
+                    )>();
+                    let load = load.clone();
+                    tasks.spawn(async move {
+                        while let Some((flow, p, queued)) = rx.recv().await {
+                            load.redeliver(flow, p, queued).await;
+                        }
+                    });
+                    tx
+                });
+                let _ = worker.send((flow, p, Instant::now()));
+            }
+            drop(workers);
+            while tasks.join_next().await.is_some() {}
+        })
+    };
     let result = match (args.find_peak, args.rate) {
         (Some(secs), _) => find_peak(&load, secs, args.concurrency).await,
         (None, Some(rate)) => open_loop(&load, rate, args.seconds, args.max_inflight).await,
         (None, None) => Err(anyhow::anyhow!("give --rate or --find-peak")),
     };
+    // Let the pending fragments reach their replicas (each redelivery
+    // retries for at most two minutes).
+    let waited = Instant::now();
+    while load.redelivered.load(Ordering::Relaxed) + load.abandoned.load(Ordering::Relaxed)
+        < load.queued.load(Ordering::Relaxed)
+        && waited.elapsed() < Duration::from_secs(130)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    redeliveries.abort();
     flusher.abort();
     sink.flush();
     let rows = sink.rows.lock().expect("sink lock").clone();
     eprintln!("{}", brief_summary(&phase, &rows));
+    eprintln!(
+        "phase {phase}: key fragments delivered later {} / given up {} (of {} pending)",
+        load.redelivered.load(Ordering::Relaxed),
+        load.abandoned.load(Ordering::Relaxed),
+        load.queued.load(Ordering::Relaxed)
+    );
     let peak = result?;
     if let Some(p) = peak {
         println!("{p:.3}");

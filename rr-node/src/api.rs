@@ -1,9 +1,13 @@
 //! What a client needs from a node, whether it runs in the same process or
-//! behind HTTP: [`NodeApi`], and the signed [`Authorization`] that queries
-//! about an account's records carry.
+//! behind HTTP: [`NodeApi`], the signed [`Authorization`] that queries
+//! about an account's records carry, and the types both sides speak
+//! ([`NodeError`], [`NodeInfo`], [`Retrieval`]). Built with every feature:
+//! the client and the server both depend on it, and it on neither.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use rr_core::cert::Certificate;
 use rr_core::proof::{CertifiedReceipt, StateAnswer};
@@ -13,7 +17,12 @@ use rr_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
+use rr_core::cert::ReplicaSetInfo;
+use rr_core::proof::SignedFragment;
+use rr_core::{
+    BlobError, ConsensusError, DecodeError, EngineStatus, ErrorCode, PreError, Refusal, SchemeId,
+    SignatureError,
+};
 
 /// How far a query's timestamp may be from the node's clock.
 pub const AUTH_WINDOW: Duration = Duration::from_secs(300);
@@ -347,4 +356,276 @@ mod tests {
         assert_eq!(out[0].as_ref().unwrap().as_ref(), b"bc");
         assert_eq!(out[1].as_ref().unwrap_err().to_string(), "disk on fire");
     }
+}
+
+/// Errors of node operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The transaction bytes do not decode.
+    #[error("malformed transaction: {0}")]
+    BadTransaction(#[from] DecodeError),
+    /// The signature does not verify.
+    #[error(transparent)]
+    BadSignature(#[from] SignatureError),
+    /// The call was ordered and refused; its receipt is on the ledger.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The engine failed.
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+    /// The ledger failed.
+    #[error(transparent)]
+    #[cfg(feature = "server")]
+    Ledger(#[from] rr_storage::LedgerError),
+    /// The key fragment store failed.
+    #[error(transparent)]
+    #[cfg(feature = "server")]
+    Fragments(#[from] crate::fragments::FragmentStoreError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// A proxy re-encryption step failed.
+    #[error(transparent)]
+    Pre(#[from] PreError),
+    /// No such record.
+    #[error("no record {0} on this ledger")]
+    UnknownRecord(RecordId),
+    /// No such grant.
+    #[error("no grant {0} on this ledger")]
+    UnknownGrant(GrantId),
+    /// The delivered fragment does not match the grant's commitment.
+    #[error("the key fragment delivered for grant {grant} does not match the commitment for {replica} on the ledger; it was not stored")]
+    FragmentMismatch {
+        /// The grant.
+        grant: GrantId,
+        /// This replica.
+        replica: ReplicaId,
+    },
+    /// A sealed key fragment did not open with this replica's sealing key.
+    #[error("{replica} cannot take the key fragment of grant {grant}: {source}")]
+    Sealed {
+        /// The grant.
+        grant: GrantId,
+        /// This replica.
+        replica: ReplicaId,
+        /// Why.
+        #[source]
+        source: crate::sealing::SealError,
+    },
+    /// This replica holds no fragment for the grant.
+    #[error("{replica} holds no key fragment for grant {grant}: the granting client has not delivered it (deliver it again), or the grant was revoked")]
+    FragmentMissing {
+        /// The grant.
+        grant: GrantId,
+        /// This replica.
+        replica: ReplicaId,
+    },
+    /// The record uses a scheme this node was not built with.
+    #[error("record {record} uses scheme {found}; this node serves {served}")]
+    SchemeMismatch {
+        /// The record.
+        record: RecordId,
+        /// Its scheme.
+        found: SchemeId,
+        /// The node's scheme.
+        served: SchemeId,
+    },
+    /// The call is not the kind the operation expects.
+    #[error("expected a {expected} call, got a {found} call")]
+    WrongCall {
+        /// Expected call.
+        expected: &'static str,
+        /// Found call.
+        found: &'static str,
+    },
+    /// A query's authorization is missing, malformed, expired or forged.
+    #[error("not authenticated: {0}")]
+    Unauthorized(String),
+    /// The caller is authenticated but may not see or do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Nothing of that kind with that id (a transaction never committed, ...).
+    #[error("{0}")]
+    NotFound(String),
+    /// A remote node answered with an error this client has no variant for.
+    #[error("{message} ({code}, HTTP {status})")]
+    Remote {
+        /// HTTP status.
+        status: u16,
+        /// Stable code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The node could not be reached or answered something unreadable.
+    #[error("{0}")]
+    Transport(String),
+    /// Bad configuration or data directory.
+    #[error("{0}")]
+    Setup(String),
+    /// The replica could not get a quorum's certificate of its state in
+    /// time (fewer than 2f + 1 replicas executed it, or this replica's state
+    /// differs from theirs).
+    #[error("{0}")]
+    Uncertified(String),
+    /// Every replica that answered holds an older state than this client
+    /// has already seen certified: they are behind (restarted from an old
+    /// copy, or cut off), or the ledger was rolled back. Never believed.
+    #[error("no replica answered with state as new as height {seen}, which this client has seen certified (the newest answer was of height {newest}): the replicas are behind (restarted from an old copy, or cut off), or the ledger was rolled back; {detail}")]
+    Stale {
+        /// The newest certified height the client saw.
+        seen: u64,
+        /// The newest height a replica answered with.
+        newest: u64,
+        /// Every replica's failure.
+        detail: String,
+    },
+}
+
+impl From<rr_core::TxError> for NodeError {
+    fn from(e: rr_core::TxError) -> Self {
+        match e {
+            rr_core::TxError::Malformed(d) => NodeError::BadTransaction(d),
+            rr_core::TxError::BadSignature(s) => NodeError::BadSignature(s),
+            other => NodeError::Setup(other.to_string()),
+        }
+    }
+}
+
+impl NodeError {
+    /// The stable refusal code, if the call was refused by the contracts.
+    pub fn refusal_code(&self) -> Option<ErrorCode> {
+        match self {
+            NodeError::Refused(r) => Some(r.code),
+            _ => None,
+        }
+    }
+}
+
+/// What a node tells clients about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// This replica.
+    pub replica: ReplicaId,
+    /// Replicas n.
+    pub replicas: u16,
+    /// Byzantine faults tolerated f.
+    pub faults_tolerated: u16,
+    /// Scheme of new records.
+    pub scheme: SchemeId,
+    /// Every scheme this node serves records of.
+    pub schemes: Vec<SchemeInfo>,
+    /// Ledger status.
+    pub status: EngineStatus,
+    /// The replica set whose certificates this node serves: every replica's
+    /// key, in order (one key for a dev node). A client trusts the set it
+    /// was configured with (a cluster file, or the dev node's key pinned on
+    /// first use), never this field.
+    pub replica_set: ReplicaSetInfo,
+    /// Whether grants of single-proxy schemes (recrypt) are allowed here:
+    /// always on a single dev node, on a cluster only where its operator
+    /// opted in.
+    pub single_proxy_allowed: bool,
+    /// The replica set, in replica order: addresses and public keys
+    /// (replica and sealing). Empty on a single dev node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Peer>,
+}
+
+/// A scheme a node serves, and what its threshold means.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemeInfo {
+    /// Id.
+    pub id: SchemeId,
+    /// Name.
+    pub name: String,
+    /// Whether any one replica can re-encrypt on its own (threshold 1).
+    pub single_proxy: bool,
+    /// What that means, for people.
+    pub note: String,
+}
+
+/// What one replica answers to a retrieval: the retrieval's certified
+/// receipt, the record and grant proven against a certified header of its
+/// state (at or after the receipt), and, if the grant is usable at its head
+/// and it holds its key fragment, its capsule fragment signed with its
+/// replica key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retrieval {
+    /// The retrieval's receipt (allowed or refused), certified.
+    pub receipt: CertifiedReceipt,
+    /// The record and the grant, proven.
+    pub state: StateAnswer,
+    /// This replica's capsule fragment, if it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment: Option<SignedFragment>,
+    /// Why there is no fragment, for people (not proven).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Set when this replica withholds its fragment because the grant is
+    /// not usable at its head or by its clock (revoked, expired), though
+    /// the receipt allowed the retrieval when it was ordered (a retry). A
+    /// client believes it once f + 1 replicas say the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Refusal>,
+}
+
+/// A replica a multi-replica operation went on without, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedReplica {
+    /// The replica.
+    pub replica: ReplicaId,
+    /// What went wrong, for people.
+    pub reason: String,
+}
+
+/// One member of the replica set, as every replica and client configures it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Address replicas reach it on (replica-to-replica TCP).
+    pub p2p: SocketAddr,
+    /// Base URL of its HTTP API, such as `http://127.0.0.1:7701`.
+    pub api: String,
+    /// Its ed25519 replica key, hex (it signs every protocol message).
+    pub public_key: String,
+    /// Its X25519 sealing key, hex: clients seal its key fragments to it.
+    pub sealing_key: String,
+}
+
+impl Peer {
+    /// The replica key, decoded.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, NodeError> {
+        let bytes: [u8; 32] = hex::decode(&self.public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                NodeError::Setup(format!(
+                    "peer {}: public_key is not 64 hex digits (32 bytes)",
+                    self.p2p
+                ))
+            })?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| {
+            NodeError::Setup(format!(
+                "peer {}: public_key is not a valid ed25519 key",
+                self.p2p
+            ))
+        })
+    }
+}
+
+/// The replica set of `peers`, in order.
+pub fn replica_set_of(
+    peers: impl IntoIterator<Item = Peer>,
+) -> Result<rr_core::cert::ReplicaSetInfo, NodeError> {
+    let keys = peers
+        .into_iter()
+        .map(|p| {
+            p.verifying_key()
+                .map(|k| rr_core::AccountId::from_verifying_key(&k))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rr_core::cert::ReplicaSetInfo::new(keys)
+        .map_err(|e| NodeError::Setup(format!("replica set: {e}")))
 }

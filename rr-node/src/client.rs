@@ -44,12 +44,16 @@ use rr_core::{
     WireEncoding,
 };
 use rr_pre::envelope::{self, EnvelopeError, DEFAULT_CHUNK_SIZE};
-use rr_pre::{Recrypt, Umbral};
+#[cfg(feature = "recrypt")]
+use rr_pre::Recrypt;
+use rr_pre::Umbral;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::api::Authorization;
-use crate::node::{Node, NodeError, NodeTypes};
+use crate::api::NodeError;
+#[cfg(feature = "server")]
+use crate::node::{Node, NodeTypes};
 use crate::replicas::{Replicas, RetrieveAnswers};
 
 /// Errors of client operations.
@@ -297,7 +301,7 @@ impl<P: PreScheme> Identity<P> {
                         verified.push(v);
                         report.used.push(f.replica);
                     }
-                    Err(e) => report.skipped.push(crate::node::SkippedReplica {
+                    Err(e) => report.skipped.push(crate::api::SkippedReplica {
                         replica: f.replica,
                         reason: format!("its capsule fragment failed verification: {e}"),
                     }),
@@ -382,8 +386,15 @@ impl<P: PreScheme> Identity<P> {
 }
 
 /// The schemes a client of this build can use. A [`RootIdentity`] has a
-/// master secret, and its [`PublicCard`] a public key, for each.
-pub const CLIENT_SCHEMES: [SchemeId; 2] = [SchemeId::UMBRAL, SchemeId::RECRYPT];
+/// master secret, and its [`PublicCard`] a public key, for each: Umbral,
+/// and recrypt when the `recrypt` feature is on.
+#[cfg(feature = "recrypt")]
+pub const CLIENT_SCHEMES: &[SchemeId] = &[SchemeId::UMBRAL, SchemeId::RECRYPT];
+/// The schemes a client of this build can use. A [`RootIdentity`] has a
+/// master secret, and its [`PublicCard`] a public key, for each: Umbral,
+/// and recrypt when the `recrypt` feature is on.
+#[cfg(not(feature = "recrypt"))]
+pub const CLIENT_SCHEMES: &[SchemeId] = &[SchemeId::UMBRAL];
 
 /// An identity's secrets, for every scheme at once: the ed25519 signing key
 /// and a 32-byte root seed. Each scheme's PRE master secret is derived from
@@ -400,6 +411,7 @@ pub struct RootIdentity {
 }
 
 /// Where a [`RootIdentity`]'s master secrets come from.
+#[cfg_attr(not(feature = "keystore"), allow(dead_code))]
 pub(crate) enum Seeds {
     /// The root seed every scheme's master secret is derived from.
     Root(Zeroizing<[u8; 32]>),
@@ -443,6 +455,7 @@ impl RootIdentity {
     /// An identity with one scheme's master secret (a version 1 key file).
     /// Refuses a scheme this build's clients cannot use and bytes that are
     /// not a master secret of the scheme.
+    #[cfg_attr(not(feature = "keystore"), allow(dead_code))]
     pub(crate) fn from_single_scheme(
         signing: &[u8; 32],
         scheme: SchemeId,
@@ -450,11 +463,12 @@ impl RootIdentity {
     ) -> Result<Self, String> {
         let decodes = match scheme {
             SchemeId::UMBRAL => Umbral.master_from_bytes(master).map(drop),
+            #[cfg(feature = "recrypt")]
             SchemeId::RECRYPT => Recrypt.master_from_bytes(master).map(drop),
             other => {
                 return Err(format!(
                     "it holds a key for scheme {other}, which this build cannot use (it uses {})",
-                    scheme_names(&CLIENT_SCHEMES)
+                    scheme_names(CLIENT_SCHEMES)
                 ))
             }
         };
@@ -469,6 +483,7 @@ impl RootIdentity {
     }
 
     /// The signing key's bytes and the seeds, for the keystore.
+    #[cfg_attr(not(feature = "keystore"), allow(dead_code))]
     pub(crate) fn secrets(&self) -> (Zeroizing<[u8; 32]>, &Seeds) {
         (Zeroizing::new(self.signing.to_bytes()), &self.seeds)
     }
@@ -555,6 +570,7 @@ impl RootIdentity {
             }
         };
         add(Umbral::ID, self.public_key_hex(&Umbral));
+        #[cfg(feature = "recrypt")]
         add(Recrypt::ID, self.public_key_hex(&Recrypt));
         card.expect("an identity has a key for at least one scheme")
             .signed(&self.signing)
@@ -793,7 +809,7 @@ impl TryFrom<CardJson> for PublicCard {
         if keys.is_empty() {
             return Err(format!(
                 "it has no key of a scheme this build knows ({})",
-                scheme_names(&CLIENT_SCHEMES)
+                scheme_names(CLIENT_SCHEMES)
             ));
         }
         let signature = json
@@ -857,7 +873,7 @@ pub struct RetrieveReport {
     pub used: Vec<rr_core::ReplicaId>,
     /// Replicas skipped (down, refused, or a fragment that failed
     /// verification), and why.
-    pub skipped: Vec<crate::node::SkippedReplica>,
+    pub skipped: Vec<crate::api::SkippedReplica>,
     /// The retrieval's transaction.
     #[serde(default)]
     pub tx: TxId,
@@ -922,6 +938,8 @@ impl<P: PreScheme> Client<P> {
 
     /// A client for `identity` on a node in this process (trusting the
     /// node's own replica set: it is in the same process).
+    #[cfg(feature = "server")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
     pub fn in_process<T: NodeTypes<Pre = P>>(node: &Arc<Node<T>>, identity: Identity<P>) -> Self {
         let replicas = Replicas::new(
             vec![node.clone() as Arc<dyn crate::api::NodeApi>],
@@ -1404,6 +1422,225 @@ impl<P: PreScheme> Client<P> {
         let account = self.account();
         let auth = self.authorize(Authorization::listing_scope(&account));
         Ok(self.replicas.listing(account, auth).await?.value)
+    }
+}
+
+/// One client for every scheme this build has (Umbral, and recrypt with
+/// the `recrypt` feature), acting as one [`RootIdentity`]. Records carry
+/// their scheme: a grant, retrieval or read of a record dispatches to the
+/// client of that record's scheme, read from certified state, so an app
+/// never has to know a record's scheme beforehand. New records use the
+/// default scheme (Umbral unless [`AnyClient::with_default_scheme`] says
+/// otherwise).
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use rr_core::{byte_stream_of, Purpose, SchemeId};
+/// use rr_node::{collect, AnyClient, DevConfig, GrantOptions, Node, Replicas, RootIdentity};
+///
+/// let dir = tempfile::tempdir()?;
+/// let node = Node::open_dev(DevConfig::new(dir.path())).await?;
+/// let replicas = || Replicas::single(node.clone(), node.replica_set().keys()[0]);
+/// let alice = AnyClient::new(replicas()?, &RootIdentity::generate())?
+///     .with_default_scheme(SchemeId::RECRYPT)?;
+/// let bob = AnyClient::new(replicas()?, &RootIdentity::generate())?;
+/// let put = alice.put(byte_stream_of(b"allergies: none".to_vec()), "text/plain").await?;
+/// let treatment = Purpose::new("treatment")?;
+/// let options = GrantOptions { purpose: treatment.clone(), expires_at: None, threshold: None };
+/// let grant = alice.grant(put.record_id, &bob.card(), options).await?;
+/// // Bob does not say which scheme: the record does.
+/// assert_eq!(collect(bob.retrieve(grant, treatment).await?).await?, b"allergies: none");
+/// node.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AnyClient {
+    umbral: Option<Client<Umbral>>,
+    #[cfg(feature = "recrypt")]
+    recrypt: Option<Client<Recrypt>>,
+    default_scheme: SchemeId,
+    card: PublicCard,
+}
+
+impl std::fmt::Debug for AnyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyClient")
+            .field("account", &self.card.account)
+            .field("schemes", &self.schemes())
+            .field("default_scheme", &self.default_scheme)
+            .finish()
+    }
+}
+
+/// Runs `$body` with `$c` bound to the typed client of `$scheme`.
+macro_rules! dispatch {
+    ($self:expr, $scheme:expr, $c:ident => $body:expr) => {{
+        let scheme: SchemeId = $scheme;
+        match scheme {
+            SchemeId::UMBRAL if $self.umbral.is_some() => {
+                let $c = $self.umbral.as_ref().expect("checked");
+                $body
+            }
+            #[cfg(feature = "recrypt")]
+            SchemeId::RECRYPT if $self.recrypt.is_some() => {
+                let $c = $self.recrypt.as_ref().expect("checked");
+                $body
+            }
+            other => Err($self.no_scheme(other)),
+        }
+    }};
+}
+
+impl AnyClient {
+    /// A client of `replicas` for every scheme `identity` has a key for.
+    pub fn new(replicas: Replicas, identity: &RootIdentity) -> Result<Self, ClientError> {
+        let umbral = identity
+            .for_scheme(&Umbral)
+            .ok()
+            .map(|id| Client::new(replicas.clone(), Arc::new(Umbral), id));
+        #[cfg(feature = "recrypt")]
+        let recrypt = identity
+            .for_scheme(&Recrypt)
+            .ok()
+            .map(|id| Client::new(replicas.clone(), Arc::new(Recrypt), id));
+        let default_scheme = identity.schemes()[0];
+        Ok(Self {
+            umbral,
+            #[cfg(feature = "recrypt")]
+            recrypt,
+            default_scheme,
+            card: identity.card(),
+        })
+    }
+
+    /// The same client, making new records of `scheme`.
+    pub fn with_default_scheme(mut self, scheme: SchemeId) -> Result<Self, ClientError> {
+        if !self.schemes().contains(&scheme) {
+            return Err(self.no_scheme(scheme));
+        }
+        self.default_scheme = scheme;
+        Ok(self)
+    }
+
+    /// The schemes this client has keys for.
+    pub fn schemes(&self) -> Vec<SchemeId> {
+        let mut out = Vec::new();
+        if self.umbral.is_some() {
+            out.push(SchemeId::UMBRAL);
+        }
+        #[cfg(feature = "recrypt")]
+        if self.recrypt.is_some() {
+            out.push(SchemeId::RECRYPT);
+        }
+        out
+    }
+
+    fn no_scheme(&self, scheme: SchemeId) -> ClientError {
+        ClientError::NoSchemeKey {
+            account: self.card.account,
+            scheme,
+            available: self.schemes(),
+        }
+    }
+
+    /// The account.
+    pub fn account(&self) -> AccountId {
+        self.card.account
+    }
+
+    /// The public card others grant to: one key per scheme.
+    pub fn card(&self) -> PublicCard {
+        self.card.clone()
+    }
+
+    /// The scheme of `record`, from certified state.
+    pub async fn scheme_of(&self, record: RecordId) -> Result<SchemeId, ClientError> {
+        let any = self.any()?;
+        Ok(any.certified_record(record).await?.scheme)
+    }
+
+    /// Some typed client: for what only the account key signs (revocations,
+    /// audit trails, listings), where no PRE key is involved.
+    fn any(&self) -> Result<&dyn AccountCalls, ClientError> {
+        if let Some(c) = &self.umbral {
+            return Ok(c);
+        }
+        #[cfg(feature = "recrypt")]
+        if let Some(c) = &self.recrypt {
+            return Ok(c);
+        }
+        Err(self.no_scheme(self.default_scheme))
+    }
+
+    /// Encrypts and registers a record of the default scheme.
+    pub async fn put(&self, data: ByteStream, media_type: &str) -> Result<PutOutcome, ClientError> {
+        dispatch!(self, self.default_scheme, c => c.put(data, media_type).await)
+    }
+
+    /// Grants `grantee` access to `record`, with the record's scheme.
+    pub async fn grant(
+        &self,
+        record: RecordId,
+        grantee: &PublicCard,
+        options: GrantOptions,
+    ) -> Result<GrantId, ClientError> {
+        let scheme = self.scheme_of(record).await?;
+        dispatch!(self, scheme, c => c.grant(record, grantee, options).await)
+    }
+
+    /// Retrieves and decrypts a record through a grant made to this
+    /// client, with the record's scheme.
+    pub async fn retrieve(
+        &self,
+        grant: GrantId,
+        purpose: Purpose,
+    ) -> Result<ByteStream, ClientError> {
+        let any = self.any()?;
+        let info = any.certified_grant(grant).await?;
+        let scheme = any.certified_record(info.record).await?.scheme;
+        dispatch!(self, scheme, c => c.retrieve(grant, purpose).await)
+    }
+
+    /// Reads a record this client owns, with the record's scheme.
+    pub async fn read_own(&self, record: RecordId) -> Result<ByteStream, ClientError> {
+        let scheme = self.scheme_of(record).await?;
+        dispatch!(self, scheme, c => c.read_own(record).await)
+    }
+
+    /// Revokes a grant (any scheme: only the account key signs).
+    pub async fn revoke(&self, grant: GrantId) -> Result<(), ClientError> {
+        self.any()?.revoke_grant(grant).await
+    }
+
+    /// A record's audit trail, certified (owner only).
+    pub async fn audit(&self, record: RecordId) -> Result<Vec<AuditEntry>, ClientError> {
+        self.any()?.audit_trail(record).await
+    }
+}
+
+/// What every typed client does the same way, whatever its scheme.
+#[async_trait::async_trait]
+trait AccountCalls: Send + Sync {
+    async fn certified_record(&self, record: RecordId) -> Result<RecordInfo, ClientError>;
+    async fn certified_grant(&self, grant: GrantId) -> Result<GrantInfo, ClientError>;
+    async fn revoke_grant(&self, grant: GrantId) -> Result<(), ClientError>;
+    async fn audit_trail(&self, record: RecordId) -> Result<Vec<AuditEntry>, ClientError>;
+}
+
+#[async_trait::async_trait]
+impl<P: PreScheme> AccountCalls for Client<P> {
+    async fn certified_record(&self, record: RecordId) -> Result<RecordInfo, ClientError> {
+        Client::certified_record(self, record).await
+    }
+    async fn certified_grant(&self, grant: GrantId) -> Result<GrantInfo, ClientError> {
+        Client::certified_grant(self, grant).await
+    }
+    async fn revoke_grant(&self, grant: GrantId) -> Result<(), ClientError> {
+        self.revoke(grant).await
+    }
+    async fn audit_trail(&self, record: RecordId) -> Result<Vec<AuditEntry>, ClientError> {
+        self.audit(record).await
     }
 }
 

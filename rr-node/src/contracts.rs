@@ -1,15 +1,19 @@
 //! The native contracts: register, grant, retrieve, revoke, with an audit trail.
 
 use rr_core::state::{keys, CountKind};
+use std::sync::Arc;
+
 use rr_core::{
-    AuditAction, AuditEntry, BlockContext, Call, CallOutput, ContractExecutor, ErrorCode,
-    Execution, ExecutionError, GrantId, GrantInfo, GrantStatus, Outcome, Overlay, Purpose, Receipt,
-    RecordId, RecordInfo, Refusal, SchemeId, StateError, StateRead, Table, VerifiedTransaction,
+    AccountId, AuditAction, AuditEntry, BlockContext, Call, CallOutput, ContractExecutor,
+    ErrorCode, Execution, ExecutionError, GrantId, GrantInfo, GrantStatus, Outcome, Overlay,
+    PolicyCode, Purpose, Receipt, RecordId, RecordInfo, Refusal, SchemeId, StateError, StateRead,
+    Table, VerifiedTransaction,
 };
 
 /// Limits on what a call may carry, so the ledger stays small and no call can
 /// make a replica allocate without bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ContractLimits {
     /// Largest record or grantee PRE public key, in bytes.
     pub max_key_bytes: usize,
@@ -33,8 +37,10 @@ impl Default for ContractLimits {
 }
 
 /// Configuration of the contracts. Part of the replicated state machine: every
-/// replica must run with the same values.
+/// replica must run with the same values. Start from
+/// [`ContractsConfig::default`] (one replica, Umbral) and set what differs.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ContractsConfig {
     /// Number of replicas n: every grant carries exactly n fragment commitments.
     pub replicas: u16,
@@ -109,21 +115,325 @@ impl ContractsConfig {
 ///   of their own, so a proof of a listing proves it complete;
 /// - every call on an existing record, refused ones included, appends an audit
 ///   entry (who, what, when, purpose, outcome) to that record's trail.
+///
+/// Policies added with [`NativeContracts::with_policy`] run first, on every
+/// register, grant and retrieve call whose nonce is fresh, in the order they
+/// were added; the first refusal wins and is booked like any other (see
+/// [`Policy`]).
 #[derive(Clone, Debug, Default)]
 pub struct NativeContracts {
     config: ContractsConfig,
+    policies: Policies,
+}
+
+/// Contract policies, in the order they run (see [`Policy`]): what
+/// `DevConfig` and `ClusterConfig` carry to the node's contracts.
+#[derive(Clone, Default)]
+pub struct Policies(Vec<Arc<dyn Policy>>);
+
+impl Policies {
+    /// No policies: the native contracts alone.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// These policies and `policy` after them.
+    pub fn with(mut self, policy: impl Policy) -> Self {
+        self.0.push(Arc::new(policy));
+        self
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Policies({})", self.0.len())
+    }
 }
 
 impl NativeContracts {
     /// Contracts with `config`.
     pub fn new(config: ContractsConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            policies: Policies::default(),
+        }
     }
 
     /// The configuration.
     pub fn config(&self) -> &ContractsConfig {
         &self.config
     }
+
+    /// These contracts with `policy` in front of them (after any added
+    /// before): like a tower `Layer`, it sees each call first and may refuse
+    /// it with its own code; the native rules run only on what it allows.
+    ///
+    /// Every replica must run the same policies, as it runs the same
+    /// configuration: a policy is part of the replicated state machine.
+    pub fn with_policy(mut self, policy: impl Policy) -> Self {
+        self.policies = self.policies.with(policy);
+        self
+    }
+
+    /// These contracts with `policies` in front of them (after any added
+    /// before).
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies.0.extend(policies.0);
+        self
+    }
+
+    /// The installed policies.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// The first refusal of the installed policies, if any.
+    fn policy_refusal(
+        &self,
+        state: &dyn StateRead,
+        ctx: &BlockContext,
+        tx: &VerifiedTransaction,
+    ) -> Result<Option<Refusal>, StateError> {
+        if !PolicyCall::is_subject(tx) {
+            return Ok(None);
+        }
+        let call = PolicyCall {
+            tx,
+            block: *ctx,
+            state,
+        };
+        for p in &self.policies.0 {
+            if let Verdict::Refuse(r) = p.check(&call)? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A rule of an integrator's own, checked before the native contracts: a
+/// purpose allow-list, office hours for some grantees, a cap on grants per
+/// record. Install it with [`NativeContracts::with_policy`].
+///
+/// A policy sees register, grant and retrieve calls (never revocations or
+/// erasure confirmations: taking access back is the owner's right, not a
+/// policy decision), after the signature and nonce checks, with the state as
+/// the block's earlier calls left it. A refusal is booked like the native
+/// ones: the call's nonce is spent, an entry with the refusal's code is
+/// appended to the audit trail of the record the call concerns (if it
+/// exists), and the refused receipt carries [`ErrorCode::Policy`] with the
+/// policy's code, which clients see over HTTP and in the SDK as it is.
+///
+/// A policy is part of the replicated state machine: it must be a pure
+/// function of the call, the state and the block context (no clocks, files,
+/// randomness or network), and every replica must run the same policies,
+/// or replicas disagree and the ledger stops.
+///
+/// ```
+/// use rr_core::{Call, PolicyCode, Refusal};
+/// use rr_node::contracts::{NativeContracts, Policy, PolicyCall, Verdict};
+///
+/// /// Grants only for treatment or research.
+/// struct Purposes(PolicyCode);
+///
+/// impl Policy for Purposes {
+///     fn check(&self, call: &PolicyCall<'_>) -> Result<Verdict, rr_core::StateError> {
+///         Ok(match call.call() {
+///             Call::Grant(g) if !matches!(g.purpose.as_str(), "treatment" | "research") => {
+///                 Verdict::refuse(self.0, format!("purpose \"{}\" is not allowed here", g.purpose))
+///             }
+///             _ => Verdict::Allow,
+///         })
+///     }
+/// }
+///
+/// let contracts = NativeContracts::default()
+///     .with_policy(Purposes(PolicyCode::new("purpose_not_allowed").unwrap()));
+/// ```
+pub trait Policy: Send + Sync + 'static {
+    /// Allows or refuses `call`. An `Err` means the state could not be read
+    /// (the engine stops rather than skip the block), never a refusal.
+    fn check(&self, call: &PolicyCall<'_>) -> Result<Verdict, StateError>;
+}
+
+impl<F> Policy for F
+where
+    F: Fn(&PolicyCall<'_>) -> Result<Verdict, StateError> + Send + Sync + 'static,
+{
+    fn check(&self, call: &PolicyCall<'_>) -> Result<Verdict, StateError> {
+        self(call)
+    }
+}
+
+/// A policy's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The native contracts decide.
+    Allow,
+    /// Refused, with this refusal (its code is usually
+    /// [`ErrorCode::Policy`]).
+    Refuse(Refusal),
+}
+
+impl Verdict {
+    /// A refusal with the policy's own `code` and a message that says what
+    /// to do.
+    pub fn refuse(code: PolicyCode, message: impl Into<String>) -> Self {
+        Verdict::Refuse(Refusal {
+            code: ErrorCode::Policy(code),
+            message: message.into(),
+        })
+    }
+}
+
+/// One call as a [`Policy`] sees it: verified (signature and nonce), with
+/// the state as the block's earlier calls left it.
+pub struct PolicyCall<'a> {
+    tx: &'a VerifiedTransaction,
+    block: BlockContext,
+    state: &'a dyn StateRead,
+}
+
+impl<'a> PolicyCall<'a> {
+    fn is_subject(tx: &VerifiedTransaction) -> bool {
+        matches!(
+            tx.body().call,
+            Call::RegisterRecord(_) | Call::Grant(_) | Call::Retrieve(_)
+        )
+    }
+
+    /// The signed transaction.
+    pub fn tx(&self) -> &'a VerifiedTransaction {
+        self.tx
+    }
+
+    /// The call.
+    pub fn call(&self) -> &'a Call {
+        &self.tx.body().call
+    }
+
+    /// Who signed it.
+    pub fn signer(&self) -> AccountId {
+        self.tx.signer()
+    }
+
+    /// The block being executed (height and block time: the only clock a
+    /// policy may use).
+    pub fn block(&self) -> BlockContext {
+        self.block
+    }
+
+    /// The state before this call.
+    pub fn state(&self) -> &'a dyn StateRead {
+        self.state
+    }
+
+    /// A record, from the state.
+    pub fn record(&self, id: &RecordId) -> Result<Option<RecordInfo>, StateError> {
+        get_record(self.state, id)
+    }
+
+    /// A grant, from the state.
+    pub fn grant(&self, id: &GrantId) -> Result<Option<GrantInfo>, StateError> {
+        get_grant(self.state, id)
+    }
+}
+
+impl std::fmt::Debug for PolicyCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyCall")
+            .field("tx", &self.tx.id())
+            .field("call", &self.tx.body().call.name())
+            .field("block", &self.block)
+            .finish()
+    }
+}
+
+/// The record a call concerns and how its audit entry reads, if the record
+/// exists: what a refusal of the call appends to.
+type AuditSubject = (RecordId, AuditAction, Option<GrantId>, Option<Purpose>);
+
+fn audit_subject(
+    state: &dyn StateRead,
+    tx: &VerifiedTransaction,
+) -> Result<Option<AuditSubject>, StateError> {
+    let grant_record = |id: &GrantId| -> Result<Option<(RecordId, GrantId)>, StateError> {
+        Ok(get_grant(state, id)?.map(|g| (g.record, g.id)))
+    };
+    Ok(match &tx.body().call {
+        Call::RegisterRecord(c) => {
+            let id = RecordId::derive(&tx.signer(), &c.salt);
+            get_record(state, &id)?.map(|r| (r.id, AuditAction::Register, None, None))
+        }
+        Call::Grant(c) => get_record(state, &c.record)?
+            .map(|r| (r.id, AuditAction::Grant, None, Some(c.purpose.clone()))),
+        Call::Retrieve(c) => grant_record(&c.grant)?
+            .map(|(r, g)| (r, AuditAction::Retrieve, Some(g), Some(c.purpose.clone()))),
+        Call::Revoke(c) => {
+            grant_record(&c.grant)?.map(|(r, g)| (r, AuditAction::Revoke, Some(g), None))
+        }
+        Call::ConfirmErasure(c) => {
+            grant_record(&c.grant)?.map(|(r, g)| (r, AuditAction::ConfirmErasure, Some(g), None))
+        }
+        _ => None,
+    })
+}
+
+/// The bookkeeping of a refused call, for a [`ContractExecutor`] of your
+/// own: spends the call's nonce (a refused call cannot be replayed) and
+/// appends an audit entry with the refusal's code to the trail of the record
+/// the call concerns (if it exists). Writes go to `state`; the receipt to
+/// put at `index` of the block is returned. A call whose nonce was spent
+/// already is a replay: it gets a `replayed_nonce` receipt and no audit
+/// entry, whatever `refusal` says.
+pub fn refuse_call<'s>(
+    state: &mut Overlay<'s, dyn StateRead + 's>,
+    ctx: &BlockContext,
+    index: u32,
+    tx: &VerifiedTransaction,
+    refusal: Refusal,
+) -> Result<Receipt, StateError> {
+    let nonce_key = keys::nonce(&tx.signer(), tx.body().nonce);
+    let outcome = if state.get(Table::Nonces, &nonce_key)?.is_some() {
+        Outcome::Refused(replayed(tx))
+    } else {
+        state.writes.put(Table::Nonces, nonce_key, vec![]);
+        let mut step = Step {
+            audit: audit_subject(&*state, tx)?,
+            state,
+            ctx: *ctx,
+            tx,
+        };
+        step.append_audit(Some(refusal.code))?;
+        Outcome::Refused(refusal)
+    };
+    Ok(Receipt {
+        tx: tx.id(),
+        context: *ctx,
+        index,
+        outcome,
+    })
+}
+
+fn replayed(tx: &VerifiedTransaction) -> Refusal {
+    refuse(
+        ErrorCode::ReplayedNonce,
+        format!(
+            "nonce {} was already used by account {}: this call is a replay and was ignored",
+            tx.body().nonce,
+            tx.signer()
+        ),
+    )
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -563,14 +873,11 @@ impl ContractExecutor for NativeContracts {
         for (index, tx) in txs.iter().enumerate() {
             let nonce_key = keys::nonce(&tx.signer(), tx.body().nonce);
             let outcome = if overlay.get(Table::Nonces, &nonce_key)?.is_some() {
-                Outcome::Refused(refuse(
-                    ErrorCode::ReplayedNonce,
-                    format!(
-                        "nonce {} was already used by account {}: this call is a replay and was ignored",
-                        tx.body().nonce,
-                        tx.signer()
-                    ),
-                ))
+                Outcome::Refused(replayed(tx))
+            } else if let Some(refusal) = self.policy_refusal(&overlay, ctx, tx)? {
+                let receipt = refuse_call(&mut overlay, ctx, index as u32, tx, refusal)?;
+                receipts.push(receipt);
+                continue;
             } else {
                 // The nonce is spent whatever the outcome, so a refused call
                 // cannot be replayed to flood the audit trail.

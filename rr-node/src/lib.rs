@@ -1,16 +1,38 @@
 //! # rr-node: the Resilient Records node and client
 //!
+//! The server side (feature `server`):
+//!
+//! - [`node`]: [`Node`], generic over [`NodeTypes`] (engine, PRE scheme, blob
+//!   store), assembled from parts that are checked to agree; [`DevNode`], the
+//!   embedded default: one replica, Umbral (or another scheme:
+//!   `DevTypes<Recrypt>`) as the scheme of new records, a filesystem blob
+//!   store (or yours: [`Node::open_dev_with_blobs`]) and redb, in one data
+//!   directory.
+//! - [`cluster`]: [`ClusterReplica`], one replica of a PBFT cluster, over TCP
+//!   or any [`rr_consensus::Network`]; [`local_cluster`]: [`LocalCluster`], a
+//!   whole cluster in one process.
 //! - [`contracts`]: the native contracts ([`NativeContracts`]), a
 //!   deterministic [`rr_core::ContractExecutor`]: register, grant, retrieve,
-//!   revoke, with purpose of use, expiry and an audit trail.
-//! - [`node`]: [`Node`], generic over [`NodeTypes`] (engine, PRE scheme,
-//!   executor, blob store), and [`DevNode`], the embedded default: one replica,
-//!   Umbral (or another scheme: `DevNode<Recrypt>`) as the scheme of new
-//!   records, a filesystem blob store and redb, in one data directory.
-//! - [`client`]: [`RootIdentity`] (one person's keys for every scheme),
-//!   [`Identity`], [`PublicCard`] and [`Client`], which run the flows with
-//!   all plaintext and secret keys in the caller's process.
+//!   revoke, with purpose of use, expiry and an audit trail; [`Policy`]: your
+//!   own rules in front of them.
 //! - [`fragments`]: the replica's own key fragment store, never replicated.
+//!
+//! The client side (feature `client`, which needs neither axum, redb nor
+//! clap):
+//!
+//! - [`client`]: [`RootIdentity`] (one person's keys for every scheme),
+//!   [`Identity`], [`PublicCard`], [`Client`] (one scheme) and [`AnyClient`]
+//!   (every scheme, dispatching on the record's), which run the flows with
+//!   all plaintext and secret keys in the caller's process.
+//! - [`replicas`]: [`Replicas`], a replica set whose every answer is checked
+//!   against the keys the client trusts; [`http`]: the HTTP API's client
+//!   (and, with `server`, its server); [`receipt`]: offline receipts.
+//!
+//! Shared: [`api`] (the [`NodeApi`] both sides speak and its types),
+//! [`peers`] (`cluster.json`), [`sealing`] (key fragments sealed to one
+//! replica). Feature `keystore` adds the encrypted keystore, `cli` the
+//! binaries, `recrypt` the recrypt scheme, `testing` the conformance suite
+//! `testing::ExecutorSuite` (see the README for what each pulls in).
 //!
 //! Linking umbral-pre (GPL-3.0-only) makes this crate AGPL-3.0-only.
 //!
@@ -60,29 +82,72 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod api;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod cluster;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod contracts;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod fragments;
 pub mod http;
+#[cfg(feature = "keystore")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keystore")))]
 pub mod keystore;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod local_cluster;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod node;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod node_key;
+pub mod peers;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod receipt;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod replicas;
 pub mod sealing;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
-pub use api::{skip_prefix, Authorization, FragmentDelivery, NodeApi, OffsetPastEnd};
+pub use api::{
+    skip_prefix, Authorization, FragmentDelivery, NodeApi, NodeError, NodeInfo, OffsetPastEnd,
+    Peer, Retrieval, SchemeInfo, SkippedReplica,
+};
+#[cfg(feature = "client")]
 pub use client::{
-    collect, write_stream_to_file, Client, ClientError, GrantOptions, GrantReport, Identity,
-    PendingFragment, PublicCard, PutOutcome, RetrieveReport, RevokeReport, RootIdentity,
+    collect, write_stream_to_file, AnyClient, Client, ClientError, GrantOptions, GrantReport,
+    Identity, PendingFragment, PublicCard, PutOutcome, RetrieveReport, RevokeReport, RootIdentity,
     CLIENT_SCHEMES, ERASURE_WAIT,
 };
-pub use cluster::{ClusterConfig, ClusterFile, ClusterNode};
-pub use contracts::{ContractLimits, ContractsConfig, NativeContracts};
-pub use node::{
-    DevConfig, DevNode, Node, NodeError, NodeInfo, NodeParts, NodeTypes, Retrieval, SkippedReplica,
+#[cfg(feature = "server")]
+pub use cluster::{ClusterConfig, ClusterReplica, ClusterTypes};
+#[cfg(feature = "server")]
+pub use contracts::{
+    refuse_call, ContractLimits, ContractsConfig, NativeContracts, Policies, Policy, PolicyCall,
+    Verdict,
 };
+#[cfg(feature = "server")]
+pub use local_cluster::LocalCluster;
+#[cfg(feature = "server")]
+pub use node::{DevConfig, DevNode, DevTypes, Node, NodeParts, NodeTypes};
+pub use peers::{ClusterFile, ClusterMember};
+#[cfg(feature = "client")]
 pub use replicas::{Replicas, RetrieveAnswers, Submitted, Verified};
+// One async style per trait family (see each trait's docs): the traits a
+// node is assembled from use `impl Future` (static dispatch), the ones a
+// client holds as `Arc<dyn _>` (`NodeApi`, `BlobStore`) use `async_trait`,
+// re-exported so an implementation needs no dependency of its own.
+pub use async_trait::async_trait;

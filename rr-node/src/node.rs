@@ -9,31 +9,37 @@ use rr_core::cert::{Certificate, ReplicaSetInfo};
 use rr_core::proof::{CertifiedReceipt, ProvenEntry, SignedFragment, StateAnswer};
 use rr_core::state::{keys, CountKind};
 use rr_core::{
-    AccountId, AuditEntry, BlobError, BlobStore, BlockContext, CallOutput, ConsensusEngine,
-    ConsensusError, ContractExecutor, DecodeError, Digest, EngineStatus, ErrorCode, GrantId,
-    GrantInfo, Outcome, PreError, PreScheme, Receipt, RecordId, RecordInfo, Refusal, ReplicaId,
-    SchemeId, SignatureError, SignedTransaction, Table, VerifiedTransaction, WireEncoding,
+    AccountId, AuditEntry, BlobStore, BlockContext, CallOutput, ConsensusEngine, ConsensusError,
+    ContractExecutor, Digest, EngineStatus, GrantId, GrantInfo, Outcome, PreError, PreScheme,
+    Receipt, RecordId, RecordInfo, ReplicaId, SignedTransaction, Table, VerifiedTransaction,
+    WireEncoding,
 };
 use rr_pre::Umbral;
 use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger, LedgerError, StateReader};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::contracts::{usability, ContractsConfig, NativeContracts};
-use crate::fragments::{FragmentStore, FragmentStoreError};
+pub use crate::api::{NodeError, NodeInfo, Retrieval, SchemeInfo, SkippedReplica};
+use crate::contracts::{usability, ContractsConfig, NativeContracts, Policies};
+use crate::fragments::FragmentStore;
 
 const TARGET: &str = "rr_node";
 
 /// Names the backends a node is assembled from, in the spirit of openraft's
 /// `RaftTypeConfig`: [`Node`] is generic over it, so the hot path is
 /// monomorphized and a researcher swaps a backend by naming another type.
+///
+/// There is no executor to name: a node runs the [`NativeContracts`] (with
+/// whatever [`crate::contracts::Policy`]s its configuration adds), and the
+/// node reads them from its engine ([`ConsensusEngine::executor`]), so the
+/// rules the node checks calls against and the rules the ledger executes
+/// cannot disagree. A researcher with an executor of their own runs it on an
+/// engine from `rr-consensus` directly.
 pub trait NodeTypes: Send + Sync + Sized + 'static {
-    /// Orders and commits transactions.
-    type Engine: ConsensusEngine;
+    /// Orders and commits transactions, executing them with the native
+    /// contracts.
+    type Engine: ConsensusEngine<Executor = NativeContracts>;
     /// Proxy re-encryption scheme.
     type Pre: PreScheme;
-    /// Executes blocks (the engine drives it; named here so one place lists every choice).
-    type Executor: ContractExecutor;
     /// Stores ciphertext.
     type Blobs: BlobStore;
 }
@@ -41,242 +47,30 @@ pub trait NodeTypes: Send + Sync + Sized + 'static {
 /// The embedded default: one replica ([`Solo`]), the native contracts, and a
 /// filesystem blob store, all in one data directory. `P` is the node's own
 /// scheme, the default for new records (Umbral unless named, as in
-/// `DevNode<Recrypt>`); the node serves records of every compiled-in scheme
-/// whatever `P` is. Open one with [`Node::open_dev`] (Umbral) or
-/// [`Node::open_dev_with_scheme`].
-pub struct DevNode<P = Umbral>(PhantomData<fn() -> P>);
+/// `DevTypes<Recrypt>`); the node serves records of every compiled-in scheme
+/// whatever `P` is. `B` is the blob store (the filesystem unless named; see
+/// [`Node::open_dev_with_blobs`] for one of your own). Open one with
+/// [`Node::open_dev`] (Umbral) or [`Node::open_dev_with_scheme`].
+pub struct DevTypes<P = Umbral, B = FsBlobStore>(PhantomData<fn() -> (P, B)>);
 
-impl<P> std::fmt::Debug for DevNode<P> {
+/// A running one-replica development node ([`Node`] on [`DevTypes`]).
+pub type DevNode<P = Umbral, B = FsBlobStore> = Node<DevTypes<P, B>>;
+
+impl<P, B> std::fmt::Debug for DevTypes<P, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DevNode<{}>", std::any::type_name::<P>())
+        write!(
+            f,
+            "DevTypes<{}, {}>",
+            std::any::type_name::<P>(),
+            std::any::type_name::<B>()
+        )
     }
 }
 
-impl<P: PreScheme> NodeTypes for DevNode<P> {
+impl<P: PreScheme, B: BlobStore> NodeTypes for DevTypes<P, B> {
     type Engine = Solo<NativeContracts>;
     type Pre = P;
-    type Executor = NativeContracts;
-    type Blobs = FsBlobStore;
-}
-
-/// Errors of node operations.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
-    /// The transaction bytes do not decode.
-    #[error("malformed transaction: {0}")]
-    BadTransaction(#[from] DecodeError),
-    /// The signature does not verify.
-    #[error(transparent)]
-    BadSignature(#[from] SignatureError),
-    /// The call was ordered and refused; its receipt is on the ledger.
-    #[error("{0}")]
-    Refused(Refusal),
-    /// The engine failed.
-    #[error(transparent)]
-    Consensus(#[from] ConsensusError),
-    /// The ledger failed.
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    /// The key fragment store failed.
-    #[error(transparent)]
-    Fragments(#[from] FragmentStoreError),
-    /// The blob store failed.
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-    /// A proxy re-encryption step failed.
-    #[error(transparent)]
-    Pre(#[from] PreError),
-    /// No such record.
-    #[error("no record {0} on this ledger")]
-    UnknownRecord(RecordId),
-    /// No such grant.
-    #[error("no grant {0} on this ledger")]
-    UnknownGrant(GrantId),
-    /// The delivered fragment does not match the grant's commitment.
-    #[error("the key fragment delivered for grant {grant} does not match the commitment for {replica} on the ledger; it was not stored")]
-    FragmentMismatch {
-        /// The grant.
-        grant: GrantId,
-        /// This replica.
-        replica: ReplicaId,
-    },
-    /// A sealed key fragment did not open with this replica's sealing key.
-    #[error("{replica} cannot take the key fragment of grant {grant}: {source}")]
-    Sealed {
-        /// The grant.
-        grant: GrantId,
-        /// This replica.
-        replica: ReplicaId,
-        /// Why.
-        #[source]
-        source: crate::sealing::SealError,
-    },
-    /// This replica holds no fragment for the grant.
-    #[error("{replica} holds no key fragment for grant {grant}: the granting client has not delivered it (deliver it again), or the grant was revoked")]
-    FragmentMissing {
-        /// The grant.
-        grant: GrantId,
-        /// This replica.
-        replica: ReplicaId,
-    },
-    /// The record uses a scheme this node was not built with.
-    #[error("record {record} uses scheme {found}; this node serves {served}")]
-    SchemeMismatch {
-        /// The record.
-        record: RecordId,
-        /// Its scheme.
-        found: SchemeId,
-        /// The node's scheme.
-        served: SchemeId,
-    },
-    /// The call is not the kind the operation expects.
-    #[error("expected a {expected} call, got a {found} call")]
-    WrongCall {
-        /// Expected call.
-        expected: &'static str,
-        /// Found call.
-        found: &'static str,
-    },
-    /// A query's authorization is missing, malformed, expired or forged.
-    #[error("not authenticated: {0}")]
-    Unauthorized(String),
-    /// The caller is authenticated but may not see or do this.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// Nothing of that kind with that id (a transaction never committed, ...).
-    #[error("{0}")]
-    NotFound(String),
-    /// A remote node answered with an error this client has no variant for.
-    #[error("{message} ({code}, HTTP {status})")]
-    Remote {
-        /// HTTP status.
-        status: u16,
-        /// Stable code.
-        code: String,
-        /// Message.
-        message: String,
-    },
-    /// The node could not be reached or answered something unreadable.
-    #[error("{0}")]
-    Transport(String),
-    /// Bad configuration or data directory.
-    #[error("{0}")]
-    Setup(String),
-    /// The replica could not get a quorum's certificate of its state in
-    /// time (fewer than 2f + 1 replicas executed it, or this replica's state
-    /// differs from theirs).
-    #[error("{0}")]
-    Uncertified(String),
-    /// Every replica that answered holds an older state than this client
-    /// has already seen certified: they are behind (restarted from an old
-    /// copy, or cut off), or the ledger was rolled back. Never believed.
-    #[error("no replica answered with state as new as height {seen}, which this client has seen certified (the newest answer was of height {newest}): the replicas are behind (restarted from an old copy, or cut off), or the ledger was rolled back; {detail}")]
-    Stale {
-        /// The newest certified height the client saw.
-        seen: u64,
-        /// The newest height a replica answered with.
-        newest: u64,
-        /// Every replica's failure.
-        detail: String,
-    },
-}
-
-impl From<rr_core::TxError> for NodeError {
-    fn from(e: rr_core::TxError) -> Self {
-        match e {
-            rr_core::TxError::Malformed(d) => NodeError::BadTransaction(d),
-            rr_core::TxError::BadSignature(s) => NodeError::BadSignature(s),
-            other => NodeError::Setup(other.to_string()),
-        }
-    }
-}
-
-impl NodeError {
-    /// The stable refusal code, if the call was refused by the contracts.
-    pub fn refusal_code(&self) -> Option<ErrorCode> {
-        match self {
-            NodeError::Refused(r) => Some(r.code),
-            _ => None,
-        }
-    }
-}
-
-/// What a node tells clients about itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    /// This replica.
-    pub replica: ReplicaId,
-    /// Replicas n.
-    pub replicas: u16,
-    /// Byzantine faults tolerated f.
-    pub faults_tolerated: u16,
-    /// Scheme of new records.
-    pub scheme: SchemeId,
-    /// Every scheme this node serves records of.
-    pub schemes: Vec<SchemeInfo>,
-    /// Ledger status.
-    pub status: EngineStatus,
-    /// The replica set whose certificates this node serves: every replica's
-    /// key, in order (one key for a dev node). A client trusts the set it
-    /// was configured with (a cluster file, or the dev node's key pinned on
-    /// first use), never this field.
-    pub replica_set: ReplicaSetInfo,
-    /// Whether grants of single-proxy schemes (recrypt) are allowed here:
-    /// always on a single dev node, on a cluster only where its operator
-    /// opted in.
-    pub single_proxy_allowed: bool,
-    /// The replica set, in replica order: addresses and public keys
-    /// (replica and sealing). Empty on a single dev node.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub peers: Vec<crate::cluster::Peer>,
-}
-
-/// A scheme a node serves, and what its threshold means.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SchemeInfo {
-    /// Id.
-    pub id: SchemeId,
-    /// Name.
-    pub name: String,
-    /// Whether any one replica can re-encrypt on its own (threshold 1).
-    pub single_proxy: bool,
-    /// What that means, for people.
-    pub note: String,
-}
-
-/// What one replica answers to a retrieval: the retrieval's certified
-/// receipt, the record and grant proven against a certified header of its
-/// state (at or after the receipt), and, if the grant is usable at its head
-/// and it holds its key fragment, its capsule fragment signed with its
-/// replica key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retrieval {
-    /// The retrieval's receipt (allowed or refused), certified.
-    pub receipt: CertifiedReceipt,
-    /// The record and the grant, proven.
-    pub state: StateAnswer,
-    /// This replica's capsule fragment, if it gives one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fragment: Option<SignedFragment>,
-    /// Why there is no fragment, for people (not proven).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// Set when this replica withholds its fragment because the grant is
-    /// not usable at its head or by its clock (revoked, expired), though
-    /// the receipt allowed the retrieval when it was ordered (a retry). A
-    /// client believes it once f + 1 replicas say the same.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub withheld: Option<Refusal>,
-}
-
-/// A replica a multi-replica operation went on without, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SkippedReplica {
-    /// The replica.
-    pub replica: ReplicaId,
-    /// What went wrong, for people.
-    pub reason: String,
+    type Blobs = B;
 }
 
 /// Decoded capsules and key fragments of recently used grants. Decoding them
@@ -320,7 +114,8 @@ impl<P: PreScheme> DecodedCache<P> {
 
 /// The parts a node is assembled from.
 pub struct NodeParts<T: NodeTypes> {
-    /// The engine (already started on `ledger`).
+    /// The engine (already started on `ledger`), running the native
+    /// contracts whose configuration the node follows.
     pub engine: T::Engine,
     /// The scheme.
     pub pre: T::Pre,
@@ -343,9 +138,7 @@ pub struct NodeParts<T: NodeTypes> {
     /// unsealed over its one connection and are stored as they are).
     pub sealing: Option<crate::sealing::SealingKey>,
     /// The replica set (public), as [`NodeInfo::peers`] reports it.
-    pub peers: Vec<crate::cluster::Peer>,
-    /// Contract configuration (the same the executor runs with).
-    pub contracts: ContractsConfig,
+    pub peers: Vec<crate::api::Peer>,
     /// Schemes this replica re-encrypts for, besides `pre` (records carry
     /// their scheme id; `rr_pre::Schemes::all()` serves every compiled-in one).
     pub schemes: rr_pre::Schemes,
@@ -371,7 +164,7 @@ pub struct Node<T: NodeTypes> {
     /// a damaged copy, or the start-up check and the follower, fetch once.
     repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
     sealing: Option<Arc<crate::sealing::SealingKey>>,
-    peers: Vec<crate::cluster::Peer>,
+    peers: Vec<crate::api::Peer>,
     contracts: ContractsConfig,
     clock: Arc<dyn Clock>,
     /// Checks submitted calls' signatures, concurrent ones as one batch;
@@ -400,8 +193,10 @@ impl<T: NodeTypes> std::fmt::Debug for Node<T> {
     }
 }
 
-/// Settings of a one-replica development node.
+/// Settings of a one-replica development node. Start from
+/// [`DevConfig::new`] and set what differs from the defaults.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DevConfig {
     /// Data directory: `ledger.redb`, `fragments.redb`, `blobs/`.
     pub data_dir: PathBuf,
@@ -409,6 +204,8 @@ pub struct DevConfig {
     pub solo: SoloConfig,
     /// Largest blob accepted (default 16 GiB).
     pub max_blob_size: u64,
+    /// Contract policies run before the native contracts (default: none).
+    pub policies: Policies,
 }
 
 impl DevConfig {
@@ -418,11 +215,19 @@ impl DevConfig {
             data_dir: data_dir.into(),
             solo: SoloConfig::default(),
             max_blob_size: 16 << 30,
+            policies: Policies::default(),
         }
+    }
+
+    /// This configuration with `policy` run before the native contracts
+    /// (after any added before).
+    pub fn with_policy(mut self, policy: impl crate::contracts::Policy) -> Self {
+        self.policies = self.policies.with(policy);
+        self
     }
 }
 
-impl Node<DevNode> {
+impl Node<DevTypes> {
     /// Opens (or creates) a one-replica node in `config.data_dir` with the
     /// system clock, Umbral as the scheme of new records. Must be called
     /// inside a tokio runtime.
@@ -440,7 +245,7 @@ impl Node<DevNode> {
     }
 }
 
-impl<P: PreScheme> Node<DevNode<P>> {
+impl<P: PreScheme> Node<DevTypes<P>> {
     /// Like [`Node::open_dev_with_clock`] with `pre` as the node's own
     /// scheme: the one [`NodeInfo::scheme`] names as the default for new
     /// records, served on the typed, cached path. Records of every other
@@ -467,6 +272,24 @@ impl<P: PreScheme> Node<DevNode<P>> {
         pre: P,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, NodeError> {
+        let blobs = open_fs_blobs(&config.data_dir, config.max_blob_size)?;
+        Node::open_dev_with_blobs(config, pre, blobs, clock).await
+    }
+}
+
+impl<P: PreScheme, B: BlobStore> Node<DevTypes<P, B>> {
+    /// Like [`Node::open_dev_with_scheme`] with `blobs` as the blob store
+    /// instead of `blobs/` in the data directory: an object store, a
+    /// hospital's archive, a store that keeps copies elsewhere. Whatever it
+    /// is, the node checks every blob it serves against its content id, and
+    /// the client checks again; `config.max_blob_size` is the store's to
+    /// enforce. See `examples/custom_blob_store.rs`.
+    pub async fn open_dev_with_blobs(
+        config: DevConfig,
+        pre: P,
+        blobs: B,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, NodeError> {
         let dir = &config.data_dir;
         create_dir(dir)?;
         let key = crate::node_key::load_or_create(&dir.join(crate::node_key::FILE))?;
@@ -479,15 +302,10 @@ impl<P: PreScheme> Node<DevNode<P>> {
             single_proxy_schemes: schemes.single_proxy_ids(),
             ..ContractsConfig::default()
         };
-        let executor = Arc::new(NativeContracts::new(contracts.clone()));
+        let executor =
+            Arc::new(NativeContracts::new(contracts).with_policies(config.policies.clone()));
         let replica_key = ReplicaKey::new(ReplicaId(0), key.clone());
-        let (ledger, fragments, blobs) = open_stores(
-            dir,
-            config.max_blob_size,
-            &replica_set,
-            &*executor,
-            &replica_key,
-        )?;
+        let (ledger, fragments) = open_stores(dir, &replica_set, &*executor, &replica_key)?;
         let engine = Solo::start(
             ledger.clone(),
             executor,
@@ -506,7 +324,6 @@ impl<P: PreScheme> Node<DevNode<P>> {
             replica_set,
             sealing: None,
             peers: Vec::new(),
-            contracts,
             schemes,
             clock,
         })?;
@@ -519,9 +336,84 @@ impl<P: PreScheme> Node<DevNode<P>> {
     }
 }
 
+/// The agreement checks of [`Node::assemble`], past the key and ledger.
+fn check_parts<T: NodeTypes>(parts: &NodeParts<T>) -> Result<(), NodeError> {
+    let contracts = parts.engine.executor().config();
+    let n = parts.replica_set.keys().len();
+    let scheme = <T::Pre as PreScheme>::ID;
+    let setup = |m: String| Err(NodeError::Setup(m));
+    if !contracts.schemes.contains(&scheme) {
+        return setup(format!(
+            "the contracts the engine runs do not allow {}, the node's scheme of new records (ContractsConfig::schemes is {:?}): every put would be refused with scheme_mismatch; add it, or use rr_pre::Schemes::all().ids()",
+            scheme.name(),
+            contracts.schemes.iter().map(|s| s.name()).collect::<Vec<_>>()
+        ));
+    }
+    if let Some(missing) = contracts
+        .schemes
+        .iter()
+        .find(|s| parts.schemes.get(**s).is_none())
+    {
+        return setup(format!(
+            "the contracts allow records of {}, which this node cannot re-encrypt for (NodeParts::schemes does not hold it)",
+            missing.name()
+        ));
+    }
+    if usize::from(contracts.replicas) != n {
+        return setup(format!(
+            "the contracts count {} replicas (ContractsConfig::replicas) but the replica set has {n}: every grant would be refused",
+            contracts.replicas
+        ));
+    }
+    if n > 1 && contracts.replica_accounts.as_slice() != parts.replica_set.keys() {
+        return setup(
+            "the contracts' replica accounts (ContractsConfig::replica_accounts) are not the replica set's keys in order: erasure confirmations would be refused".into(),
+        );
+    }
+    if n > 1 || !parts.peers.is_empty() {
+        if parts.peers.len() != n {
+            return setup(format!(
+                "{} peers for a replica set of {n}: NodeParts::peers lists every replica, in order",
+                parts.peers.len()
+            ));
+        }
+        for (i, peer) in parts.peers.iter().enumerate() {
+            let key = AccountId::from_verifying_key(&peer.verifying_key()?);
+            if parts.replica_set.key(ReplicaId(i as u16)) != Some(&key) {
+                return setup(format!(
+                    "peers[{i}].public_key is not the replica set's key of replica {i}"
+                ));
+            }
+        }
+        let me = &parts.peers[usize::from(parts.replica.0)];
+        match &parts.sealing {
+            None => {
+                return setup(
+                    "a replica of a cluster needs its sealing key (NodeParts::sealing): clients seal its key fragments to it".into(),
+                )
+            }
+            Some(k) if k.public().to_hex() != me.sealing_key => {
+                return setup(format!(
+                    "the sealing key is not peers[{}].sealing_key: clients would seal this replica's fragments to another key",
+                    parts.replica.0
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 impl<T: NodeTypes> Node<T> {
     /// Assembles a node from its parts, then erases any key fragment whose
     /// grant was revoked while the node was down (so it never serves one).
+    ///
+    /// The parts must agree, and are checked: the key is the replica set's
+    /// key at `replica`; the ledger belongs to that replica set; the
+    /// contracts the engine runs serve the node's scheme, count the replica
+    /// set's n and name its keys (on a cluster); the peers are the replica
+    /// set, in order, and the sealing key is this replica's. The error names
+    /// the part that disagrees.
     pub fn assemble(parts: NodeParts<T>) -> Result<Self, NodeError> {
         let own = AccountId::from_verifying_key(&parts.key.verifying_key());
         if parts.replica_set.key(parts.replica) != Some(&own) {
@@ -535,6 +427,8 @@ impl<T: NodeTypes> Node<T> {
                 "the ledger belongs to another replica set than the node's".into(),
             ));
         }
+        check_parts(&parts)?;
+        let contracts = parts.engine.executor().config().clone();
         let node = Self {
             engine: Arc::new(parts.engine),
             pre: Arc::new(parts.pre),
@@ -549,8 +443,8 @@ impl<T: NodeTypes> Node<T> {
             confirming: Arc::default(),
             repairing: Arc::default(),
             sealing: parts.sealing.map(Arc::new),
+            contracts,
             peers: parts.peers,
-            contracts: parts.contracts,
             clock: parts.clock,
             verifier: std::sync::OnceLock::new(),
         };
@@ -802,6 +696,9 @@ impl<T: NodeTypes> Node<T> {
     async fn committed_grant(&self, grant: GrantId) -> Result<GrantInfo, NodeError> {
         const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
         let deadline = tokio::time::Instant::now() + CATCH_UP;
+        // Polled with back-off: a replica catching up may have many such
+        // deliveries waiting, and each look is a ledger read.
+        let mut pause = std::time::Duration::from_millis(5);
         loop {
             if let Some(info) = self.ledger.grant(&grant)? {
                 return Ok(info);
@@ -809,7 +706,8 @@ impl<T: NodeTypes> Node<T> {
             if self.status().replicas <= 1 || tokio::time::Instant::now() >= deadline {
                 return Err(NodeError::UnknownGrant(grant));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
         }
     }
 
@@ -1246,7 +1144,7 @@ fn prove_listing(
 /// damaged.
 struct BlobRepair<B: ?Sized> {
     blobs: Arc<B>,
-    peers: Vec<crate::cluster::Peer>,
+    peers: Vec<crate::api::Peer>,
     me: ReplicaId,
     repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
 }
@@ -1271,7 +1169,7 @@ impl<B: BlobStore + ?Sized> BlobRepair<B> {
 /// hash to something else are dropped again.
 async fn repair_blob<B: BlobStore + ?Sized>(
     blobs: &B,
-    peers: &[crate::cluster::Peer],
+    peers: &[crate::api::Peer],
     me: ReplicaId,
     cid: rr_core::ContentId,
 ) -> bool {
@@ -1332,11 +1230,10 @@ fn create_dir(dir: &std::path::Path) -> Result<(), NodeError> {
 /// and the blob store.
 pub(crate) fn open_stores(
     dir: &std::path::Path,
-    max_blob_size: u64,
     replica_set: &ReplicaSetInfo,
     executor: &dyn ContractExecutor,
     key: &ReplicaKey,
-) -> Result<(Arc<Ledger>, FragmentStore, FsBlobStore), NodeError> {
+) -> Result<(Arc<Ledger>, FragmentStore), NodeError> {
     create_dir(dir)?;
     let path = dir.join("ledger.redb");
     let ledger = match Ledger::open_for(&path, replica_set.digest()) {
@@ -1354,11 +1251,19 @@ pub(crate) fn open_stores(
         other => other?,
     };
     let fragments = FragmentStore::open(dir.join("fragments.redb"))?;
-    let blobs = FsBlobStore::open(FsBlobStoreConfig {
+    Ok((Arc::new(ledger), fragments))
+}
+
+/// The filesystem blob store in `dir/blobs`.
+pub(crate) fn open_fs_blobs(
+    dir: &std::path::Path,
+    max_blob_size: u64,
+) -> Result<FsBlobStore, NodeError> {
+    create_dir(dir)?;
+    Ok(FsBlobStore::open(FsBlobStoreConfig {
         max_blob_size: Some(max_blob_size),
         ..FsBlobStoreConfig::new(dir.join("blobs"))
-    })?;
-    Ok((Arc::new(ledger), fragments, blobs))
+    })?)
 }
 
 fn now() -> rr_core::Timestamp {
@@ -1659,5 +1564,104 @@ impl<T: NodeTypes> Node<T> {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts of a one-replica node whose engine runs `contracts`.
+    fn parts<P: PreScheme>(
+        dir: &std::path::Path,
+        pre: P,
+        contracts: ContractsConfig,
+    ) -> NodeParts<DevTypes<P>> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let replica_set =
+            ReplicaSetInfo::new(vec![AccountId::from_verifying_key(&key.verifying_key())]).unwrap();
+        let executor = Arc::new(NativeContracts::new(contracts));
+        let replica_key = ReplicaKey::new(ReplicaId(0), key.clone());
+        let (ledger, fragments) = open_stores(dir, &replica_set, &*executor, &replica_key).unwrap();
+        let engine = Solo::start(
+            ledger.clone(),
+            executor,
+            Arc::new(SystemClock),
+            SoloConfig::default(),
+            replica_key,
+        )
+        .unwrap();
+        NodeParts {
+            engine,
+            pre,
+            blobs: open_fs_blobs(dir, 1 << 20).unwrap(),
+            ledger,
+            fragments,
+            replica: ReplicaId(0),
+            key,
+            replica_set,
+            sealing: None,
+            peers: Vec::new(),
+            schemes: rr_pre::Schemes::all(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn setup_error<T: NodeTypes>(parts: NodeParts<T>) -> String {
+        match Node::assemble(parts) {
+            Err(NodeError::Setup(m)) => m,
+            Err(other) => panic!("expected a setup error, got {other}"),
+            Ok(_) => panic!("parts that disagree were assembled"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scheme_the_contracts_do_not_allow_is_refused_at_assembly() {
+        let dir = tempfile::tempdir().unwrap();
+        // The trap of the issue: a recrypt node with the default contracts
+        // (Umbral only) used to assemble, then refuse every put.
+        let m = setup_error(parts(
+            dir.path(),
+            rr_pre::Recrypt,
+            ContractsConfig::default(),
+        ));
+        assert!(m.contains("do not allow recrypt"), "{m}");
+        assert!(m.contains("scheme_mismatch"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn contracts_counting_other_replicas_are_refused_at_assembly() {
+        let dir = tempfile::tempdir().unwrap();
+        let contracts = ContractsConfig {
+            replicas: 4,
+            ..ContractsConfig::default()
+        };
+        let m = setup_error(parts(dir.path(), Umbral, contracts));
+        assert!(m.contains("count 4 replicas"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn peers_that_are_not_the_replica_set_are_refused_at_assembly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = parts(dir.path(), Umbral, ContractsConfig::default());
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        p.peers = vec![crate::api::Peer {
+            p2p: "127.0.0.1:1".parse().unwrap(),
+            api: "http://127.0.0.1:2".into(),
+            public_key: hex::encode(other.verifying_key().as_bytes()),
+            sealing_key: crate::sealing::SealingKey::derive(&[1; 32])
+                .public()
+                .to_hex(),
+        }];
+        let m = setup_error(p);
+        assert!(m.contains("peers[0].public_key"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn parts_that_agree_assemble() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::assemble(parts(dir.path(), Umbral, ContractsConfig::default())).unwrap();
+        assert_eq!(node.contracts().schemes, vec![rr_core::SchemeId::UMBRAL]);
+        node.shutdown().await.unwrap();
     }
 }

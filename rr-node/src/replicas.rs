@@ -38,9 +38,9 @@ use rr_core::{
 };
 
 use crate::api::{Authorization, FragmentDelivery, NodeApi};
-use crate::cluster::ClusterFile;
+use crate::api::{NodeError, NodeInfo, Retrieval, SkippedReplica};
 use crate::http::HttpClient;
-use crate::node::{NodeError, NodeInfo, Retrieval, SkippedReplica};
+use crate::peers::ClusterFile;
 use crate::sealing::SealingPublicKey;
 
 /// How long one request to one replica may take by default.
@@ -56,6 +56,8 @@ const RETRIEVE_GRACE: Duration = Duration::from_millis(200);
 /// not a whole deadline, and its fragment is reported undelivered (kept
 /// for a later delivery).
 const DELIVERY_GRACE: Duration = Duration::from_millis(500);
+/// The least a straggler gets once all but f replicas took their fragment.
+const DELIVERY_GRACE_MIN: Duration = Duration::from_millis(50);
 
 /// The newest certified height a client has seen of one replica set: no
 /// answer older than it is believed. Shared by the clones of a
@@ -138,6 +140,68 @@ pub struct Replicas {
     order_timeout: Duration,
     /// The order reads ask replicas in: a replica that failed moves last.
     preference: Arc<Mutex<Vec<usize>>>,
+    /// Replicas that lately did not take a key fragment within the grace,
+    /// and how many deliveries to each are still under way.
+    lagging: Arc<Lagging>,
+}
+
+/// Fragment delivery to replicas that are behind (restarted and catching
+/// up, paused, on a slow link): a grant does not wait for them, their
+/// deliveries go on in the background (a few at a time), and the first one
+/// that lands makes the replica current again.
+#[derive(Debug, Default)]
+struct Lagging {
+    /// Per replica: `Some(in flight)` while it lags.
+    state: Mutex<Vec<Option<usize>>>,
+}
+
+/// Most background deliveries under way to one lagging replica; beyond
+/// them its fragments are reported pending straight away.
+const LAGGING_IN_FLIGHT: usize = 4;
+
+impl Lagging {
+    fn is_lagging(&self, i: usize) -> bool {
+        self.state
+            .lock()
+            .expect("lagging lock")
+            .get(i)
+            .is_some_and(|s| s.is_some())
+    }
+
+    /// Takes a background slot for replica `i`, if one is free.
+    fn take_slot(&self, i: usize) -> bool {
+        let mut state = self.state.lock().expect("lagging lock");
+        match state.get_mut(i) {
+            Some(Some(n)) if *n < LAGGING_IN_FLIGHT => {
+                *n += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn mark(&self, i: usize, lagging: bool) {
+        let mut state = self.state.lock().expect("lagging lock");
+        if state.len() <= i {
+            state.resize(i + 1, None);
+        }
+        state[i] = match (lagging, state[i]) {
+            (true, Some(n)) => Some(n),
+            (true, None) => Some(0),
+            (false, _) => None,
+        };
+    }
+
+    fn release_slot(&self, i: usize, delivered: bool) {
+        let mut state = self.state.lock().expect("lagging lock");
+        if let Some(slot) = state.get_mut(i) {
+            if delivered {
+                *slot = None;
+            } else if let Some(n) = slot {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Replicas {
@@ -220,6 +284,7 @@ impl Replicas {
             deadline: DEFAULT_DEADLINE,
             order_timeout: Duration::from_secs(30),
             preference: Arc::new(Mutex::new((0..n).collect())),
+            lagging: Arc::default(),
         })
     }
 
@@ -689,14 +754,28 @@ impl Replicas {
                 self.n()
             ))
         })?;
-        self.ask(i, self.deadline, m.deliver_fragment(grant, fragment))
-            .await
+        let result = self
+            .ask(i, self.deadline, m.deliver_fragment(grant, fragment))
+            .await;
+        if result.is_ok() {
+            self.lagging.mark(i, false);
+        }
+        result
     }
 
     /// Delivers each replica its own key fragment of a committed grant
     /// (`fragments[i]` to replica `i`), all at once, and reports who took
     /// theirs. Once all but f replicas took theirs, the others get a short
-    /// grace (500 ms), not the whole deadline.
+    /// grace, not the whole deadline: twice what the quorum took, at least
+    /// 50 ms and at most 500 ms.
+    ///
+    /// A replica that misses the grace is taken to be behind (catching up
+    /// after a restart, paused, on a slow link): later grants do not wait
+    /// for it. Its deliveries go on in the background, up to four at a time,
+    /// and are reported as skipped ("behind"); the first that lands makes it
+    /// current again. The caller keeps what was skipped and delivers it
+    /// later ([`Replicas::deliver_fragment_to`]); delivering a fragment the
+    /// replica already took is harmless.
     pub async fn deliver_fragments(
         &self,
         grant: GrantId,
@@ -709,13 +788,34 @@ impl Replicas {
                 self.n()
             )));
         }
-        let mut pending: FuturesUnordered<_> = self
-            .members
-            .iter()
-            .cloned()
-            .zip(fragments)
-            .enumerate()
-            .map(|(i, (m, f))| async move {
+        let mut report = FragmentDelivery::default();
+        let mut waiting = Vec::new();
+        for (i, (m, f)) in self.members.iter().cloned().zip(fragments).enumerate() {
+            if !self.lagging.is_lagging(i) {
+                waiting.push((i, m, f));
+                continue;
+            }
+            let why = if self.lagging.take_slot(i) {
+                let (lagging, deadline) = (self.lagging.clone(), self.deadline);
+                tokio::spawn(async move {
+                    let ok = matches!(
+                        tokio::time::timeout(deadline, m.deliver_fragment(grant, f)).await,
+                        Ok(Ok(()))
+                    );
+                    lagging.release_slot(i, ok);
+                });
+                "it is behind (it missed the last grants' grace); a delivery goes on in the background"
+            } else {
+                "it is behind (it missed the last grants' grace), with deliveries to it still under way"
+            };
+            report.skipped.push(skipped(i, why));
+        }
+        let quorum = (self.n() - self.f())
+            .saturating_sub(report.skipped.len())
+            .max(1);
+        let mut pending: FuturesUnordered<_> = waiting
+            .into_iter()
+            .map(|(i, m, f)| async move {
                 (
                     i,
                     self.ask(i, self.deadline, m.deliver_fragment(grant, f))
@@ -723,9 +823,10 @@ impl Replicas {
                 )
             })
             .collect();
-        let mut report = FragmentDelivery::default();
         let mut answered = vec![false; self.n()];
         let mut grace: Option<tokio::time::Instant> = None;
+        let mut granted = DELIVERY_GRACE;
+        let started = tokio::time::Instant::now();
         loop {
             let next = match grace {
                 Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
@@ -740,18 +841,29 @@ impl Replicas {
                 Ok(()) => report.delivered.push(ReplicaId(i as u16)),
                 Err(e) => report.skipped.push(skipped(i, e)),
             }
-            if grace.is_none() && report.delivered.len() >= self.n() - self.f() {
-                grace = Some(tokio::time::Instant::now() + DELIVERY_GRACE);
+            if grace.is_none() && report.delivered.len() >= quorum {
+                let now = tokio::time::Instant::now();
+                granted = ((now - started) * 2).clamp(DELIVERY_GRACE_MIN, DELIVERY_GRACE);
+                grace = Some(now + granted);
             }
         }
-        for (i, _) in answered.iter().enumerate().filter(|(_, a)| !**a) {
+        let skipped_already: Vec<usize> = report
+            .skipped
+            .iter()
+            .map(|s| usize::from(s.replica.0))
+            .collect();
+        for i in (0..self.n()).filter(|i| !answered[*i] && !skipped_already.contains(i)) {
+            self.lagging.mark(i, true);
             report.skipped.push(skipped(
                 i,
                 format!(
                     "no answer within {} ms after the others took theirs",
-                    DELIVERY_GRACE.as_millis()
+                    granted.as_millis()
                 ),
             ));
+        }
+        for r in &report.delivered {
+            self.lagging.mark(usize::from(r.0), false);
         }
         report.delivered.sort();
         report.skipped.sort_by_key(|s| s.replica);

@@ -1,4 +1,4 @@
-//! Four replicas of `Node<ClusterNode>` (PBFT over loopback TCP) in one
+//! Four replicas of `Node<ClusterTypes>` (PBFT over loopback TCP) in one
 //! process, driven through `Replicas` by the ordinary `Client`: the whole
 //! flow, a replica down, and a revocation every replica applies from the
 //! ledger. Replicas that lie are in `byzantine.rs`.
@@ -36,11 +36,16 @@ async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
         );
     }
 
-    // Grant: threshold f + 1 = 2 of 4; every replica holds its fragment.
-    let grant = alice
-        .grant(put.record_id, &bob.card(), options())
+    // Grant: threshold f + 1 = 2 of 4; every replica holds its fragment
+    // (a straggler's, once delivered again as the report says).
+    let report = alice
+        .grant_with_report(put.record_id, &bob.card(), options())
         .await
         .unwrap();
+    for p in &report.pending {
+        alice.redeliver(p).await.unwrap();
+    }
+    let grant = report.grant;
     let info = nodes[0].grant(&grant).unwrap();
     assert_eq!((info.threshold.m, info.threshold.n), (2, 4));
     for (i, n) in nodes.iter().enumerate() {

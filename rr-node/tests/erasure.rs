@@ -34,13 +34,14 @@ impl Ledger {
 
     fn with(replicas: &[SigningKey], allow_single_proxy: bool) -> Self {
         Self {
-            contracts: NativeContracts::new(ContractsConfig {
-                replicas: replicas.len() as u16,
-                replica_accounts: replicas.iter().map(account).collect(),
-                schemes: vec![SchemeId::UMBRAL, SchemeId::RECRYPT],
-                single_proxy_schemes: vec![SchemeId::RECRYPT],
-                allow_single_proxy,
-                ..ContractsConfig::default()
+            contracts: NativeContracts::new({
+                let mut c = ContractsConfig::default();
+                c.replicas = replicas.len() as u16;
+                c.replica_accounts = replicas.iter().map(account).collect();
+                c.schemes = vec![SchemeId::UMBRAL, SchemeId::RECRYPT];
+                c.single_proxy_schemes = vec![SchemeId::RECRYPT];
+                c.allow_single_proxy = allow_single_proxy;
+                c
             }),
             state: MemoryState::new(),
             height: 0,

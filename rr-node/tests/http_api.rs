@@ -11,7 +11,7 @@ use rr_pre::Umbral;
 
 struct Server {
     url: String,
-    node: Arc<Node<rr_node::DevNode>>,
+    node: Arc<Node<rr_node::DevTypes>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,

@@ -99,7 +99,7 @@ pub struct Pbft<E> {
     core: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     exec: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     helpers: Mutex<Vec<JoinHandle<()>>>,
-    _executor: std::marker::PhantomData<fn() -> E>,
+    executor: Arc<E>,
 }
 
 impl<E> std::fmt::Debug for Pbft<E> {
@@ -449,7 +449,7 @@ impl<E: ContractExecutor> Pbft<E> {
                 done_tx,
                 cert_tx: cert_tx.clone(),
                 ledger,
-                executor,
+                executor: executor.clone(),
                 key: key.clone(),
                 status,
                 waiters,
@@ -496,7 +496,7 @@ impl<E: ContractExecutor> Pbft<E> {
             core: tokio::sync::Mutex::new(Some(core)),
             exec: tokio::sync::Mutex::new(Some(exec)),
             helpers: Mutex::new(helpers),
-            _executor: std::marker::PhantomData,
+            executor,
         })
     }
 
@@ -866,6 +866,12 @@ async fn execute_loop<E: ContractExecutor>(l: ExecLoop<E>) {
 }
 
 impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
+    type Executor = E;
+
+    fn executor(&self) -> &Arc<E> {
+        &self.executor
+    }
+
     async fn submit(&self, tx: VerifiedTransaction) -> Result<Receipt, ConsensusError> {
         let sender = self
             .requests

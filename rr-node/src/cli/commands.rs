@@ -511,7 +511,7 @@ impl Globals {
                     what,
                     format!(
                         "scheme {other} is not one this rr can use (it uses {})",
-                        scheme_names(&CLIENT_SCHEMES)
+                        scheme_names(CLIENT_SCHEMES)
                     ),
                 )
                 .hint("use an rr built with that scheme"))

@@ -66,8 +66,8 @@ pub fn audit_json(entry: &AuditEntry) -> Value {
 }
 
 /// `ok`, or the refusal code.
-pub fn outcome(entry: &AuditEntry) -> &'static str {
-    entry.refused.map(|c| c.as_str()).unwrap_or("ok")
+pub fn outcome(entry: &AuditEntry) -> &str {
+    entry.refused.as_ref().map_or("ok", |c| c.as_str())
 }
 
 /// One line of an audit trail for people.

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::api::{Authorization, NodeApi};
-use crate::node::{NodeError, NodeInfo, Retrieval};
+use crate::api::{NodeError, NodeInfo, Retrieval};
 
 /// How long a read from a node may stall (no byte at all) before it fails.
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -1,11 +1,15 @@
 //! JSON errors with stable codes, both ways.
 
+#[cfg(feature = "server")]
 use axum::http::StatusCode;
+#[cfg(feature = "server")]
 use axum::response::{IntoResponse, Response};
-use rr_core::{BlobError, ConsensusError, ErrorCode, Refusal};
+#[cfg(feature = "server")]
+use rr_core::{BlobError, ConsensusError};
+use rr_core::{ErrorCode, Refusal};
 use serde::{Deserialize, Serialize};
 
-use crate::node::NodeError;
+use crate::api::NodeError;
 
 /// The body of every error response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +32,7 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+#[cfg(feature = "server")]
 fn refusal_status(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::UnknownRecord | ErrorCode::UnknownGrant => StatusCode::NOT_FOUND,
@@ -40,13 +45,16 @@ fn refusal_status(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// Status and body of a node error.
-pub(crate) fn classify(err: &NodeError) -> (StatusCode, &'static str) {
+#[cfg(feature = "server")]
+/// Status and code of a node error.
+pub(crate) fn classify(err: &NodeError) -> (StatusCode, std::borrow::Cow<'static, str>) {
     use StatusCode as S;
-    match err {
+    if let NodeError::Refused(r) = err {
+        return (refusal_status(r.code), r.code.as_str().to_string().into());
+    }
+    let (status, code) = match err {
         NodeError::BadTransaction(_) => (S::BAD_REQUEST, "malformed_transaction"),
         NodeError::BadSignature(_) => (S::UNAUTHORIZED, "bad_signature"),
-        NodeError::Refused(r) => (refusal_status(r.code), r.code.as_str()),
         NodeError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
         NodeError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
         NodeError::UnknownRecord(_) => (S::NOT_FOUND, "unknown_record"),
@@ -67,9 +75,11 @@ pub(crate) fn classify(err: &NodeError) -> (StatusCode, &'static str) {
         }
         NodeError::Uncertified(_) => (S::SERVICE_UNAVAILABLE, "uncertified"),
         _ => (S::INTERNAL_SERVER_ERROR, "internal"),
-    }
+    };
+    (status, code.into())
 }
 
+#[cfg(feature = "server")]
 /// An error response.
 pub(crate) struct ApiError {
     pub status: StatusCode,
@@ -77,6 +87,7 @@ pub(crate) struct ApiError {
     pub message: String,
 }
 
+#[cfg(feature = "server")]
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
@@ -87,6 +98,7 @@ impl ApiError {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<NodeError> for ApiError {
     fn from(err: NodeError) -> Self {
         let (status, code) = classify(&err);
@@ -107,6 +119,7 @@ impl From<NodeError> for ApiError {
     }
 }
 
+#[cfg(feature = "server")]
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::counter!("rr_http_errors_total", "code" => self.code.clone()).increment(1);
@@ -124,6 +137,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The node error an error response stands for, on the client side.
+#[cfg(feature = "client")]
 pub(crate) fn from_response(status: u16, body: &[u8]) -> NodeError {
     let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();

@@ -8,14 +8,23 @@
 //! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with a
 //! stable code; `/v1/openapi.json` describes every route.
 
+#[cfg(feature = "client")]
 mod client;
 mod error;
+#[cfg(feature = "server")]
 mod openapi;
+#[cfg(feature = "server")]
 mod server;
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub use client::HttpClient;
 pub use error::{ErrorBody, ErrorDetail};
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use openapi::openapi_document;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use server::{router, serve, ServerConfig};
 
 /// Header carrying a query's [`crate::Authorization`]:

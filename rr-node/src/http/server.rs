@@ -20,8 +20,8 @@ use rr_core::{
 use serde_json::json;
 
 use super::error::ApiError;
+use crate::api::NodeError;
 use crate::api::{Authorization, NodeApi, OffsetPastEnd};
-use crate::node::NodeError;
 
 /// Settings of the HTTP server.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use anyhow::{bail, ensure, Context};
 use ed25519_dalek::SigningKey;
 use rr_consensus::{PbftConfig, SystemClock};
 use rr_core::{PreScheme, ReplicaId};
-use rr_node::cluster::{ClusterConfig, ClusterFile, ClusterMember, ClusterNode, Peer};
+use rr_node::cluster::{ClusterConfig, ClusterFile, ClusterMember, ClusterTypes, Peer};
 use rr_node::http::HttpClient;
 use rr_node::keystore::Keystore;
 use rr_node::sealing::SealingKey;
@@ -209,15 +209,15 @@ impl ReplicaSettings {
                 self.peers.len()
             ),
         };
-        let config = ClusterConfig {
-            replica: ReplicaId(self.replica),
-            data_dir: self.data_dir.clone(),
-            p2p_listen,
-            peers: self.peers.clone(),
-            pbft: self.pbft.config()?,
-            max_blob_size: self.max_blob_size,
-            allow_single_proxy: self.allow_single_proxy,
-        };
+        let mut config = ClusterConfig::new(
+            ReplicaId(self.replica),
+            self.data_dir.clone(),
+            self.peers.clone(),
+        );
+        config.p2p_listen = p2p_listen;
+        config.pbft = self.pbft.config()?;
+        config.max_blob_size = self.max_blob_size;
+        config.allow_single_proxy = self.allow_single_proxy;
         config.validate()?;
         Ok(config)
     }
@@ -324,7 +324,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let served = match rr_pre::scheme_by_name(&settings.scheme) {
         Some(id) if id == rr_pre::Umbral::ID => {
-            let node = Node::<ClusterNode<rr_pre::Umbral>>::open_cluster(
+            let node = Node::<ClusterTypes<rr_pre::Umbral>>::open_cluster(
                 config,
                 key,
                 sealing,
@@ -335,7 +335,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             crate::serve(node, listener, settings.max_blob_size, metrics).await
         }
         Some(id) if id == rr_pre::Recrypt::ID => {
-            let node = Node::<ClusterNode<rr_pre::Recrypt>>::open_cluster(
+            let node = Node::<ClusterTypes<rr_pre::Recrypt>>::open_cluster(
                 config,
                 key,
                 sealing,

@@ -1,4 +1,4 @@
-//! Four replicas of `Node<ClusterNode>` (PBFT over loopback TCP) in one
+//! Four replicas of `Node<ClusterTypes>` (PBFT over loopback TCP) in one
 //! process, and the clients of every replica the tests drive them with.
 #![allow(dead_code)]
 
@@ -9,13 +9,13 @@ use ed25519_dalek::SigningKey;
 use rr_consensus::{PbftConfig, SystemClock};
 use rr_core::cert::ReplicaSetInfo;
 use rr_core::{byte_stream_of, AccountId, GrantId, Purpose, ReplicaId};
-use rr_node::cluster::{ClusterConfig, ClusterNode, Peer};
+use rr_node::cluster::{ClusterConfig, ClusterTypes, Peer};
 use rr_node::sealing::{SealingKey, SealingPublicKey};
 use rr_node::{Client, GrantOptions, Identity, Node, NodeApi, PutOutcome, Replicas};
 use rr_pre::Umbral;
 
 /// One replica.
-pub type Replica = Node<ClusterNode<Umbral>>;
+pub type Replica = Node<ClusterTypes<Umbral>>;
 
 /// Replica `i`'s key.
 pub fn key(i: usize) -> SigningKey {
@@ -48,15 +48,14 @@ pub fn peers(n: usize) -> Vec<Peer> {
 
 /// Replica `i`'s settings.
 pub fn config(dir: &std::path::Path, peers: &[Peer], i: usize) -> ClusterConfig {
-    ClusterConfig {
-        replica: ReplicaId(i as u16),
-        data_dir: dir.join(format!("replica-{i}")),
-        p2p_listen: peers[i].p2p,
-        peers: peers.to_vec(),
-        pbft: PbftConfig::for_tests(),
-        max_blob_size: 1 << 30,
-        allow_single_proxy: false,
-    }
+    let mut config = ClusterConfig::new(
+        ReplicaId(i as u16),
+        dir.join(format!("replica-{i}")),
+        peers.to_vec(),
+    );
+    config.pbft = PbftConfig::for_tests();
+    config.max_blob_size = 1 << 30;
+    config
 }
 
 /// Opens replica `i`.

@@ -15,13 +15,13 @@ use rr_core::{
     SignedTransaction, Threshold, Timestamp, TxBody, WireEncoding,
 };
 use rr_node::{
-    collect, Client, ClientError, DevConfig, DevNode, GrantOptions, Identity, Node, NodeError,
+    collect, Client, ClientError, DevConfig, DevTypes, GrantOptions, Identity, Node, NodeError,
     PutOutcome,
 };
 use rr_pre::{Umbral, UmbralMasterSecret};
 
 /// The dev node.
-pub type Dev = Node<DevNode>;
+pub type Dev = Node<DevTypes>;
 
 /// Block time the manual clocks start at (2023-11-14).
 pub const START: Timestamp = Timestamp(1_700_000_000_000);
