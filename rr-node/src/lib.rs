@@ -88,39 +88,25 @@ pub mod api;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod cluster;
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod contracts;
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod fragments;
 pub mod http;
-#[cfg(feature = "keystore")]
-#[cfg_attr(docsrs, doc(cfg(feature = "keystore")))]
-pub mod keystore;
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod local_cluster;
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod node;
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod node_key;
 pub mod peers;
-#[cfg(feature = "client")]
-#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
-pub mod receipt;
-#[cfg(feature = "client")]
-#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
-pub mod replicas;
 pub mod sealing;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
+
+#[cfg(feature = "keystore")]
+#[doc(inline)]
+pub use client::keystore;
+#[cfg(feature = "client")]
+#[doc(inline)]
+pub use client::{receipt, replicas};
 #[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
+#[doc(inline)]
+pub use server::testing;
+#[cfg(feature = "server")]
+#[doc(inline)]
+pub use server::{cluster, contracts, fragments, local_cluster, node, node_key};
 
 pub use api::{
     skip_prefix, Authorization, FragmentDelivery, NodeApi, NodeError, NodeInfo, OffsetPastEnd,

@@ -29,6 +29,12 @@
 //! # Ok::<(), rr_node::ClientError>(())
 //! ```
 
+#[cfg(feature = "keystore")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keystore")))]
+pub mod keystore;
+pub mod receipt;
+pub mod replicas;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

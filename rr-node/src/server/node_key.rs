@@ -19,7 +19,7 @@ use ed25519_dalek::SigningKey;
 use rand_core::OsRng;
 use zeroize::Zeroizing;
 
-use crate::node::NodeError;
+use crate::api::NodeError;
 
 /// The file name, in the data directory.
 pub const FILE: &str = "node.key";
