@@ -25,10 +25,7 @@ impl Server {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let router = http::router(
             node.clone(),
-            ServerConfig {
-                max_blob_bytes,
-                ..ServerConfig::default()
-            },
+            ServerConfig::default().with_max_blob_bytes(max_blob_bytes),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(http::serve(listener, router, async {

@@ -251,11 +251,9 @@ async fn serve<T: NodeTypes>(
     let shutdown = shutdown_signal().context("installing the signal handlers")?;
     let router = http::router(
         node.clone(),
-        ServerConfig {
-            max_blob_bytes: max_blob_size,
-            metrics: Some(metrics),
-            ..ServerConfig::default()
-        },
+        ServerConfig::default()
+            .with_max_blob_bytes(max_blob_size)
+            .with_metrics(metrics),
     );
     let info = node.info();
     let own_key = info
@@ -280,6 +278,9 @@ mod malloc_tuning;
 
 fn main() -> ExitCode {
     malloc_tuning::tune();
+    // Out of the environment before the runtime's threads start (see
+    // take_env_secret); the value is kept for when it is needed.
+    let _ = rr_node::keystore::take_env_secret("RR_NODE_PASSPHRASE");
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -39,6 +39,9 @@ mod malloc_tuning;
 
 fn main() -> ExitCode {
     malloc_tuning::tune();
+    // Out of the environment before any other thread starts (see
+    // take_env_secret); the value is kept for when it is needed.
+    let _ = rr_node::keystore::take_env_secret("RR_PASSPHRASE");
     let parsed = match cli::Cli::try_parse() {
         Ok(parsed) => parsed,
         Err(err) => {

@@ -150,14 +150,12 @@ fn now() -> Timestamp {
 /// The passphrase from `RR_PASSPHRASE`, or from a prompt on the terminal
 /// (asked twice if `confirm`).
 fn passphrase(prompt: &str, confirm: bool) -> Result<Zeroizing<String>, Failure> {
-    if let Some(p) = std::env::var_os("RR_PASSPHRASE") {
-        let p = p.into_string().map_err(|_| {
-            Failure::new("cannot read RR_PASSPHRASE", "it is not valid UTF-8")
-                .hint("set it to the passphrase as text")
-        })?;
-        if !p.is_empty() {
-            return Ok(Zeroizing::new(p));
-        }
+    let from_env = rr_node::keystore::take_env_secret("RR_PASSPHRASE").map_err(|_| {
+        Failure::new("cannot read RR_PASSPHRASE", "it is not valid UTF-8")
+            .hint("set it to the passphrase as text")
+    })?;
+    if let Some(p) = from_env {
+        return Ok(p);
     }
     let read = |prompt: &str| {
         rpassword::prompt_password(prompt)

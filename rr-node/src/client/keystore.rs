@@ -700,6 +700,37 @@ fn write_atomically(
     Ok(())
 }
 
+/// Secrets taken out of the environment (see [`take_env_secret`]).
+static TAKEN: std::sync::Mutex<Vec<(String, Zeroizing<String>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The secret in environment variable `name` (a passphrase), removed from
+/// the environment the first time it is read, so that processes this one
+/// starts do not inherit it and later reads of the environment do not find
+/// it; later calls get the same value from memory (zeroized at exit).
+/// Call it early in `main`, before other threads start. `Err` if it is not
+/// UTF-8; `None` if unset or empty.
+///
+/// The kernel keeps the environment the process started with: on Linux it
+/// is still in `/proc/<pid>/environ` for the process's owner and root.
+/// Prefer a passphrase file (mode 0600) where that matters.
+pub fn take_env_secret(name: &str) -> Result<Option<Zeroizing<String>>, std::ffi::OsString> {
+    let mut taken = TAKEN.lock().expect("taken secrets lock");
+    if let Some((_, v)) = taken.iter().find(|(n, _)| n == name) {
+        return Ok(Some(v.clone()));
+    }
+    let Some(value) = std::env::var_os(name) else {
+        return Ok(None);
+    };
+    std::env::remove_var(name);
+    let value = Zeroizing::new(value.into_string()?);
+    if value.is_empty() {
+        return Ok(None);
+    }
+    taken.push((name.to_string(), value.clone()));
+    Ok(Some(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,14 @@ use crate::api::{NodeError, NodeInfo, Retrieval};
 /// How long a read from a node may stall (no byte at all) before it fails.
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Largest answer read into memory from a node (blobs are streamed, not
+/// read whole): 64 MiB, far above any proof, receipt or listing a node
+/// sends today. A replica that sends more is not believed.
+pub const MAX_ANSWER_BYTES: u64 = 64 << 20;
+
+/// Largest error body read from a node.
+const MAX_ERROR_BYTES: u64 = 64 << 10;
+
 /// A node reached over HTTP. Cheap to clone (connection pool inside).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -73,13 +81,41 @@ impl HttpClient {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(transport(&self.base))?;
+        let body = self.read_limited(resp, MAX_ERROR_BYTES).await?;
         Err(super::error::from_response(status, &body))
+    }
+
+    /// The whole body, refused once it passes `limit` bytes (declared or
+    /// streamed), so a replica cannot make the client allocate without
+    /// bound.
+    async fn read_limited(
+        &self,
+        resp: reqwest::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, NodeError> {
+        let too_large = || {
+            NodeError::Transport(format!(
+                "the node at {} sent an answer over {limit} bytes; it was not read",
+                self.base
+            ))
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut out = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.try_next().await.map_err(transport(&self.base))? {
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
     }
 
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, NodeError> {
         let resp = self.send(req).await?;
-        let bytes = resp.bytes().await.map_err(transport(&self.base))?;
+        let bytes = self.read_limited(resp, MAX_ANSWER_BYTES).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| NodeError::Transport(format!("the node's answer does not parse: {e}")))
     }

@@ -21,12 +21,14 @@ pub struct ErrorBody {
 /// A stable code and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// Stable code: a refusal code (`grant_revoked`, ...) or one of
-    /// `malformed_request`, `malformed_transaction`, `bad_signature`,
-    /// `unauthorized`, `forbidden`, `unknown_record`, `unknown_grant`,
-    /// `unknown_blob`, `unknown_transaction`, `too_large`, `integrity`,
+    /// Stable code: a refusal code (`grant_revoked`, ..., or a contract
+    /// policy's `policy.<code>`) or one of `malformed_request`,
+    /// `malformed_transaction`, `bad_signature`, `unauthorized`,
+    /// `forbidden`, `unknown_record`, `unknown_grant`, `unknown_blob`,
+    /// `unknown_transaction`, `too_large`, `integrity`,
     /// `fragment_mismatch`, `fragment_missing`, `invalid_crypto`,
-    /// `scheme_mismatch`, `unavailable`, `uncertified`, `internal`.
+    /// `scheme_mismatch`, `unavailable`, `uncertified`, `not_found`,
+    /// `method_not_allowed`, `unsupported_media_type`, `internal`.
     pub code: String,
     /// What went wrong and what to do.
     pub message: String,

@@ -25,7 +25,7 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use openapi::openapi_document;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use server::{router, serve, ServerConfig};
+pub use server::{router, serve, serve_with, ConnectionLimits, ServerConfig};
 
 /// Header carrying a query's [`crate::Authorization`]:
 /// `RR-Ed25519 account=<hex>, at=<ms>, signature=<hex>`; the scope is the

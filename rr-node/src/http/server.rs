@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -25,6 +25,7 @@ use crate::api::{Authorization, NodeApi, OffsetPastEnd};
 
 /// Settings of the HTTP server.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Largest blob upload, in bytes (the blob store enforces it as it streams).
     pub max_blob_bytes: u64,
@@ -53,6 +54,57 @@ struct AppState {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+impl ServerConfig {
+    /// The defaults with `max_blob_bytes` as the largest blob upload.
+    pub fn with_max_blob_bytes(mut self, max_blob_bytes: u64) -> Self {
+        self.max_blob_bytes = max_blob_bytes;
+        self
+    }
+
+    /// The defaults with `handle` serving `/metrics`.
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
+    }
+}
+
+/// Limits of the connections [`serve_with`] accepts, so that slow or idle
+/// clients cannot hold a node's sockets and memory.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// Most connections served at once; more wait in the listen backlog
+    /// (default 1024).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (default
+    /// 10 s): a client trickling them is cut off.
+    pub header_read_timeout: Duration,
+    /// Longest pause within a request body (default 30 s; a body may take
+    /// longer as long as it keeps coming).
+    pub body_idle_timeout: Duration,
+    /// Longest a connection may go without reading or writing a byte
+    /// (default 120 s, above the longest a call may wait to be ordered).
+    pub idle_timeout: Duration,
+    /// How long a shutdown waits for requests in flight (default 30 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// HTTP methods the metrics name; any other is counted as `other`, so made-up
+/// methods cannot grow the metrics without bound.
+const KNOWN_METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+
 /// The `/v1` API (and `/metrics`) over `api`.
 pub fn router(api: Arc<dyn NodeApi>, config: ServerConfig) -> Router {
     let body_limit = config.max_body_bytes;
@@ -64,7 +116,11 @@ pub fn router(api: Arc<dyn NodeApi>, config: ServerConfig) -> Router {
         .route("/v1/tx", post(submit))
         .route("/v1/retrieve", post(retrieve))
         .route("/v1/grants/{id}/fragment", put(deliver_fragment))
-        .layer(DefaultBodyLimit::max(body_limit));
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            refuse_declared_oversize,
+        ));
     let blobs = Router::new()
         .route("/v1/blobs", post(put_blob))
         .layer(DefaultBodyLimit::disable());
@@ -84,20 +140,273 @@ pub fn router(api: Arc<dyn NodeApi>, config: ServerConfig) -> Router {
         .merge(small)
         .merge(blobs)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// Serves `router` on `listener` with the default [`ConnectionLimits`] until
+/// `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    serve_with(listener, router, ConnectionLimits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves,
+/// then stops accepting and gives the requests in flight
+/// `limits.shutdown_grace` to finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let service = tower_http::timeout::RequestBodyTimeout::new(router, limits.body_idle_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit.map_err(std::io::Error::other)?,
+        };
+        let (stream, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: wait, do not spin.
+                Err(e) => {
+                    tracing::warn!(target: "rr_node::http", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let hyper_service = hyper_util::service::TowerToHyperService::new(service.clone());
+        // No upgrades: the API has no WebSocket or CONNECT route.
+        let connection = graceful.watch(builder.serve_connection(io, hyper_service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!(target: "rr_node::http", "requests still in flight after the shutdown grace; closing them");
+    }
+    Ok(())
+}
+
+/// A connection that fails once it has neither read nor written a byte for
+/// `timeout`, so an idle or stalled client does not hold it open.
+struct IdleTimeout<T> {
+    inner: T,
+    timeout: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> IdleTimeout<T> {
+    fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    fn progress(&mut self) {
+        let next = tokio::time::Instant::now() + self.timeout;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// `Pending`, unless the connection has been idle too long.
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection idle for too long",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for IdleTimeout<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.progress();
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => self.check(cx),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for IdleTimeout<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, data) {
+            std::task::Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    self.progress();
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => match self.check(cx) {
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                _ => std::task::Poll::Pending,
+            },
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    self.progress();
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => match self.check(cx) {
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                _ => std::task::Poll::Pending,
+            },
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A 413 as soon as the headers declare a body over `limit`, before any of
+/// it is read.
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the body declares {} bytes; this route takes at most {limit}",
+                declared.unwrap_or_default()
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Every error the router itself makes (a path that does not decode, a
+/// rejected extractor, a body over the limit) as the same JSON as the
+/// handlers' errors.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "malformed_request",
+    };
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if detail.is_empty() {
+        format!("{status}; see /v1/openapi.json")
+    } else {
+        format!("{detail}; see /v1/openapi.json")
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name == header::ALLOW {
+            out.headers_mut().insert(name, value.clone());
+        }
+    }
+    out
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not a method of {}; see /v1/openapi.json",
+            method_label(req.method()),
+            req.uri().path()
+        ),
+    )
+}
+
+/// The method as metrics and messages name it: a known one, or `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| **m == method.as_str())
+        .copied()
+        .unwrap_or("other")
 }
 
 async fn track(req: Request, next: Next) -> Response {
@@ -106,7 +415,7 @@ async fn track(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
@@ -134,11 +443,38 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     })
 }
 
+/// Whether a signed call's body is JSON (`application/json`) or postcard
+/// (`application/octet-stream`, or no Content-Type), by the media-type
+/// rules: type and subtype are case-insensitive and parameters are allowed.
+fn tx_is_json(headers: &HeaderMap) -> ApiResult<bool> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(false);
+    };
+    let unsupported = |what: String| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{what}; send a signed call as application/json or as postcard bytes (application/octet-stream)"),
+        )
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| unsupported("the Content-Type header is not text".into()))?;
+    let media: mime::Mime = text
+        .parse()
+        .map_err(|_| unsupported(format!("Content-Type {text:?} is not a media type")))?;
+    match (media.type_(), media.subtype()) {
+        (mime::APPLICATION, mime::JSON) => Ok(true),
+        (mime::APPLICATION, mime::OCTET_STREAM) => Ok(false),
+        _ => Err(unsupported(format!(
+            "Content-Type {} is not accepted here",
+            media.essence_str()
+        ))),
+    }
+}
+
 fn decode_tx(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<SignedTransaction> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let json = tx_is_json(headers)?;
     let tx = if json {
         serde_json::from_slice(bytes).map_err(|e| {
             NodeError::BadTransaction(DecodeError::Malformed {

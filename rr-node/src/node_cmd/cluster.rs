@@ -238,8 +238,10 @@ fn passphrase(file: Option<&Path>, confirm: bool) -> anyhow::Result<Zeroizing<St
         );
         return Ok(pass);
     }
-    if let Ok(p) = std::env::var("RR_NODE_PASSPHRASE") {
-        return Ok(Zeroizing::new(p));
+    if let Some(p) = rr_node::keystore::take_env_secret("RR_NODE_PASSPHRASE")
+        .map_err(|_| anyhow::anyhow!("RR_NODE_PASSPHRASE is not valid UTF-8"))?
+    {
+        return Ok(p);
     }
     ensure!(
         std::io::IsTerminal::is_terminal(&std::io::stdin()),
