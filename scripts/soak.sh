@@ -131,6 +131,9 @@ while read -r i p a c l; do
     pid[$i]=$p; api[$i]=$a; cfg[$i]=$c; log[$i]=$l
 done < <("$soak" members --cluster "$cluster_json")
 for i in $(seq 0 $((N - 1))); do say "replica $i: pid ${pid[$i]} ${api[$i]}"; done
+# localnet serves the APIs over TLS from a CA of its own (ca.pem).
+cacert=()
+[ -f "$cluster_dir/ca.pem" ] && cacert=(--cacert "$cluster_dir/ca.pem")
 
 net=(--cluster "$cluster_json" --deadline-ms "$DEADLINE_MS" --order-timeout-ms "$ORDER_TIMEOUT_MS")
 
@@ -141,7 +144,7 @@ net=(--cluster "$cluster_json" --deadline-ms "$DEADLINE_MS" --order-timeout-ms "
 current_view() {
     local v i
     v=$(for i in $(seq 0 $((N - 1))); do
-            { curl -sf --max-time 1 "${api[$i]}/v1/info" 2>/dev/null; echo; } |
+            { curl -sf --max-time 1 ${cacert[@]+"${cacert[@]}"} "${api[$i]}/v1/info" 2>/dev/null; echo; } |
                 sed -n 's/.*"view":\([0-9][0-9]*\).*/\1/p'
         done | sort -n | uniq -c | sort -k1,1nr -k2,2nr | awk 'NR == 1 { print $2 }') || true
     if [ -n "$v" ]; then
@@ -164,7 +167,7 @@ sleep_until() { # unix ms
 wait_up() { # replica, timeout s: prints the unix ms it answered at, or nothing
     local deadline=$(( $(now_ms) + $2 * 1000 ))
     while [ "$(now_ms)" -lt "$deadline" ]; do
-        if curl -sf --max-time 1 "${api[$1]}/v1/info" >/dev/null 2>&1; then
+        if curl -sf --max-time 1 ${cacert[@]+"${cacert[@]}"} "${api[$1]}/v1/info" >/dev/null 2>&1; then
             now_ms
             return 0
         fi
@@ -180,7 +183,7 @@ monitor() {
     while :; do
         for i in $(seq 0 $((N - 1))); do
             t=$(now_ms)
-            j=$(curl -sf --max-time 1 "${api[$i]}/v1/info" 2>/dev/null) || j=
+            j=$(curl -sf --max-time 1 ${cacert[@]+"${cacert[@]}"} "${api[$i]}/v1/info" 2>/dev/null) || j=
             h=$(printf '%s\n' "$j" | sed -n 's/.*"height":\([0-9][0-9]*\).*/\1/p')
             v=$(printf '%s\n' "$j" | sed -n 's/.*"view":\([0-9][0-9]*\).*/\1/p')
             [ -n "$h" ] && printf '{"t_ms":%d,"replica":%d,"height":%d,"view":%s}\n' \

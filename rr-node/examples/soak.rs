@@ -1085,7 +1085,7 @@ async fn check(args: CheckArgs) -> Result<bool> {
     let members: Vec<HttpClient> = file
         .replicas
         .iter()
-        .map(|m| HttpClient::new(&m.api))
+        .map(|m| file.api_client(m))
         .collect::<Result<_, _>>()?;
     let mut rows: Vec<OpRow> = Vec::new();
     for p in &args.ops {

@@ -20,6 +20,11 @@ pub struct ClusterFile {
     pub scheme: String,
     /// Every replica, in replica order.
     pub replicas: Vec<ClusterMember>,
+    /// The CA that issued the replicas' API certificates (PEM): clients
+    /// trust it, and no other, for the `https://` API URLs. Absent for a
+    /// cluster served over plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 /// One replica in `cluster.json`.
@@ -56,6 +61,15 @@ impl ClusterMember {
 }
 
 impl ClusterFile {
+    /// A client of replica `m`'s API: pinned to the file's CA if it has one.
+    #[cfg(feature = "client")]
+    pub fn api_client(&self, m: &ClusterMember) -> Result<crate::http::HttpClient, NodeError> {
+        match &self.ca {
+            Some(ca) => crate::http::HttpClient::with_ca(&m.api, ca),
+            None => crate::http::HttpClient::new(&m.api),
+        }
+    }
+
     /// The replica set the file names: every replica's key, in order.
     pub fn replica_set(&self) -> Result<rr_core::cert::ReplicaSetInfo, NodeError> {
         replica_set_of(self.replicas.iter().map(ClusterMember::peer))

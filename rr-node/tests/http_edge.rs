@@ -31,6 +31,7 @@ impl Server {
             listener,
             http::router(node.clone(), config),
             limits,
+            None,
             async {
                 let _ = stopped.await;
             },
@@ -76,7 +77,14 @@ fn request(method: &str, path: &str, extra: &str) -> String {
 }
 
 /// Method, path, extra headers, body, expected status and code.
-type Case = (&'static str, &'static str, &'static str, &'static [u8], u16, &'static str);
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [u8],
+    u16,
+    &'static str,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_is_json_with_a_code_and_changes_nothing() {
@@ -277,4 +285,66 @@ async fn the_client_refuses_an_answer_over_its_limit() {
         Err(NodeError::Transport(m)) => assert!(m.contains("over"), "{m}"),
         other => panic!("an oversized answer was read: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_only_clients_that_pin_its_ca() {
+    let ca = http::tls::LocalCa::generate("test CA").unwrap();
+    let issued = ca.issue(&["127.0.0.1".to_string()]).unwrap();
+    let tls =
+        http::tls::server_config(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open_dev(DevConfig::new(dir.path())).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(http::serve_with(
+        listener,
+        http::router(node.clone(), ServerConfig::default()),
+        ConnectionLimits::default(),
+        Some(tls),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let https = format!("https://{addr}");
+    // The pinned CA: served.
+    let pinned = HttpClient::with_ca(&https, &ca.cert_pem()).unwrap();
+    assert_eq!(pinned.info().await.unwrap().replica, node.info().replica);
+    // Another CA, or the system's roots: refused in the handshake.
+    let other = http::tls::LocalCa::generate("someone else").unwrap();
+    for (what, client) in [
+        (
+            "another CA",
+            HttpClient::with_ca(&https, &other.cert_pem()).unwrap(),
+        ),
+        ("the system roots", HttpClient::new(&https).unwrap()),
+    ] {
+        match client.info().await {
+            Err(NodeError::Transport(_)) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // Plain HTTP to the TLS port gets no answer; a pinned CA on an http://
+    // URL is refused up front.
+    match HttpClient::new(&format!("http://{addr}"))
+        .unwrap()
+        .info()
+        .await
+    {
+        Err(NodeError::Transport(_)) => {}
+        other => panic!("plain HTTP to the TLS port: {other:?}"),
+    }
+    assert!(matches!(
+        HttpClient::with_ca(&format!("http://{addr}"), &ca.cert_pem()),
+        Err(NodeError::Setup(_))
+    ));
+    // A key that is not the certificate's is refused when the server starts.
+    let stranger = ca.issue(&["127.0.0.1".to_string()]).unwrap();
+    assert!(
+        http::tls::server_config(issued.cert_pem.as_bytes(), stranger.key_pem.as_bytes()).is_err()
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    node.shutdown().await.unwrap();
 }

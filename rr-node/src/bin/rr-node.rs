@@ -71,6 +71,17 @@ struct DevArgs {
     /// Records of every scheme are served either way.
     #[arg(long, value_name = "NAME")]
     scheme: Option<String>,
+    /// Serve the API over TLS with this certificate chain (PEM); needs
+    /// --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (logged as a
+    /// warning): only behind a TLS proxy or on a trusted network.
+    #[arg(long)]
+    allow_plain_http: bool,
 }
 
 /// The settings of `rr-node dev`, after merging file, environment and flags.
@@ -82,6 +93,12 @@ struct DevSettings {
     max_blob_size: u64,
     log: String,
     scheme: String,
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    allow_plain_http: bool,
 }
 
 impl DevSettings {
@@ -115,6 +132,15 @@ impl DevSettings {
         }
         if let Some(v) = &args.log {
             b = b.set_override("log", v.as_str())?;
+        }
+        if let Some(v) = &args.tls_cert {
+            b = b.set_override("tls_cert", v.to_string_lossy().into_owned())?;
+        }
+        if let Some(v) = &args.tls_key {
+            b = b.set_override("tls_key", v.to_string_lossy().into_owned())?;
+        }
+        if args.allow_plain_http {
+            b = b.set_override("allow_plain_http", true)?;
         }
         if let Some(v) = &args.scheme {
             b = b.set_override("scheme", v.as_str())?;
@@ -150,7 +176,24 @@ impl DevSettings {
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| anyhow::anyhow!("log filter {:?} is invalid: {e}", self.log))?;
         self.scheme_id()?;
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "TLS needs both a certificate and its key: give tls_cert and tls_key (--tls-cert, --tls-key), or neither"
+        );
         Ok(())
+    }
+
+    /// The API's TLS configuration, or `None` for plain HTTP (loopback
+    /// only, unless allowed).
+    fn tls(&self) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(http::tls::server_config_from_files(cert, key)?)),
+            _ => {
+                let listen: SocketAddr = self.listen.parse()?;
+                plain_http_allowed(listen, self.allow_plain_http)?;
+                Ok(None)
+            }
+        }
     }
 
     /// The default scheme of new records; an error naming the schemes this
@@ -228,6 +271,7 @@ async fn open_dev<P: PreScheme>(
     pre: P,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<()> {
+    let tls = settings.tls()?;
     let mut config = DevConfig::new(&settings.data_dir);
     config.max_blob_size = settings.max_blob_size;
     let node = Node::open_dev_with_scheme(config, pre, Arc::new(rr_consensus::SystemClock))
@@ -236,7 +280,7 @@ async fn open_dev<P: PreScheme>(
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    serve(node, listener, settings.max_blob_size, metrics).await
+    serve(node, listener, settings.max_blob_size, metrics, tls).await
 }
 
 /// Serves `node`'s HTTP API on `listener` until Ctrl-C or SIGTERM, then
@@ -246,6 +290,7 @@ async fn serve<T: NodeTypes>(
     listener: tokio::net::TcpListener,
     max_blob_size: u64,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal().context("installing the signal handlers")?;
@@ -262,14 +307,36 @@ async fn serve<T: NodeTypes>(
         .map(|k| k.to_string())
         .unwrap_or_default();
     tracing::info!(target: "rr_node", %addr, replica = %info.replica, replicas = info.replicas, height = info.status.height, scheme = T::Pre::ID.name(), key = %own_key, "serving");
-    println!("listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     // Clients pin this key on first use: compare it out of band.
     println!("node key {own_key}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    http::serve(listener, router, shutdown).await?;
+    http::serve_with(
+        listener,
+        router,
+        http::ConnectionLimits::default(),
+        tls,
+        shutdown,
+    )
+    .await?;
     node.shutdown().await?;
     tracing::info!(target: "rr_node", "stopped cleanly");
+    Ok(())
+}
+
+/// Plain HTTP is for loopback: on any other address it needs the operator's
+/// explicit consent (`allow_plain_http`), and is logged as a warning.
+fn plain_http_allowed(listen: SocketAddr, allowed: bool) -> anyhow::Result<()> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        allowed,
+        "the API would listen on {listen} without TLS: medical metadata would cross the network in clear. Configure TLS (a certificate and key: [tls] in node.toml, or --tls-cert/--tls-key), or set allow_plain_http (--allow-plain-http) if a TLS proxy or a trusted network covers it"
+    );
+    tracing::warn!(target: "rr_node", %listen, "serving plain HTTP on a non-loopback address (allow_plain_http)");
     Ok(())
 }
 

@@ -39,7 +39,6 @@ use rr_core::{
 
 use crate::api::{Authorization, FragmentDelivery, NodeApi};
 use crate::api::{NodeError, NodeInfo, Retrieval, SkippedReplica};
-use crate::http::HttpClient;
 use crate::peers::ClusterFile;
 use crate::sealing::SealingPublicKey;
 
@@ -302,7 +301,7 @@ impl Replicas {
         let members = file
             .replicas
             .iter()
-            .map(|m| HttpClient::new(&m.api).map(|c| Arc::new(c) as Arc<dyn NodeApi>))
+            .map(|m| file.api_client(m).map(|c| Arc::new(c) as Arc<dyn NodeApi>))
             .collect::<Result<Vec<_>, _>>()?;
         let sealing = file
             .replicas

@@ -30,9 +30,24 @@ pub struct HttpClient {
     http: reqwest::Client,
 }
 
+/// Whether `e` failed on the server's TLS certificate.
+fn untrusted_certificate(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("certificate") || text.contains("UnknownIssuer") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn transport(base: &reqwest::Url) -> impl Fn(reqwest::Error) -> NodeError + '_ {
     move |e| {
-        let what = if e.is_connect() {
+        let what = if untrusted_certificate(&e) {
+            format!("the TLS certificate of the node at {base} is not one this client trusts ({e}); for a cluster, use its cluster.json, which pins the CA that issued the replicas' certificates")
+        } else if e.is_connect() {
             format!("cannot connect to the node at {base}: is it running? ({e})")
         } else if e.is_timeout() {
             format!("the node at {base} did not answer in time")
@@ -45,7 +60,22 @@ fn transport(base: &reqwest::Url) -> impl Fn(reqwest::Error) -> NodeError + '_ {
 
 impl HttpClient {
     /// A client for the node at `base_url` (such as `http://127.0.0.1:7700`).
+    /// An `https://` node's certificate is checked against the system's
+    /// root certificates; use [`HttpClient::with_ca`] for a cluster with a
+    /// CA of its own.
     pub fn new(base_url: &str) -> Result<Self, NodeError> {
+        Self::build(base_url, None)
+    }
+
+    /// A client for the node at `base_url` whose TLS certificate must be
+    /// issued by the CA `ca_pem` (PEM), and by no other: what `cluster.json`
+    /// pins (`ca`). A plain `http://` URL is refused, since the CA would
+    /// then protect nothing.
+    pub fn with_ca(base_url: &str, ca_pem: &str) -> Result<Self, NodeError> {
+        Self::build(base_url, Some(ca_pem))
+    }
+
+    fn build(base_url: &str, ca_pem: Option<&str>) -> Result<Self, NodeError> {
         let base = reqwest::Url::parse(base_url).map_err(|e| {
             NodeError::Setup(format!(
                 "{base_url:?} is not a node URL ({e}); expected something like http://127.0.0.1:7700"
@@ -56,11 +86,26 @@ impl HttpClient {
                 "{base_url:?} is not an http:// or https:// URL"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             // A replica that stops sending mid-answer (paused, hung) fails
             // the read instead of holding the client forever.
-            .read_timeout(READ_TIMEOUT)
+            .read_timeout(READ_TIMEOUT);
+        if let Some(ca) = ca_pem {
+            if base.scheme() != "https" {
+                return Err(NodeError::Setup(format!(
+                    "{base_url:?} is plain http, but a CA to pin was given: use https://"
+                )));
+            }
+            let cert = reqwest::Certificate::from_pem(ca.as_bytes()).map_err(|e| {
+                NodeError::Setup(format!("the CA certificate to pin is not PEM: {e}"))
+            })?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert)
+                .https_only(true);
+        }
+        let http = builder
             .build()
             .map_err(|e| NodeError::Setup(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { base, http })

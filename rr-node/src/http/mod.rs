@@ -15,6 +15,9 @@ mod error;
 mod openapi;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod tls;
 
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]

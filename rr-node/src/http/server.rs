@@ -153,18 +153,29 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, router, ConnectionLimits::default(), shutdown).await
+    serve_with(
+        listener,
+        router,
+        ConnectionLimits::default(),
+        None,
+        shutdown,
+    )
+    .await
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown` resolves,
-/// then stops accepting and gives the requests in flight
-/// `limits.shutdown_grace` to finish.
+/// Serves `router` on `listener` within `limits`, over TLS with `tls` (see
+/// [`super::tls::server_config`]) or plain HTTP without, until `shutdown`
+/// resolves; then stops accepting and gives the requests in flight
+/// `limits.shutdown_grace` to finish. A TLS handshake must complete within
+/// `limits.header_read_timeout`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     use hyper_util::rt::{TokioIo, TokioTimer};
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -193,12 +204,32 @@ pub async fn serve_with(
             },
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let stream = IdleTimeout::new(stream, limits.idle_timeout);
         let hyper_service = hyper_util::service::TowerToHyperService::new(service.clone());
-        // No upgrades: the API has no WebSocket or CONNECT route.
-        let connection = graceful.watch(builder.serve_connection(io, hyper_service));
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let handshake = limits.header_read_timeout;
         tokio::spawn(async move {
-            let _ = connection.await;
+            // No upgrades: the API has no WebSocket or CONNECT route.
+            match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), hyper_service);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => {
+                        let conn = builder.serve_connection(TokioIo::new(tls), hyper_service);
+                        let _ = watcher.watch(conn).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(target: "rr_node::http", error = %e, "TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(target: "rr_node::http", "TLS handshake timed out"),
+                },
+            }
             drop(permit);
         });
     }

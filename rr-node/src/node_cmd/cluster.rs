@@ -12,7 +12,6 @@ use ed25519_dalek::SigningKey;
 use rr_consensus::{PbftConfig, SystemClock};
 use rr_core::{PreScheme, ReplicaId};
 use rr_node::cluster::{ClusterConfig, ClusterFile, ClusterMember, ClusterTypes, Peer};
-use rr_node::http::HttpClient;
 use rr_node::keystore::Keystore;
 use rr_node::sealing::SealingKey;
 use rr_node::{Node, NodeApi, RootIdentity};
@@ -66,6 +65,11 @@ pub struct LocalnetArgs {
     /// Without it, recrypt records can be stored but not granted.
     #[arg(long)]
     allow_single_proxy: bool,
+    /// Serve the replicas' APIs over plain HTTP instead of TLS. By default
+    /// localnet makes a CA of its own (DIR/ca.pem, written into
+    /// cluster.json, which rr pins) and a certificate per replica.
+    #[arg(long)]
+    plain_http: bool,
 }
 
 /// `node.toml`: one cluster replica.
@@ -107,6 +111,30 @@ struct ReplicaSettings {
     /// The ordering engine's batching (`[pbft]`); every key optional.
     #[serde(default, skip_serializing_if = "PbftSettings::is_default")]
     pbft: PbftSettings,
+    /// TLS on the HTTP API (`[tls]`): without it the API is plain HTTP,
+    /// which `run` allows only on a loopback address unless
+    /// `allow_plain_http` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsSettings>,
+    /// Serve plain HTTP on an address other than loopback (logged as a
+    /// warning): only behind a TLS proxy or on a trusted network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    allow_plain_http: bool,
+}
+
+/// `[tls]` in `node.toml`: the API's certificate and key (PEM files), and
+/// the CA that issued the peers' certificates, pinned when this replica
+/// fetches blob copies from them.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSettings {
+    /// This replica's certificate chain, PEM.
+    cert: PathBuf,
+    /// Its private key, PEM (keep it 0600).
+    key: PathBuf,
+    /// The CA of the peers' certificates, PEM; default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca: Option<PathBuf>,
 }
 
 /// `[pbft]` in `node.toml`: how the primary batches calls, and the timers
@@ -218,8 +246,28 @@ impl ReplicaSettings {
         config.pbft = self.pbft.config()?;
         config.max_blob_size = self.max_blob_size;
         config.allow_single_proxy = self.allow_single_proxy;
+        if let Some(ca) = self.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+            config.peers_ca = Some(
+                std::fs::read_to_string(ca)
+                    .with_context(|| format!("cannot read the CA {}", ca.display()))?,
+            );
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The API's TLS configuration, or `None` for plain HTTP, which is
+    /// refused on anything but loopback unless `allow_plain_http`.
+    fn tls(&self) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        match &self.tls {
+            Some(t) => Ok(Some(rr_node::http::tls::server_config_from_files(
+                &t.cert, &t.key,
+            )?)),
+            None => {
+                crate::plain_http_allowed(self.listen, self.allow_plain_http)?;
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -321,6 +369,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let pass = passphrase(settings.passphrase_file.as_deref(), false)?;
     let (key, sealing) = load_replica_key(&keystore, &pass)?;
     drop(pass);
+    let tls = settings.tls()?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -334,7 +383,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Arc::new(SystemClock),
             )
             .await?;
-            crate::serve(node, listener, settings.max_blob_size, metrics).await
+            crate::serve(node, listener, settings.max_blob_size, metrics, tls).await
         }
         Some(id) if id == rr_pre::Recrypt::ID => {
             let node = Node::<ClusterTypes<rr_pre::Recrypt>>::open_cluster(
@@ -345,7 +394,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Arc::new(SystemClock),
             )
             .await?;
-            crate::serve(node, listener, settings.max_blob_size, metrics).await
+            crate::serve(node, listener, settings.max_blob_size, metrics, tls).await
         }
         _ => bail!(
             "unknown scheme {:?}: use umbral or recrypt",
@@ -394,6 +443,17 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
         };
         ports.push((http, p2p));
     }
+    // The replicas' API certificates, from a CA of the cluster's own: its
+    // key is dropped once they are issued (a local cluster needs no more).
+    let ca = if args.plain_http {
+        None
+    } else {
+        let ca = rr_node::http::tls::LocalCa::generate("rr-node localnet CA")?;
+        std::fs::write(args.data_dir.join("ca.pem"), ca.cert_pem())
+            .with_context(|| format!("cannot write {}", args.data_dir.join("ca.pem").display()))?;
+        Some(ca)
+    };
+    let scheme = if ca.is_some() { "https" } else { "http" };
     let mut members = Vec::with_capacity(n);
     for (i, (http, p2p)) in ports.iter().enumerate() {
         let rdir = args.data_dir.join(format!("replica-{i}"));
@@ -407,9 +467,14 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
         let pass_file = rdir.join("passphrase");
         write_private(&pass_file, pass.as_bytes())?;
         let public = make_replica_key(&Keystore::open(rdir.join("keys"))?, &pass)?;
+        if let Some(ca) = &ca {
+            let issued = ca.issue(&["127.0.0.1".to_string(), "localhost".to_string()])?;
+            std::fs::write(rdir.join("tls-cert.pem"), &issued.cert_pem)?;
+            write_private(&rdir.join("tls-key.pem"), issued.key_pem.as_bytes())?;
+        }
         members.push(ClusterMember {
             replica: i as u16,
-            api: format!("http://127.0.0.1:{http}"),
+            api: format!("{scheme}://127.0.0.1:{http}"),
             p2p: SocketAddr::from(([127, 0, 0, 1], *p2p)),
             public_key: public.public_key,
             sealing_key: public.sealing_key,
@@ -434,6 +499,12 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
             allow_single_proxy: args.allow_single_proxy,
             peers: peers.clone(),
             pbft: PbftSettings::default(),
+            tls: ca.as_ref().map(|_| TlsSettings {
+                cert: rdir.join("tls-cert.pem"),
+                key: rdir.join("tls-key.pem"),
+                ca: Some(args.data_dir.join("ca.pem")),
+            }),
+            allow_plain_http: false,
         };
         std::fs::write(&m.config, toml::to_string_pretty(&settings)?)
             .with_context(|| format!("cannot write {}", m.config.display()))?;
@@ -443,6 +514,7 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
         f: (n - 1) / 3,
         scheme: args.scheme.clone(),
         replicas: members,
+        ca: ca.map(|ca| ca.cert_pem()),
     })
 }
 
@@ -520,7 +592,7 @@ pub async fn localnet(args: LocalnetArgs) -> anyhow::Result<()> {
     // Wait until every replica answers.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     for (i, m) in cluster.replicas.iter().enumerate() {
-        let api = HttpClient::new(&m.api)?;
+        let api = cluster.api_client(m)?;
         loop {
             if api.info().await.is_ok() {
                 break;

@@ -78,6 +78,9 @@ pub struct ClusterConfig {
     /// Contract policies run before the native contracts (default: none).
     /// Every replica must run the same ones.
     pub policies: crate::contracts::Policies,
+    /// The CA that issued the peers' API certificates (PEM), pinned when
+    /// this replica fetches blob copies from them over `https://`.
+    pub peers_ca: Option<String>,
 }
 
 impl ClusterConfig {
@@ -99,6 +102,7 @@ impl ClusterConfig {
             max_blob_size: 16 << 30,
             allow_single_proxy: false,
             policies: crate::contracts::Policies::default(),
+            peers_ca: None,
         }
     }
 
@@ -252,6 +256,7 @@ impl<P: PreScheme> Node<ClusterTypes<P>> {
             replica_set,
             sealing: Some(sealing),
             peers: config.peers.clone(),
+            peers_ca: config.peers_ca.clone(),
             schemes,
             clock,
         })?);

@@ -139,6 +139,9 @@ pub struct NodeParts<T: NodeTypes> {
     pub sealing: Option<crate::sealing::SealingKey>,
     /// The replica set (public), as [`NodeInfo::peers`] reports it.
     pub peers: Vec<crate::api::Peer>,
+    /// The CA that issued the peers' API certificates (PEM), pinned when
+    /// this replica fetches a blob copy from a peer over `https://`.
+    pub peers_ca: Option<String>,
     /// Schemes this replica re-encrypts for, besides `pre` (records carry
     /// their scheme id; `rr_pre::Schemes::all()` serves every compiled-in one).
     pub schemes: rr_pre::Schemes,
@@ -165,6 +168,7 @@ pub struct Node<T: NodeTypes> {
     repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
     sealing: Option<Arc<crate::sealing::SealingKey>>,
     peers: Vec<crate::api::Peer>,
+    peers_ca: Option<Arc<str>>,
     contracts: ContractsConfig,
     clock: Arc<dyn Clock>,
     /// Checks submitted calls' signatures, concurrent ones as one batch;
@@ -324,6 +328,7 @@ impl<P: PreScheme, B: BlobStore> Node<DevTypes<P, B>> {
             replica_set,
             sealing: None,
             peers: Vec::new(),
+            peers_ca: None,
             schemes,
             clock,
         })?;
@@ -445,6 +450,7 @@ impl<T: NodeTypes> Node<T> {
             sealing: parts.sealing.map(Arc::new),
             contracts,
             peers: parts.peers,
+            peers_ca: parts.peers_ca.map(Arc::from),
             clock: parts.clock,
             verifier: std::sync::OnceLock::new(),
         };
@@ -1145,6 +1151,7 @@ fn prove_listing(
 struct BlobRepair<B: ?Sized> {
     blobs: Arc<B>,
     peers: Vec<crate::api::Peer>,
+    peers_ca: Option<Arc<str>>,
     me: ReplicaId,
     repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
 }
@@ -1159,7 +1166,14 @@ impl<B: BlobStore + ?Sized> BlobRepair<B> {
         if !self.repairing.lock().expect("repairing lock").insert(cid) {
             return;
         }
-        repair_blob(&*self.blobs, &self.peers, self.me, cid).await;
+        repair_blob(
+            &*self.blobs,
+            &self.peers,
+            self.peers_ca.as_deref(),
+            self.me,
+            cid,
+        )
+        .await;
         self.repairing.lock().expect("repairing lock").remove(&cid);
     }
 }
@@ -1170,6 +1184,7 @@ impl<B: BlobStore + ?Sized> BlobRepair<B> {
 async fn repair_blob<B: BlobStore + ?Sized>(
     blobs: &B,
     peers: &[crate::api::Peer],
+    peers_ca: Option<&str>,
     me: ReplicaId,
     cid: rr_core::ContentId,
 ) -> bool {
@@ -1177,7 +1192,11 @@ async fn repair_blob<B: BlobStore + ?Sized>(
         if i == usize::from(me.0) {
             continue;
         }
-        let Ok(client) = crate::http::HttpClient::new(&peer.api) else {
+        let client = match peers_ca {
+            Some(ca) => crate::http::HttpClient::with_ca(&peer.api, ca),
+            None => crate::http::HttpClient::new(&peer.api),
+        };
+        let Ok(client) = client else {
             continue;
         };
         let stream = match crate::api::NodeApi::get_blob(&client, cid).await {
@@ -1451,6 +1470,7 @@ impl<T: NodeTypes> Node<T> {
         BlobRepair {
             blobs: self.blobs.clone(),
             peers: self.peers.clone(),
+            peers_ca: self.peers_ca.clone(),
             me: self.replica,
             repairing: self.repairing.clone(),
         }
@@ -1602,6 +1622,7 @@ mod tests {
             replica_set,
             sealing: None,
             peers: Vec::new(),
+            peers_ca: None,
             schemes: rr_pre::Schemes::all(),
             clock: Arc::new(SystemClock),
         }
