@@ -17,11 +17,22 @@
 //! replica may verify them singly or in batches and reach the same verdict as
 //! every other replica. The PBFT engine verifies the transactions of each
 //! pre-prepare as one batch; [`TxVerifier`] batches calls submitted by clients.
+//!
+//! Features:
+//! - `harness`: an in-process cluster of PBFT replicas on a fault-injecting
+//!   router, for tests and simulations.
+//! - `testing`: `conformance`, the suite every [`rr_core::ConsensusEngine`]
+//!   should pass (run against [`Solo`] and [`Pbft`] in this crate's tests).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod clock;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod conformance;
 #[cfg(feature = "harness")]
+#[cfg_attr(docsrs, doc(cfg(feature = "harness")))]
 pub mod harness;
 pub mod pbft;
 mod solo;

@@ -81,7 +81,11 @@ fn localnet_flow_survives_a_killed_replica() {
         .to_string();
     assert!(replica_url.starts_with("https://"), "{replica_url}");
     rr.run(&["--node", &replica_url, "--as", "alice", "ls"])
-        .fails_with(&["TLS certificate", "not one this client trusts", "cluster.json"]);
+        .fails_with(&[
+            "TLS certificate",
+            "not one this client trusts",
+            "cluster.json",
+        ]);
     assert!(
         !dir.path().join("keys/known_nodes.json").exists(),
         "a cluster's replica was pinned"

@@ -915,6 +915,7 @@ impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
 
     async fn certificate(&self, height: u64) -> Result<Certificate, ConsensusError> {
         let mut changed = self.certs.subscribe();
+        let mut stopped = self.stop.subscribe();
         let mut asked = false;
         loop {
             if let Some(c) = self.certs.get(height) {
@@ -925,14 +926,24 @@ impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
                     return Ok(c);
                 }
             }
+            // A stopped engine certifies nothing more: an error, not a wait
+            // that never ends.
+            if *stopped.borrow_and_update() {
+                return Err(ConsensusError::Stopped);
+            }
             if !asked && height <= self.status().height {
                 // Executed but not certified here (a restart lost the
                 // signatures, or nobody asked yet): collect them.
                 asked = true;
                 let _ = self.cert_tx.send(CertInput::Need(height)).await;
             }
-            if changed.changed().await.is_err() {
-                return Err(ConsensusError::Stopped);
+            tokio::select! {
+                c = changed.changed() => {
+                    if c.is_err() {
+                        return Err(ConsensusError::Stopped);
+                    }
+                }
+                _ = stopped.changed() => {}
             }
         }
     }
