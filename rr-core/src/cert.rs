@@ -180,7 +180,8 @@ impl ReplicaSetInfo {
 
     /// The digest headers name this set by: BLAKE3 (derive_key
     /// `"resilient-records 2026 replica set"`) of the keys' canonical
-    /// encoding.
+    /// encoding, preceded by its length as 8 little-endian bytes (as every
+    /// [`Digest::of`]).
     pub fn digest(&self) -> Digest {
         Digest::of(
             "resilient-records 2026 replica set",
@@ -234,7 +235,9 @@ impl LedgerHeader {
     }
 
     /// The header's hash: BLAKE3 (derive_key
-    /// `"resilient-records 2026 ledger header"`) of its canonical encoding.
+    /// `"resilient-records 2026 ledger header"`) of its canonical encoding,
+    /// preceded by its length as 8 little-endian bytes (as every
+    /// [`Digest::of`]).
     pub fn hash(&self) -> Digest {
         Digest::of("resilient-records 2026 ledger header", &codec::encode(self))
     }

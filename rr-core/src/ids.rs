@@ -159,7 +159,8 @@ impl GrantId {
 }
 
 impl Digest {
-    /// The BLAKE3 digest of `bytes` under `domain`.
+    /// The BLAKE3 digest of `bytes` under `domain`: derive_key(`domain`,
+    /// le64(len(bytes)) || bytes).
     pub fn of(domain: &str, bytes: &[u8]) -> Self {
         Self(derive32(domain, &[bytes]))
     }

@@ -5,10 +5,12 @@ use serde_json::{json, Value};
 const TX_DOC: &str = "A signed transaction. Either `application/octet-stream`: the canonical \
 postcard encoding of `SignedTransaction { body: TxBody { signer: [u8; 32], nonce: varint u64, \
 call: Call }, signature: bytes }`; or `application/json`: the same structure with ids and byte \
-fields as lowercase hex strings. The signature is ed25519 (strict) by `signer` over \
-`b\"resilient-records/tx/v1\\0\" || postcard(body)`; postcard is specified at \
-https://postcard.jamesmunns.com/wire-format. `Call` is an enum: 0 RegisterRecord, 1 Grant, \
-2 Retrieve, 3 Revoke.";
+fields as lowercase hex strings (except `salt`, an array of 16 integers). The signature is \
+ed25519, verified under ZIP-215 rules, by `signer` over `b\"resilient-records/tx/v1\\0\" || \
+postcard(body)`; postcard is specified at https://postcard.jamesmunns.com/wire-format. `Call` \
+is an enum: 0 RegisterRecord, 1 Grant, 2 Retrieve, 3 Revoke, 4 ConfirmErasure (replicas only). \
+Every byte format, id derivation and proof is specified in docs/protocol.md of the repository, \
+with known-answer vectors in docs/vectors/.";
 
 const AUTH_DOC: &str = "Queries about an account's records carry `Authorization: RR-Ed25519 \
 account=<hex>, at=<unix ms>, signature=<hex>`, an ed25519 signature by the account over \
@@ -56,7 +58,9 @@ pub fn openapi_document() -> Value {
         "403": error_response("Refused by the contracts or not allowed"),
         "404": error_response("Unknown id"),
         "409": error_response("Replayed nonce, record exists, or fragment not delivered"),
+        "405": error_response("Method not allowed on this route (method_not_allowed)"),
         "413": error_response("Body too large"),
+        "415": error_response("Content-Type not accepted (unsupported_media_type)"),
         "503": error_response("Node stopping or overloaded (unavailable), or no quorum's certificate of its state in time (uncertified)")
     });
     let with = |mut ok: Value| {
@@ -123,11 +127,11 @@ pub fn openapi_document() -> Value {
                 "parameters": [id_param("id", "Account id (its ed25519 public key)")],
                 "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
             "/v1/blobs": {"post": {"summary": "Store a ciphertext blob, streamed; answers with its CIDv1 (raw, sha2-256)", "operationId": "putBlob",
-                "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "requestBody": {"required": false, "description": "The blob; no body stores the empty blob", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                 "responses": with(json!({"201": {"description": "Stored", "content": {"application/json": {"schema": {"type": "object", "properties": {"cid": {"type": "string"}}}}}}}))}},
             "/v1/blobs/{cid}": {"get": {"summary": "Stream a blob; the node checks it against its CID and aborts the stream if it does not match", "operationId": "getBlob",
                 "description": "With offset=N the answer is the blob less its first N bytes (the node still checks its whole copy): a client resumes a broken download with it, from the same or another replica. Not an HTTP range: the answer is 200 with the rest of the blob, whose length the node learns only as it reads.",
-                "parameters": [{"name": "cid", "in": "path", "required": true, "schema": {"type": "string"}, "description": "CIDv1 (base32, bafkrei...)"},
+                "parameters": [{"name": "cid", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^b[a-z2-7]{58}$"}, "description": "CIDv1 raw sha2-256 in base32 (bafkrei..., 59 characters)"},
                     {"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "format": "int64", "minimum": 0, "default": 0}, "description": "Bytes to skip; the only query this route takes (anything else is malformed_request)"}],
                 "responses": with(json!({"200": {"description": "The blob, from offset on", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                     "416": {"description": "offset is past the blob's end (code malformed_request)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}))}},
@@ -137,15 +141,15 @@ pub fn openapi_document() -> Value {
         "components": {
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                    "code": {"type": "string", "description": "Stable code: a refusal code (replayed_nonce, invalid_call, unknown_record, unknown_grant, record_exists, not_owner, not_grantee, grant_revoked, grant_expired, purpose_mismatch, scheme_mismatch, not_replica, threshold_too_low, single_proxy_refused) or malformed_request, malformed_transaction, bad_signature, unauthorized, forbidden, unknown_blob, unknown_transaction, too_large, integrity, fragment_mismatch, fragment_missing, invalid_crypto, unavailable, uncertified, internal, not_found"},
+                    "code": {"type": "string", "description": "Stable code: a refusal code (replayed_nonce, invalid_call, unknown_record, unknown_grant, record_exists, not_owner, not_grantee, grant_revoked, grant_expired, purpose_mismatch, scheme_mismatch, not_replica, threshold_too_low, single_proxy_refused, or policy.<code> from an operator's contract policy) or malformed_request, malformed_transaction, bad_signature, unauthorized, forbidden, unknown_blob, unknown_transaction, too_large, integrity, fragment_mismatch, fragment_missing, invalid_crypto, unavailable, uncertified, internal, not_found, method_not_allowed, unsupported_media_type"},
                     "message": {"type": "string"}}}}},
                 "SignedTransaction": {"type": "object", "required": ["body", "signature"], "properties": {
-                    "body": {"type": "object", "required": ["signer", "nonce", "call"], "properties": {"signer": id, "nonce": {"type": "integer", "minimum": 0}, "call": {"type": "object", "description": "Externally tagged: {\"RegisterRecord\": {...}} | {\"Grant\": {...}} | {\"Retrieve\": {\"grant\", \"purpose\"}} | {\"Revoke\": {\"grant\"}}"}}},
+                    "body": {"type": "object", "required": ["signer", "nonce", "call"], "properties": {"signer": id, "nonce": {"type": "integer", "minimum": 0}, "call": {"type": "object", "description": "Externally tagged: {\"RegisterRecord\": {...}} | {\"Grant\": {...}} | {\"Retrieve\": {\"grant\", \"purpose\"}} | {\"Revoke\": {\"grant\"}} | {\"ConfirmErasure\": {\"grant\", \"replica\"}}"}}},
                     "signature": hex}},
                 "Receipt": {"type": "object", "properties": {
                     "tx": id, "index": {"type": "integer"},
                     "context": {"$ref": "#/components/schemas/BlockContext"},
-                    "outcome": {"type": "object", "description": "{\"Ok\": {\"Registered\": {\"record\"}} | {\"Granted\": {\"grant\"}} | {\"Retrieved\": {\"record\", \"grant\"}} | {\"Revoked\": {\"grant\"}}} or {\"Refused\": {\"code\", \"message\"}}"}}},
+                    "outcome": {"type": "object", "description": "{\"Ok\": {\"Registered\": {\"record\"}} | {\"Granted\": {\"grant\"}} | {\"Retrieved\": {\"record\", \"grant\"}} | {\"Revoked\": {\"grant\"}} | {\"ErasureConfirmed\": {\"grant\", \"replica\"}}} or {\"Refused\": {\"code\", \"message\"}}"}}},
                 "BlockContext": {"type": "object", "properties": {"height": {"type": "integer"}, "time": {"type": "integer", "description": "Block time, unix milliseconds"}}},
                 "Record": {"type": "object", "properties": {
                     "id": id, "owner": id, "cid": {"type": "string"}, "size": {"type": "integer"},
@@ -158,13 +162,15 @@ pub fn openapi_document() -> Value {
                     "fragment_commitments": {"type": "array", "items": id},
                     "purpose": {"type": "string"}, "expires_at": {"oneOf": [{"type": "integer"}, {"type": "null"}]},
                     "granted": {"$ref": "#/components/schemas/BlockContext"},
-                    "status": {"description": "\"Active\" or {\"Revoked\": {\"at\": BlockContext}}"}}},
+                    "status": {"description": "\"Active\" or {\"Revoked\": {\"at\": BlockContext}}"},
+                    "erased_by": {"type": "array", "items": {"type": "integer"}, "description": "Replicas that confirmed erasing their key fragment (after a revocation or expiry)"},
+                    "single_proxy": {"type": "boolean", "description": "The record's scheme is single-proxy (recrypt): any one replica can re-encrypt"}}},
                 "AuditEntry": {"type": "object", "properties": {
                     "record": id, "seq": {"type": "integer"}, "at": {"$ref": "#/components/schemas/BlockContext"},
-                    "tx": id, "actor": id, "action": {"type": "string", "enum": ["Register", "Grant", "Retrieve", "Revoke"]},
+                    "tx": id, "actor": id, "action": {"type": "string", "enum": ["Register", "Grant", "Retrieve", "Revoke", "ConfirmErasure"]},
                     "grant": {"oneOf": [id, {"type": "null"}]}, "purpose": {"oneOf": [{"type": "string"}, {"type": "null"}]},
                     "refused": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "null if it took effect, else the refusal code"}}},
-                "LedgerHeader": {"type": "object", "description": "What the replicas certify after the block at `height`. Its hash is BLAKE3 derive_key(\"resilient-records 2026 ledger header\", postcard(header)).", "properties": {
+                "LedgerHeader": {"type": "object", "description": "What the replicas certify after the block at `height`. Its hash is BLAKE3 derive_key(\"resilient-records 2026 ledger header\", le64(len) || postcard(header)) (docs/protocol.md section 10).", "properties": {
                     "replica_set": id, "height": {"type": "integer"}, "time": {"type": "integer", "description": "Block time, unix ms"},
                     "block": id, "parent": {"description": "Hash of the previous header", "type": "string"},
                     "state_root": {"type": "string", "description": "Sparse Merkle tree root over the whole state (see rr_core::smt)"},
@@ -190,7 +196,8 @@ pub fn openapi_document() -> Value {
                     "receipt": {"$ref": "#/components/schemas/CertifiedReceipt"},
                     "state": {"$ref": "#/components/schemas/StateAnswer"},
                     "fragment": {"oneOf": [{"type": "null"}, {"type": "object", "description": "This replica's capsule fragment, ed25519-signed by its replica key over b\"resilient-records/capsule-fragment/v1\\0\" || postcard((retrieve tx id, grant id, replica, fragment))", "properties": {"replica": {"type": "integer"}, "fragment": hex, "signature": hex}}]},
-                    "note": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "Why there is no fragment (not proven)"}}},
+                    "note": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "Why there is no fragment (not proven)"},
+                    "withheld": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}], "description": "Set when this replica withholds its fragment because the grant is not usable at its head (a client believes it once f + 1 replicas say so)"}}},
                 "NodeInfo": {"type": "object", "properties": {
                     "replica": {"type": "integer"}, "replicas": {"type": "integer", "description": "n"},
                     "faults_tolerated": {"type": "integer", "description": "f"}, "scheme": {"type": "integer"},

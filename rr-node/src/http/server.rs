@@ -703,6 +703,8 @@ fn blob_offset(query: Option<&str>) -> ApiResult<u64> {
         .strip_prefix("offset=")
         .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|n| n.parse::<u64>().ok())
+        // The OpenAPI document says int64: larger is malformed, not past the end.
+        .filter(|n| *n <= i64::MAX as u64)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
