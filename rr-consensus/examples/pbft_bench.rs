@@ -479,13 +479,14 @@ async fn main() -> anyhow::Result<()> {
         .map(|l| l.local_addr())
         .collect::<Result<_, _>>()?;
     let defaults = PbftConfig::default();
-    let config = PbftConfig {
-        max_batch: a.batch,
-        max_inflight: a.inflight.unwrap_or(defaults.max_inflight),
-        max_batch_delay: a
+    let config = {
+        let mut config = defaults.clone();
+        config.max_batch = a.batch;
+        config.max_inflight = a.inflight.unwrap_or(defaults.max_inflight);
+        config.max_batch_delay = a
             .delay_ms
-            .map_or(defaults.max_batch_delay, Duration::from_millis),
-        ..defaults
+            .map_or(defaults.max_batch_delay, Duration::from_millis);
+        config
     };
     let mut engines = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {

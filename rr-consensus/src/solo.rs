@@ -18,8 +18,10 @@ use crate::pbft::ReplicaKey;
 
 const TARGET: &str = "rr_consensus::solo";
 
-/// Settings of the [`Solo`] engine.
+/// Settings of the [`Solo`] engine. Start from [`SoloConfig::default`] and
+/// set the fields that differ.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SoloConfig {
     /// Most transactions in one block. Default 512: a block of 512 small calls
     /// executes in well under a millisecond, so the durable commit (an fsync)

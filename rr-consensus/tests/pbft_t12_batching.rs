@@ -17,10 +17,11 @@ use rr_consensus::PbftConfig;
 use rr_core::TxId;
 
 fn config(delay_ms: u64) -> PbftConfig {
-    PbftConfig {
-        max_batch: 3,
-        max_batch_delay: Duration::from_millis(delay_ms),
-        ..PbftConfig::for_tests()
+    {
+        let mut config = PbftConfig::for_tests();
+        config.max_batch = 3;
+        config.max_batch_delay = Duration::from_millis(delay_ms);
+        config
     }
 }
 

@@ -22,11 +22,12 @@ use rr_consensus::PbftConfig;
 fn a_new_primary_behind_the_checkpoint_does_not_reorder_committed_calls() {
     let key = client(35);
     let (x, z, y) = (tx(&key, 0), tx(&key, 1), tx(&key, 2));
-    let mut net = Net::new(PbftConfig {
-        checkpoint_interval: 2,
-        window: 4,
-        max_inflight: 4,
-        ..PbftConfig::for_tests()
+    let mut net = Net::new({
+        let mut config = PbftConfig::for_tests();
+        config.checkpoint_interval = 2;
+        config.window = 4;
+        config.max_inflight = 4;
+        config
     });
 
     // Replica 1 is cut off; it holds X, which the others commit at height 1,

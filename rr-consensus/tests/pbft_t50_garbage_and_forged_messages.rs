@@ -18,9 +18,10 @@ async fn garbage_and_forgeries_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
     // Long timers: the point is that the garbage triggers no view change, so
     // a slow machine must not trigger one either.
-    let config = rr_consensus::PbftConfig {
-        view_change_timeout: Duration::from_secs(3),
-        ..rr_consensus::PbftConfig::for_tests()
+    let config = {
+        let mut config = rr_consensus::PbftConfig::for_tests();
+        config.view_change_timeout = Duration::from_secs(3);
+        config
     };
     let mut c = cluster_with(4, dir.path(), 50, config);
     let byz = ReplicaId(3);

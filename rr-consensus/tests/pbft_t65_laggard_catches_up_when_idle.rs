@@ -20,10 +20,11 @@ use rr_consensus::PbftConfig;
 
 #[test]
 fn a_laggard_asks_another_peer_when_one_cannot_serve() {
-    let mut net = Net::new(PbftConfig {
-        checkpoint_interval: 4,
-        window: 8,
-        ..PbftConfig::for_tests()
+    let mut net = Net::new({
+        let mut config = PbftConfig::for_tests();
+        config.checkpoint_interval = 4;
+        config.window = 8;
+        config
     });
     let key = client(65);
 

@@ -173,11 +173,12 @@ async fn network(
     let peers = (0..REPLICAS)
         .map(|j| SocketAddr::new(turmoil::lookup(replica_name(j)), P2P_PORT))
         .collect();
-    let tcp = TcpConfig {
-        backoff_max: Duration::from_millis(500),
-        handshake_timeout: Duration::from_secs(1),
-        write_timeout: Duration::from_secs(1),
-        ..TcpConfig::new(peers)
+    let tcp = {
+        let mut config = TcpConfig::new(peers);
+        config.backoff_max = Duration::from_millis(500);
+        config.handshake_timeout = Duration::from_secs(1);
+        config.write_timeout = Duration::from_secs(1);
+        config
     };
     let network = TcpNetwork::start(key.clone(), set.clone(), listener, tcp)?;
     Ok((key, set, network))
@@ -189,9 +190,10 @@ async fn network(
 async fn replica(i: usize, dir: PathBuf) -> turmoil::Result {
     let (key, set, network) = network(i).await?;
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    let config = PbftConfig {
-        offload_blocking: false,
-        ..PbftConfig::for_tests()
+    let config = {
+        let mut config = PbftConfig::for_tests();
+        config.offload_blocking = false;
+        config
     };
     let engine = Arc::new(Pbft::start(PbftParts {
         config,

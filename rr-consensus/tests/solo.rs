@@ -225,9 +225,10 @@ async fn group_commit_executes_each_block_on_the_state_the_ones_before_left() {
         ledger.clone(),
         Arc::new(SlowNonceExecutor),
         clock.clone(),
-        SoloConfig {
-            max_batch: 3,
-            ..SoloConfig::default()
+        {
+            let mut config = SoloConfig::default();
+            config.max_batch = 3;
+            config
         },
         key(),
     )

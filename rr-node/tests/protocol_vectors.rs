@@ -1827,10 +1827,11 @@ async fn ledger(checked_in: &CheckedIn, write: bool, alice: &Person, bob: &Perso
     drop(api);
     drop(node);
     let mut batching = DevConfig::new(dir.path());
-    batching.solo = SoloConfig {
-        max_batch: 3,
-        max_delay: Duration::from_secs(5),
-        ..SoloConfig::default()
+    batching.solo = {
+        let mut config = SoloConfig::default();
+        config.max_batch = 3;
+        config.max_delay = Duration::from_secs(5);
+        config
     };
     let node = Node::open_dev_with_clock(batching, clock.clone())
         .await

@@ -168,9 +168,10 @@ async fn truncated_extended_and_emptied_files_are_integrity_errors() {
 async fn an_oversized_put_is_refused_and_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let limit = 1024 * 1024;
-    let store = FsBlobStore::open(FsBlobStoreConfig {
-        max_blob_size: Some(limit),
-        ..FsBlobStoreConfig::new(dir.path())
+    let store = FsBlobStore::open({
+        let mut config = FsBlobStoreConfig::new(dir.path());
+        config.max_blob_size = Some(limit);
+        config
     })
     .unwrap();
 
@@ -300,9 +301,10 @@ async fn a_reopened_store_has_everything_put_before() {
 #[tokio::test]
 async fn get_streams_in_configured_chunks() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsBlobStore::open(FsBlobStoreConfig {
-        read_chunk_size: 4096,
-        ..FsBlobStoreConfig::new(dir.path())
+    let store = FsBlobStore::open({
+        let mut config = FsBlobStoreConfig::new(dir.path());
+        config.read_chunk_size = 4096;
+        config
     })
     .unwrap();
     let data = random_bytes(4, 100_000);
@@ -317,9 +319,10 @@ async fn get_streams_in_configured_chunks() {
 #[tokio::test]
 async fn a_store_without_fsync_still_works() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsBlobStore::open(FsBlobStoreConfig {
-        fsync: false,
-        ..FsBlobStoreConfig::new(dir.path())
+    let store = FsBlobStore::open({
+        let mut config = FsBlobStoreConfig::new(dir.path());
+        config.fsync = false;
+        config
     })
     .unwrap();
     let cid = store.put_bytes(Bytes::from_static(b"quick")).await.unwrap();
@@ -383,18 +386,20 @@ fn config_errors_say_what_is_wrong() {
     let ok = FsBlobStoreConfig::new("/var/lib/rr/blobs");
     assert_eq!(ok.validate(), Ok(()));
 
-    let err = FsBlobStoreConfig {
-        max_blob_size: Some(0),
-        ..ok.clone()
+    let err = {
+        let mut config = ok.clone();
+        config.max_blob_size = Some(0);
+        config
     }
     .validate()
     .unwrap_err();
     assert!(err.to_string().contains("`max_blob_size` is 0"), "{err}");
     assert!(err.to_string().contains("use None for no limit"), "{err}");
 
-    let err = FsBlobStoreConfig {
-        read_chunk_size: 0,
-        ..ok.clone()
+    let err = {
+        let mut config = ok.clone();
+        config.read_chunk_size = 0;
+        config
     }
     .validate()
     .unwrap_err();
@@ -403,9 +408,10 @@ fn config_errors_say_what_is_wrong() {
         "invalid blob store config: `read_chunk_size` is 0 bytes; it must be between 4096 and 16777216 bytes"
     );
 
-    let err = FsBlobStoreConfig {
-        write_buffer_size: 1 << 30,
-        ..ok
+    let err = {
+        let mut config = ok;
+        config.write_buffer_size = 1 << 30;
+        config
     }
     .validate()
     .unwrap_err();

@@ -39,11 +39,12 @@ async fn fs_store_passes_the_suite_on_a_multi_thread_runtime() {
             .path()
             .join(format!("store-{}", n.fetch_add(1, Ordering::Relaxed)));
         async move {
-            let config = FsBlobStoreConfig {
-                root,
-                read_chunk_size: 4096,
-                write_buffer_size: 4096,
-                ..Default::default()
+            let config = {
+                let mut config = FsBlobStoreConfig::default();
+                config.root = root;
+                config.read_chunk_size = 4096;
+                config.write_buffer_size = 4096;
+                config
             };
             FsBlobStore::open(config).unwrap()
         }

@@ -5,8 +5,10 @@ use std::time::Duration;
 use super::error::ConfigError;
 
 /// Settings of one PBFT replica. Every replica of a cluster should use the
-/// same values (the checkpoint interval and window must agree).
+/// same values (the checkpoint interval and window must agree). Start from
+/// [`PbftConfig::default`] and set the fields that differ.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PbftConfig {
     /// Most transactions in one batch (block). Default 100, ResilientDB's.
     pub max_batch: usize,

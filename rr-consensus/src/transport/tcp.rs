@@ -38,8 +38,10 @@ const TARGET: &str = "rr_consensus::tcp";
 const HANDSHAKE_DOMAIN: &[u8] = b"resilient-records/pbft-handshake/v1\0";
 const MAX_HANDSHAKE_BYTES: usize = 1024;
 
-/// Settings of the TCP transport.
+/// Settings of the TCP transport. Start from [`TcpConfig::new`] and set the
+/// fields that differ.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct TcpConfig {
     /// Every replica's address, in replica order (this replica's own entry is
     /// not dialed).

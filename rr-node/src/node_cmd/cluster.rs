@@ -185,16 +185,17 @@ impl PbftSettings {
     /// The engine settings: the defaults, with what `[pbft]` sets, checked.
     fn config(&self) -> anyhow::Result<PbftConfig> {
         let d = PbftConfig::default();
-        let config = PbftConfig {
-            max_batch: self.max_batch.unwrap_or(d.max_batch),
-            max_batch_delay: self
+        let config = {
+            let mut config = PbftConfig::default();
+            config.max_batch = self.max_batch.unwrap_or(d.max_batch);
+            config.max_batch_delay = self
                 .max_batch_delay_ms
-                .map_or(d.max_batch_delay, std::time::Duration::from_millis),
-            max_inflight: self.max_inflight.unwrap_or(d.max_inflight),
-            request_timeout: ms_or(self.request_timeout_ms, d.request_timeout),
-            view_change_timeout: ms_or(self.view_change_timeout_ms, d.view_change_timeout),
-            max_clock_skew: ms_or(self.max_clock_skew_ms, d.max_clock_skew),
-            ..d
+                .map_or(d.max_batch_delay, std::time::Duration::from_millis);
+            config.max_inflight = self.max_inflight.unwrap_or(d.max_inflight);
+            config.request_timeout = ms_or(self.request_timeout_ms, d.request_timeout);
+            config.view_change_timeout = ms_or(self.view_change_timeout_ms, d.view_change_timeout);
+            config.max_clock_skew = ms_or(self.max_clock_skew_ms, d.max_clock_skew);
+            config
         };
         config
             .validate()

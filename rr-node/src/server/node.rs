@@ -1279,9 +1279,10 @@ pub(crate) fn open_fs_blobs(
     max_blob_size: u64,
 ) -> Result<FsBlobStore, NodeError> {
     create_dir(dir)?;
-    Ok(FsBlobStore::open(FsBlobStoreConfig {
-        max_blob_size: Some(max_blob_size),
-        ..FsBlobStoreConfig::new(dir.join("blobs"))
+    Ok(FsBlobStore::open({
+        let mut config = FsBlobStoreConfig::new(dir.join("blobs"));
+        config.max_blob_size = Some(max_blob_size);
+        config
     })?)
 }
 

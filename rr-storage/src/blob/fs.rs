@@ -22,10 +22,10 @@ const TMP_EXT: &str = "put";
 
 /// Configuration of an [`FsBlobStore`].
 ///
-/// Build one with [`FsBlobStoreConfig::new`] or as a struct literal with
-/// `..Default::default()`; [`FsBlobStore::open`] checks it with
-/// [`FsBlobStoreConfig::validate`].
+/// Build one with [`FsBlobStoreConfig::new`] and set the fields that differ;
+/// [`FsBlobStore::open`] checks it with [`FsBlobStoreConfig::validate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FsBlobStoreConfig {
     /// The store's directory; created if missing. No default: the default
     /// config's empty root does not validate.
