@@ -132,6 +132,13 @@ impl PbftConfig {
         if self.checkpoint_interval == 0 {
             return err("checkpoint_interval must be at least 1".into());
         }
+        if self.window > super::message::MAX_PREPARED_CERTS as u64 {
+            return err(format!(
+                "window ({}) must be at most {} (the most prepared certificates a view change carries)",
+                self.window,
+                super::message::MAX_PREPARED_CERTS
+            ));
+        }
         if self.window < 2 * self.checkpoint_interval {
             return err(format!(
                 "window ({}) must be at least twice checkpoint_interval ({})",

@@ -267,7 +267,12 @@ impl Payload {
 }
 
 /// A message as it travels: not yet checked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Certificates carry signed messages inside signed messages (a new view
+/// holds view changes, which hold checkpoint and prepared certificates),
+/// but never deeper than [`MAX_NESTING`]: decoding refuses anything deeper
+/// before it can exhaust the stack.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SignedMessage {
     /// The sender.
     pub from: ReplicaId,
@@ -276,6 +281,54 @@ pub struct SignedMessage {
     /// The sender's ed25519 signature over the domain-separated encoding of
     /// `(from, payload)`.
     pub signature: Vec<u8>,
+}
+
+/// How deep signed messages nest in a valid message: a new view (1) holds
+/// view changes (2), whose certificates hold checkpoints, pre-prepares and
+/// prepares (3). One more level is allowed as slack.
+pub const MAX_NESTING: u32 = 4;
+
+thread_local! {
+    /// Signed messages being decoded on this thread, outermost first.
+    static DECODING_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The wire form of [`SignedMessage`], decoded by the derived code once the
+/// depth is checked.
+#[derive(Deserialize)]
+#[serde(rename = "SignedMessage")]
+struct SignedMessageWire {
+    from: ReplicaId,
+    payload: Payload,
+    signature: Vec<u8>,
+}
+
+impl<'de> Deserialize<'de> for SignedMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                DECODING_DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+            }
+        }
+        let depth = DECODING_DEPTH.with(|c| {
+            let d = c.get() + 1;
+            c.set(d);
+            d
+        });
+        let _leave = Leave;
+        if depth > MAX_NESTING {
+            return Err(serde::de::Error::custom(format!(
+                "signed messages nested more than {MAX_NESTING} deep"
+            )));
+        }
+        let w = SignedMessageWire::deserialize(d)?;
+        Ok(Self {
+            from: w.from,
+            payload: w.payload,
+            signature: w.signature,
+        })
+    }
 }
 
 fn signing_bytes(from: ReplicaId, payload: &Payload) -> Vec<u8> {
@@ -677,7 +730,13 @@ pub fn plan_new_view<'a>(view_changes: impl IntoIterator<Item = &'a ViewChange>)
             let Some(pp) = cert.pre_prepare() else {
                 continue;
             };
-            if pp.seq <= base.height {
+            // Only sequence numbers a replica could have prepared: above the
+            // newest stable checkpoint and within the widest window
+            // (PbftConfig::validate keeps every window below
+            // MAX_PREPARED_CERTS). A certificate far above it is a lie, and
+            // would make every replica plan (and allocate) billions of empty
+            // batches.
+            if pp.seq <= base.height || pp.seq - base.height > MAX_PREPARED_CERTS as u64 {
                 continue;
             }
             let digest = pp.batch.digest(pp.seq);
@@ -693,7 +752,7 @@ pub fn plan_new_view<'a>(view_changes: impl IntoIterator<Item = &'a ViewChange>)
     let top = best.keys().next_back().copied().unwrap_or(base.height);
     let mut prev = (base.block_hash, base.time);
     let mut batches = Vec::new();
-    for seq in base.height + 1..=top {
+    for seq in base.height.saturating_add(1)..=top {
         let batch = match best.get(&seq) {
             Some((_, _, b)) if b.parent == prev.0 && b.time >= prev.1 => (*b).clone(),
             _ => Batch {
@@ -843,4 +902,96 @@ fn check_blocks(
 /// Decodes and verifies one message off the wire.
 pub fn decode_and_verify(bytes: &[u8], set: &ReplicaSet) -> Result<VerifiedMessage, MessageError> {
     SignedMessage::from_bytes(bytes)?.verify(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_view_holding(inner: Vec<SignedMessage>) -> SignedMessage {
+        SignedMessage {
+            from: ReplicaId(0),
+            payload: Payload::NewView(NewView {
+                view: 1,
+                view_changes: inner,
+                pre_prepares: Vec::new(),
+            }),
+            signature: vec![0; 64],
+        }
+    }
+
+    #[test]
+    fn messages_nested_deeper_than_a_new_view_can_be_are_refused_without_exhausting_the_stack() {
+        // A new view holding a new view: its encoding is the inner one with
+        // a prefix and a suffix, so any depth can be written out as bytes.
+        let inner = new_view_holding(Vec::new()).to_bytes();
+        let outer = new_view_holding(vec![new_view_holding(Vec::new())]).to_bytes();
+        let at = outer
+            .windows(inner.len())
+            .position(|w| w == inner.as_slice())
+            .expect("the inner message is inside the outer one");
+        let (prefix, suffix) = (&outer[..at], &outer[at + inner.len()..]);
+        let nested = |depth: usize| {
+            let mut b = prefix.repeat(depth - 1);
+            b.extend_from_slice(&inner);
+            b.extend_from_slice(&suffix.repeat(depth - 1));
+            b
+        };
+        for depth in 1..=MAX_NESTING as usize {
+            SignedMessage::from_bytes(&nested(depth)).expect("within the nesting a protocol uses");
+        }
+        // Refused (postcard does not carry the reason through), and the
+        // deepest one would have overflowed the stack before the limit.
+        for depth in [MAX_NESTING as usize + 1, 1_000, 200_000] {
+            assert!(
+                SignedMessage::from_bytes(&nested(depth)).is_err(),
+                "{depth}"
+            );
+        }
+        // The depth is per decoding: a refused message leaves nothing behind.
+        SignedMessage::from_bytes(&nested(MAX_NESTING as usize)).unwrap();
+    }
+
+    #[test]
+    fn a_prepared_certificate_far_above_the_checkpoint_plans_nothing() {
+        let key = ReplicaKey::new(
+            ReplicaId(0),
+            ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+        );
+        let far = |seq: Seq| PreparedCert {
+            pre_prepare: SignedMessage::sign(
+                &key,
+                Payload::PrePrepare(PrePrepare {
+                    view: 0,
+                    seq,
+                    batch: Batch {
+                        time: rr_core::Timestamp(1),
+                        parent: BlockHash([0; 32]),
+                        txs: Vec::new(),
+                    },
+                }),
+            ),
+            prepares: Vec::new(),
+        };
+        for seq in [1 << 40, u64::MAX] {
+            let vc = ViewChange {
+                new_view: 1,
+                checkpoint: None,
+                prepared: vec![far(seq)],
+            };
+            let plan = plan_new_view([&vc]);
+            assert!(
+                plan.batches.is_empty(),
+                "seq {seq}: {} batches",
+                plan.batches.len()
+            );
+        }
+        // Within the window, the gap below it is filled with empty batches.
+        let vc = ViewChange {
+            new_view: 1,
+            checkpoint: None,
+            prepared: vec![far(3)],
+        };
+        assert_eq!(plan_new_view([&vc]).batches.len(), 3);
+    }
 }
