@@ -74,7 +74,7 @@ impl Block {
 
     /// Decodes canonical bytes and checks the transaction digest.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let block: Block = codec::decode("block", bytes, MAX_BLOCK_BYTES)?;
+        let block: Block = codec::decode_canonical("block", bytes, MAX_BLOCK_BYTES)?;
         if Self::digest_txs(&block.txs) != block.header.txs_digest {
             return Err(DecodeError::Invalid {
                 what: "block",
@@ -605,7 +605,7 @@ macro_rules! canonical_bytes {
             }
             /// Decodes canonical bytes.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-                codec::decode($what, bytes, $limit)
+                codec::decode_canonical($what, bytes, $limit)
             }
         }
     )*};

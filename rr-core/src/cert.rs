@@ -262,7 +262,7 @@ impl LedgerHeader {
 
     /// Decodes canonical bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode("ledger header", bytes, 1024)
+        codec::decode_canonical("ledger header", bytes, 1024)
     }
 }
 
@@ -358,7 +358,7 @@ impl Certificate {
 
     /// Decodes canonical bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode("certificate", bytes, MAX_CERTIFICATE_BYTES)
+        codec::decode_canonical("certificate", bytes, MAX_CERTIFICATE_BYTES)
     }
 }
 

@@ -40,6 +40,24 @@ pub fn decode<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// Like [`decode`], and refuses bytes that are not the value's canonical
+/// encoding (postcard also reads over-long varints): what is hashed,
+/// signed or proven must have one encoding only.
+pub fn decode_canonical<T: DeserializeOwned + Serialize>(
+    what: &'static str,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, DecodeError> {
+    let value: T = decode(what, bytes, limit)?;
+    if encode(&value) != bytes {
+        return Err(DecodeError::Malformed {
+            what,
+            reason: "not the canonical encoding (an over-long number?)".into(),
+        });
+    }
+    Ok(value)
+}
+
 /// Serde helpers for byte fields: hex strings in human-readable formats (JSON),
 /// plain bytes in binary ones (postcard, where the encoding is the same as a
 /// `Vec<u8>`'s). Use with `#[serde(with = "rr_core::codec::hex_bytes")]`.

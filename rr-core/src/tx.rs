@@ -88,7 +88,7 @@ impl SignedTransaction {
 
     /// Decodes canonical bytes, refusing oversized input and trailing bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode("transaction", bytes, MAX_TX_BYTES)
+        codec::decode_canonical("transaction", bytes, MAX_TX_BYTES)
     }
 
     /// The transaction id: a hash of the canonical bytes.

@@ -170,7 +170,15 @@ impl UmbralPublicKey {
 }
 
 fn point_from(bytes: &[u8]) -> Result<umbral_pre::PublicKey, PreError> {
-    umbral_pre::PublicKey::try_from_compressed_bytes(bytes).map_err(|_| malformed("public key"))
+    let key = umbral_pre::PublicKey::try_from_compressed_bytes(bytes)
+        .map_err(|_| malformed("public key"))?;
+    // umbral-pre also takes a point whose SEC1 tag byte is not the one it
+    // writes (found by fuzzing): one key, two encodings. Only the canonical
+    // one is accepted, so a key's bytes name it.
+    if key.to_compressed_bytes().as_ref() != bytes {
+        return Err(malformed("public key"));
+    }
+    Ok(key)
 }
 
 impl WireEncoding for UmbralPublicKey {
