@@ -30,6 +30,15 @@
 # Exits 1 if any target crashed (the crashes are in rr-fuzz/regressions/:
 # look at them, fix the bug, and keep the file as a regression case).
 set -euo pipefail
+# Relative paths in the settings are relative to where this was started.
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    CARGO_TARGET_DIR=$(absolute "$CARGO_TARGET_DIR")
+    export CARGO_TARGET_DIR
+fi
+if [ -n "${WORK_DIR:-}" ]; then
+    WORK_DIR=$(absolute "$WORK_DIR")
+fi
 cd "$(dirname "$0")/../rr-fuzz"
 
 FUZZ_SECS=${FUZZ_SECS:-600}

@@ -312,16 +312,15 @@ pub fn signed_fragment(data: &[u8]) {
     signed_fragment_next(&f);
 }
 
-/// Every postcard decoder, refusing bytes that are not the canonical
-/// encoding of what they decode to: `rr_core::codec` promises canonical
-/// bytes ("two replicas that hold equal values hold equal bytes").
+/// Every postcard decoder of bytes that are hashed, signed or proven,
+/// refusing bytes that are not the canonical encoding of what they decode
+/// to: each says it decodes canonical bytes ("two replicas that hold equal
+/// values hold equal bytes", `rr_core::codec`). Calls are decoded only
+/// inside transactions.
 pub fn canonical_encoding(data: &[u8]) {
     use crate::check::canonical;
     if let Ok(v) = SignedTransaction::from_bytes(data) {
         canonical(data, &v, "transaction");
-    }
-    if let Ok(v) = codec::decode::<Call>("call", data, MAX_TX_BYTES) {
-        canonical(data, &v, "call");
     }
     if let Ok(v) = Block::from_bytes(data) {
         canonical(data, &v, "block");

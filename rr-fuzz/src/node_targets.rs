@@ -17,11 +17,27 @@ use crate::check::{json_stable, resign_certificate};
 use crate::core_targets::{certified_receipt_next, signed_fragment_next, state_answer_next};
 use crate::fixture::{account, fixture, PASSPHRASE};
 
-/// A directory of this process's own for files the targets read.
+/// A directory of this process's own for files the targets read
+/// (`$TMPDIR/rr-fuzz-<pid>`). libFuzzer exits without running destructors,
+/// so the directories of processes that are gone are removed here instead.
 fn scratch(what: &str) -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    let root =
-        ROOT.get_or_init(|| std::env::temp_dir().join(format!("rr-fuzz-{}", std::process::id())));
+    let root = ROOT.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        let proc = std::path::Path::new("/proc");
+        if proc.is_dir() {
+            for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("rr-fuzz-")) else {
+                    continue;
+                };
+                if pid.bytes().all(|b| b.is_ascii_digit()) && !proc.join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        tmp.join(format!("rr-fuzz-{}", std::process::id()))
+    });
     let dir = root.join(what);
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     dir

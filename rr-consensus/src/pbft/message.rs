@@ -359,7 +359,11 @@ impl SignedMessage {
 
     /// Decodes canonical bytes, refusing oversized input and trailing bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MessageError> {
-        Ok(codec::decode("replica message", bytes, MAX_MESSAGE_BYTES)?)
+        Ok(codec::decode_canonical(
+            "replica message",
+            bytes,
+            MAX_MESSAGE_BYTES,
+        )?)
     }
 
     /// Checks everything that can be checked without replica state: the
