@@ -568,7 +568,7 @@ impl AuditAction {
             AuditAction::Grant => "grant",
             AuditAction::Retrieve => "retrieve",
             AuditAction::Revoke => "revoke",
-            AuditAction::ConfirmErasure => "erasure",
+            AuditAction::ConfirmErasure => "confirm_erasure",
         }
     }
 }

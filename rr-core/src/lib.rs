@@ -85,7 +85,7 @@ pub use ids::{
 pub use state::{CountKind, MemoryState, Overlay, StateRead, Table, WriteSet};
 pub use traits::{
     byte_stream_of, BlobStore, ByteStream, ConsensusEngine, ContractExecutor, DataKey,
-    EngineStatus, Execution, PreScheme, WireEncoding,
+    EngineStatus, Execution, KeyKind, PreScheme, WireEncoding,
 };
 pub use tx::{SignedTransaction, TxBody, VerifiedTransaction, MAX_TX_BYTES};
 

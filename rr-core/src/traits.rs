@@ -176,6 +176,15 @@ pub trait WireEncoding: Sized {
     fn from_bytes(bytes: &[u8]) -> Result<Self, PreError>;
 }
 
+/// The two kinds of PRE public key ([`PreScheme::key_kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A record's key: what capsules are made for and grants delegate.
+    Record,
+    /// An account's key: what grants re-encrypt to.
+    Account,
+}
+
 /// A proxy re-encryption scheme.
 ///
 /// The data model: an owner holds a master secret; each record has its own key
@@ -237,6 +246,16 @@ pub trait PreScheme: Send + Sync + 'static {
         master: &Self::MasterSecret,
         record: &RecordId,
     ) -> (Self::SecretKey, Self::PublicKey);
+
+    /// Whether `pk` is a record's key ([`PreScheme::record_key`]) or an
+    /// account's ([`PreScheme::account_key`]); `None` where the scheme's
+    /// public keys do not say (the default). Where a scheme says, the
+    /// contracts refuse a record registered under an account key and a grant
+    /// to a record key, so neither reaches the ledger to fail later.
+    fn key_kind(&self, pk: &Self::PublicKey) -> Option<KeyKind> {
+        let _ = pk;
+        None
+    }
 
     /// A fresh data key and its capsule under `pk`.
     fn encapsulate(
@@ -333,6 +352,26 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn contains(&self, cid: &ContentId) -> Result<bool, BlobError>;
     /// Deletes a blob; `false` if there was none.
     async fn delete(&self, cid: &ContentId) -> Result<bool, BlobError>;
+
+    /// The size in bytes of a stored blob, `None` if there is none. The
+    /// default streams the blob and counts; stores that know sizes (the
+    /// filesystem's, the in-memory one) answer without reading it.
+    async fn size(&self, cid: &ContentId) -> Result<Option<u64>, BlobError> {
+        use futures::StreamExt;
+        if !self.contains(cid).await? {
+            return Ok(None);
+        }
+        let mut stream = match self.get(cid).await {
+            Ok(stream) => stream,
+            Err(BlobError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            size += chunk.map_err(BlobError::Backend)?.len() as u64;
+        }
+        Ok(Some(size))
+    }
 
     /// Stores an in-memory blob.
     async fn put_bytes(&self, data: Bytes) -> Result<ContentId, BlobError> {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signer, SigningKey};
 use rr_core::cert::Certificate;
 use rr_core::proof::{CertifiedReceipt, StateAnswer};
 use rr_core::{
@@ -79,20 +79,20 @@ impl Authorization {
                 "the authorization's time is more than 5 minutes from the node's clock; check the client's clock",
             ));
         }
-        let key = self
-            .account
-            .verifying_key()
-            .map_err(|_| unauthorized("the account is not a valid key"))?;
-        let sig: [u8; 64] = self
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| unauthorized("the signature is not 64 bytes"))?;
-        key.verify_strict(
+        if self.signature.len() != 64 {
+            return Err(unauthorized("the signature is not 64 bytes"));
+        }
+        // The same ed25519 rules as every other client signature (ZIP-215
+        // with canonical encodings and no small-order keys: rr_core::sig).
+        if !rr_core::sig::verify(
+            &self.account.0,
+            &self.signature,
             &Self::message(&self.scope, self.at),
-            &Signature::from_bytes(&sig),
-        )
-        .map_err(|_| unauthorized("the signature does not verify for the account"))?;
+        ) {
+            return Err(unauthorized(
+                "the signature does not verify for the account",
+            ));
+        }
         Ok(self.account)
     }
 
@@ -438,6 +438,24 @@ pub enum NodeError {
         expected: &'static str,
         /// Found call.
         found: &'static str,
+    },
+    /// A `RegisterRecord` names a blob this replica does not hold; it was
+    /// not ordered here (admission).
+    #[error("this replica holds no blob {cid}: upload the ciphertext (POST /v1/blobs) to it before registering the record; the call was not ordered")]
+    BlobNotHeld {
+        /// The blob the call names.
+        cid: rr_core::ContentId,
+    },
+    /// A `RegisterRecord` declares a size other than its blob's; it was
+    /// not ordered here (admission).
+    #[error("the record declares {declared} bytes but blob {cid} holds {stored}: register the size of the uploaded ciphertext; the call was not ordered")]
+    BlobSizeMismatch {
+        /// The blob the call names.
+        cid: rr_core::ContentId,
+        /// The size the call declares.
+        declared: u64,
+        /// The size of the blob this replica holds.
+        stored: u64,
     },
     /// A query's authorization is missing, malformed, expired or forged.
     #[error("not authenticated: {0}")]

@@ -97,6 +97,15 @@ impl ClusterFile {
                 file.n
             )));
         }
+        if file.f != (file.n - 1) / 3 {
+            return Err(NodeError::Setup(format!(
+                "{} says f = {} but n = {} replicas tolerate f = {} Byzantine ones ((n - 1) / 3); the file was edited or is damaged",
+                path.display(),
+                file.f,
+                file.n,
+                (file.n - 1) / 3
+            )));
+        }
         if file
             .replicas
             .iter()
@@ -122,5 +131,63 @@ impl ClusterFile {
         tmp.write_all(b"\n").map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(n: usize, f: usize) -> ClusterFile {
+        ClusterFile {
+            n,
+            f,
+            scheme: "umbral".into(),
+            replicas: (0..n)
+                .map(|i| ClusterMember {
+                    replica: i as u16,
+                    api: format!("http://127.0.0.1:{}", 7800 + i),
+                    p2p: format!("127.0.0.1:{}", 7900 + i).parse().unwrap(),
+                    public_key: hex::encode([i as u8 + 1; 32]),
+                    sealing_key: hex::encode([i as u8 + 50; 32]),
+                    pid: None,
+                    config: PathBuf::from(format!("replica-{i}.toml")),
+                    log: PathBuf::from(format!("replica-{i}.log")),
+                })
+                .collect(),
+            ca: None,
+        }
+    }
+
+    fn read_back(f: &ClusterFile) -> Result<ClusterFile, NodeError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.json");
+        std::fs::write(&path, serde_json::to_vec(f).unwrap()).unwrap();
+        ClusterFile::read(&path)
+    }
+
+    #[test]
+    fn a_file_whose_f_does_not_follow_from_n_is_refused() {
+        assert_eq!(read_back(&file(4, 1)).unwrap(), file(4, 1));
+        assert_eq!(read_back(&file(7, 2)).unwrap(), file(7, 2));
+        for (n, f) in [(4, 0), (4, 2), (7, 1)] {
+            let err = read_back(&file(n, f)).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("says f = {f} but n = {n} replicas tolerate")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_whose_n_or_order_is_wrong_is_refused() {
+        let mut wrong_n = file(4, 1);
+        wrong_n.n = 5;
+        let err = read_back(&wrong_n).unwrap_err().to_string();
+        assert!(err.contains("lists 4 replicas but says n = 5"), "{err}");
+        let mut shuffled = file(4, 1);
+        shuffled.replicas.swap(1, 2);
+        let err = read_back(&shuffled).unwrap_err().to_string();
+        assert!(err.contains("must be listed in order"), "{err}");
     }
 }

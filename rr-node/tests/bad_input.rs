@@ -1388,3 +1388,177 @@ async fn a_revocation_whose_caller_goes_away_still_erases_the_fragment() {
          awaits its receipt"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_capsules_that_do_not_decode_are_refused_by_the_contracts() {
+    use rr_core::{PreScheme, WireEncoding};
+    let w = World::new().await;
+    let (put, grant) = w.alice_shares_with_bob(RECORD).await;
+    let template = w.node.record(&put.record_id).unwrap();
+    let salt = [21; 16];
+    let rid = RecordId::derive(&w.alice.account(), &salt);
+    let (_, record_key) = rr_pre::Umbral.record_key(&w.alice.master(), &rid);
+    let (capsule, _) = rr_pre::Umbral.encapsulate(&mut OsRng, &record_key).unwrap();
+    let (record_key, capsule) = (record_key.to_bytes(), capsule.to_bytes());
+    let register = |record_key: &[u8], capsule: &[u8]| {
+        Call::RegisterRecord(RegisterRecord {
+            salt,
+            cid: template.cid,
+            size: template.size,
+            scheme: SchemeId::UMBRAL,
+            record_key: record_key.to_vec(),
+            capsule: capsule.to_vec(),
+            media_type: "text/plain".into(),
+            encrypted_metadata: None,
+        })
+    };
+    // A point that is not on the curve: an invalid SEC1 tag.
+    let mut off_curve = record_key.clone();
+    off_curve[2] = 0x07;
+    let cases: [(&str, Vec<u8>, Vec<u8>); 5] = [
+        ("garbage key", vec![0xab; record_key.len()], capsule.clone()),
+        ("off-curve key", off_curve, capsule.clone()),
+        ("account key", w.alice.pre_key(), capsule.clone()),
+        (
+            "garbage capsule",
+            record_key.clone(),
+            vec![1; capsule.len()],
+        ),
+        (
+            "truncated capsule",
+            record_key.clone(),
+            capsule[..capsule.len() - 1].to_vec(),
+        ),
+    ];
+    for (case, key, caps) in cases {
+        let st = status(&w.node);
+        let r = submit(&w.node, w.alice.sign(register(&key, &caps))).await;
+        let (code, msg) = refusal(&r);
+        assert_eq!(code, ErrorCode::InvalidCall, "{case}: {msg}");
+        assert!(
+            msg.contains("must be a umbral record key and a capsule made for it"),
+            "{case}: {msg}"
+        );
+        // Ordered (the nonce is spent), but nothing registered.
+        assert_eq!(status(&w.node).height, st.height + 1, "{case}");
+        assert!(
+            matches!(w.node.record(&rid), Err(NodeError::UnknownRecord(_))),
+            "{case}: a record was registered"
+        );
+    }
+    // The same call with good bytes registers.
+    let r = submit(&w.node, w.alice.sign(register(&record_key, &capsule))).await;
+    assert_eq!(output(&r), CallOutput::Registered { record: rid });
+
+    // A grant whose grantee key is not an account key of the record's
+    // scheme: refused and audited; the record's grants are unchanged.
+    let before = view(&w.node, &put.record_id);
+    let frags = delegate(&w.alice, &put.record_id, &w.bob, Threshold { m: 1, n: 1 });
+    for (case, key) in [
+        ("garbage", vec![0x5a; 34]),
+        ("a record key", template.record_key.clone()),
+    ] {
+        let mut call = grant_call_for(put.record_id, &w.bob, &frags[0], "research");
+        if let Call::Grant(g) = &mut call {
+            g.grantee_key = key;
+        }
+        let r = submit(&w.node, w.alice.sign(call)).await;
+        let (code, msg) = refusal(&r);
+        assert_eq!(code, ErrorCode::InvalidCall, "{case}: {msg}");
+        assert!(
+            msg.contains("the grantee key must be a umbral account key"),
+            "{case}: {msg}"
+        );
+    }
+    let after = view(&w.node, &put.record_id);
+    assert_eq!(after.grants, before.grants);
+    assert_eq!(after.record.owner, before.record.owner);
+    for entry in appended(&before, &after, 2) {
+        assert_entry(
+            entry,
+            w.alice.account(),
+            AuditAction::Grant,
+            None,
+            Some(ErrorCode::InvalidCall),
+        );
+    }
+    let bob = w.bob.client(&w.node);
+    assert_eq!(
+        retrieve_all(&bob, grant, "treatment").await.unwrap(),
+        RECORD
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_naming_a_blob_the_replica_lacks_or_of_another_size_is_not_ordered() {
+    use rr_core::{BlobStore, PreScheme, WireEncoding};
+    use rr_node::NodeApi;
+    let w = World::new().await;
+    let ciphertext = b"an envelope that was never uploaded".to_vec();
+    let cid = rr_storage::MemoryBlobStore::new()
+        .put_bytes(ciphertext.clone().into())
+        .await
+        .unwrap();
+    let salt = [23; 16];
+    let rid = RecordId::derive(&w.alice.account(), &salt);
+    let (_, record_key) = rr_pre::Umbral.record_key(&w.alice.master(), &rid);
+    let (capsule, _) = rr_pre::Umbral.encapsulate(&mut OsRng, &record_key).unwrap();
+    let register = |size: u64| {
+        Call::RegisterRecord(RegisterRecord {
+            salt,
+            cid,
+            size,
+            scheme: SchemeId::UMBRAL,
+            record_key: record_key.to_bytes(),
+            capsule: capsule.to_bytes(),
+            media_type: "text/plain".into(),
+            encrypted_metadata: None,
+        })
+    };
+    let size = ciphertext.len() as u64;
+    let st = status(&w.node);
+    let tx = w.alice.sign(register(size));
+    let err = w.node.submit(tx.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, NodeError::BlobNotHeld { cid: c } if c == cid),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("upload the ciphertext"), "{err}");
+    assert_eq!(
+        status(&w.node),
+        st,
+        "a call naming a missing blob was ordered"
+    );
+
+    // Uploaded, but registered with another size.
+    let stored = w
+        .node
+        .put_blob(rr_core::byte_stream_of(ciphertext.clone()))
+        .await
+        .unwrap();
+    assert_eq!(stored, cid);
+    let err = w
+        .node
+        .submit(w.alice.sign(register(size + 1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NodeError::BlobSizeMismatch { declared, stored, .. }
+                if declared == size + 1 && stored == size
+        ),
+        "{err:?}"
+    );
+    assert_eq!(status(&w.node), st, "a call of the wrong size was ordered");
+    assert!(matches!(
+        w.node.record(&rid),
+        Err(NodeError::UnknownRecord(_))
+    ));
+
+    // The first call was never ordered, so its nonce is unspent: it now
+    // registers the record.
+    let r = submit(&w.node, tx).await;
+    assert_eq!(output(&r), CallOutput::Registered { record: rid });
+    assert_eq!(w.node.record(&rid).unwrap().size, size);
+}

@@ -10,7 +10,40 @@ use rr_core::{
     ErrorCode, Grant, GrantId, GrantInfo, MemoryState, Outcome, Purpose, RecordId, RegisterRecord,
     ReplicaId, Revoke, SchemeId, StateRead, Table, Threshold, Timestamp, TxBody,
 };
+use rr_core::{PreScheme, WireEncoding};
 use rr_node::{ContractsConfig, NativeContracts};
+use std::sync::OnceLock;
+
+/// A record key, a capsule for it and a grantee's account key of one
+/// scheme: the contracts check that they decode.
+struct Material {
+    record_key: Vec<u8>,
+    capsule: Vec<u8>,
+    grantee_key: Vec<u8>,
+}
+
+fn material_of<P: PreScheme>(pre: P) -> Material {
+    let mut rng = rand_core::OsRng;
+    let owner = pre.generate_master(&mut rng);
+    let grantee = pre.generate_master(&mut rng);
+    let (_, record_key) = pre.record_key(&owner, &RecordId([7; 32]));
+    let (capsule, _) = pre.encapsulate(&mut rng, &record_key).unwrap();
+    Material {
+        record_key: record_key.to_bytes(),
+        capsule: capsule.to_bytes(),
+        grantee_key: pre.account_key(&grantee).1.to_bytes(),
+    }
+}
+
+fn material(scheme: SchemeId) -> &'static Material {
+    static UMBRAL: OnceLock<Material> = OnceLock::new();
+    static RECRYPT: OnceLock<Material> = OnceLock::new();
+    match scheme {
+        SchemeId::UMBRAL => UMBRAL.get_or_init(|| material_of(rr_pre::Umbral)),
+        SchemeId::RECRYPT => RECRYPT.get_or_init(|| material_of(rr_pre::Recrypt)),
+        other => panic!("no test material for scheme {other}"),
+    }
+}
 
 struct Ledger {
     contracts: NativeContracts,
@@ -59,8 +92,8 @@ impl Ledger {
                 cid: ContentId::from_sha256([1; 32]),
                 size: 10,
                 scheme,
-                record_key: vec![1; 33],
-                capsule: vec![2; 98],
+                record_key: material(scheme).record_key.clone(),
+                capsule: material(scheme).capsule.clone(),
                 media_type: "text/plain".into(),
                 encrypted_metadata: None,
             }),
@@ -70,11 +103,18 @@ impl Ledger {
     }
 
     /// A grant call on `record` to `grantee` with threshold `m` of 4.
-    fn grant_call(record: RecordId, grantee: &SigningKey, m: u16, expires: Option<u64>) -> Call {
+    fn grant_call(
+        &self,
+        record: RecordId,
+        grantee: &SigningKey,
+        m: u16,
+        expires: Option<u64>,
+    ) -> Call {
+        let scheme = self.record(&record).scheme;
         Call::Grant(Grant {
             record,
             grantee: account(grantee),
-            grantee_key: vec![3; 33],
+            grantee_key: material(scheme).grantee_key.clone(),
             threshold: Threshold { m, n: 4 },
             fragment_commitments: (0..4u8)
                 .map(|i| Digest::fragment_commitment(&[i]))
@@ -84,14 +124,19 @@ impl Ledger {
         })
     }
 
-    /// The record's audit length.
-    fn audit_len(&self, record: &RecordId) -> u64 {
+    /// The record as the ledger holds it.
+    fn record(&self, record: &RecordId) -> rr_core::RecordInfo {
         let bytes = self
             .state
             .get(Table::Records, &rr_core::state::keys::record(record))
             .unwrap()
             .unwrap();
-        rr_core::RecordInfo::from_bytes(&bytes).unwrap().audit_len
+        rr_core::RecordInfo::from_bytes(&bytes).unwrap()
+    }
+
+    /// The record's audit length.
+    fn audit_len(&self, record: &RecordId) -> u64 {
+        self.record(record).audit_len
     }
 
     /// Executes one call in its own block; its outcome.
@@ -152,8 +197,8 @@ fn only_each_replica_confirms_its_own_erasure_once_after_revocation() {
             cid: ContentId::from_sha256([1; 32]),
             size: 10,
             scheme: SchemeId::UMBRAL,
-            record_key: vec![1; 33],
-            capsule: vec![2; 98],
+            record_key: material(SchemeId::UMBRAL).record_key.clone(),
+            capsule: material(SchemeId::UMBRAL).capsule.clone(),
             media_type: "text/plain".into(),
             encrypted_metadata: None,
         }),
@@ -164,7 +209,7 @@ fn only_each_replica_confirms_its_own_erasure_once_after_revocation() {
         Call::Grant(Grant {
             record,
             grantee: account(&bob),
-            grantee_key: vec![3; 33],
+            grantee_key: material(SchemeId::UMBRAL).grantee_key.clone(),
             threshold: Threshold { m: 2, n: 4 },
             fragment_commitments: (0..4u8)
                 .map(|i| Digest::fragment_commitment(&[i]))
@@ -242,7 +287,7 @@ fn a_cluster_grant_needs_a_threshold_of_at_least_f_plus_one() {
     let before = ledger.state.clone();
     let audit = ledger.audit_len(&record);
     // f = 1 of 4: one replica alone must not be able to re-encrypt.
-    let out = ledger.call(&alice, Ledger::grant_call(record, &bob, 1, None));
+    let out = ledger.call(&alice, ledger.grant_call(record, &bob, 1, None));
     let Outcome::Refused(r) = out else {
         panic!("{out:?}")
     };
@@ -256,7 +301,7 @@ fn a_cluster_grant_needs_a_threshold_of_at_least_f_plus_one() {
     );
     for m in [2, 3, 4] {
         assert!(matches!(
-            ledger.call(&alice, Ledger::grant_call(record, &bob, m, None)),
+            ledger.call(&alice, ledger.grant_call(record, &bob, m, None)),
             Outcome::Ok(CallOutput::Granted { .. })
         ));
     }
@@ -269,7 +314,7 @@ fn single_proxy_grants_on_a_cluster_need_the_operators_consent() {
     for allowed in [false, true] {
         let mut ledger = Ledger::with(&replicas, allowed);
         let record = ledger.register(&alice, 1, SchemeId::RECRYPT);
-        let out = ledger.call(&alice, Ledger::grant_call(record, &bob, 1, None));
+        let out = ledger.call(&alice, ledger.grant_call(record, &bob, 1, None));
         match (allowed, out) {
             (false, Outcome::Refused(r)) => {
                 assert_eq!(r.code, ErrorCode::SingleProxyRefused);
@@ -288,7 +333,7 @@ fn single_proxy_grants_on_a_cluster_need_the_operators_consent() {
     let mut ledger = Ledger::with(&replicas, true);
     let record = ledger.register(&alice, 2, SchemeId::UMBRAL);
     let Outcome::Ok(CallOutput::Granted { grant }) =
-        ledger.call(&alice, Ledger::grant_call(record, &bob, 2, None))
+        ledger.call(&alice, ledger.grant_call(record, &bob, 2, None))
     else {
         panic!("umbral grant refused")
     };
@@ -304,7 +349,7 @@ fn a_replica_confirms_its_erasure_of_an_expired_grant_once_it_expired() {
     // Block times are 1_700_000_000_000 + height: it expires a few blocks on.
     let expires = 1_700_000_000_000 + ledger.height + 4;
     let Outcome::Ok(CallOutput::Granted { grant }) =
-        ledger.call(&alice, Ledger::grant_call(record, &bob, 2, Some(expires)))
+        ledger.call(&alice, ledger.grant_call(record, &bob, 2, Some(expires)))
     else {
         panic!("grant refused")
     };

@@ -178,11 +178,14 @@ fn localnet_flow_survives_a_killed_replica() {
         .run(&["--as", "alice", "audit", &record, "--json"])
         .json();
     let entries = audit["entries"].as_array().unwrap();
-    let erasures = entries.iter().filter(|e| e["action"] == "erasure").count();
+    let erasures = entries
+        .iter()
+        .filter(|e| e["action"] == "confirm_erasure")
+        .count();
     assert_eq!(erasures, 3, "one erasure entry per live replica: {audit}");
     let actions: Vec<(String, String)> = entries
         .iter()
-        .filter(|e| e["action"] != "erasure")
+        .filter(|e| e["action"] != "confirm_erasure")
         .map(|e| {
             (
                 e["action"].as_str().unwrap().to_string(),

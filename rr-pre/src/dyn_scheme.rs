@@ -25,7 +25,7 @@
 //! ```
 
 use rand_core::CryptoRngCore;
-use rr_core::{PreError, PreScheme, SchemeId, Threshold, WireEncoding};
+use rr_core::{KeyKind, PreError, PreScheme, SchemeId, Threshold, WireEncoding};
 
 /// What a replica does with a record's scheme, on bytes and object-safe:
 /// the replica-side subset of [`PreScheme`]. Implemented for every
@@ -58,6 +58,18 @@ pub trait ReplicaScheme: Send + Sync {
         self.threshold_ok(Threshold { m: 2, n: 3 }).is_err()
     }
 
+    /// Checks what a `RegisterRecord` call carries: `record_key` decodes as
+    /// a public key of this scheme that is not an account key (where the
+    /// scheme's keys say, [`PreScheme::key_kind`]), and `capsule` decodes as
+    /// a capsule. A pure function of the bytes, so the contracts can refuse
+    /// with it deterministically.
+    fn check_record(&self, record_key: &[u8], capsule: &[u8]) -> Result<(), PreError>;
+
+    /// Checks a grant's grantee key: it decodes as a public key of this
+    /// scheme that is not a record key (where the scheme's keys say). Pure,
+    /// like [`ReplicaScheme::check_record`].
+    fn check_account_key(&self, key: &[u8]) -> Result<(), PreError>;
+
     /// Decodes and verifies a key fragment against the record's and the
     /// grantee's public keys ([`PreScheme::verify_key_frag`]); returns the
     /// verified fragment's bytes for the replica's own store.
@@ -86,6 +98,29 @@ impl<P: PreScheme> ReplicaScheme for P {
 
     fn threshold_ok(&self, t: Threshold) -> Result<(), PreError> {
         self.check_threshold(t)
+    }
+
+    fn check_record(&self, record_key: &[u8], capsule: &[u8]) -> Result<(), PreError> {
+        let key = P::PublicKey::from_bytes(record_key)?;
+        if self.key_kind(&key) == Some(KeyKind::Account) {
+            return Err(PreError::Malformed {
+                scheme: P::ID.name(),
+                what: "record public key (an account key was given)",
+            });
+        }
+        P::Capsule::from_bytes(capsule)?;
+        Ok(())
+    }
+
+    fn check_account_key(&self, key: &[u8]) -> Result<(), PreError> {
+        let key = P::PublicKey::from_bytes(key)?;
+        if self.key_kind(&key) == Some(KeyKind::Record) {
+            return Err(PreError::Malformed {
+                scheme: P::ID.name(),
+                what: "account public key (a record key was given)",
+            });
+        }
+        Ok(())
     }
 
     fn verify_key_frag(

@@ -91,7 +91,7 @@ use recrypt::api::{
     SigningKeypair, TransformBlock, TransformKey,
 };
 use recrypt::nonemptyvec::NonEmptyVec;
-use rr_core::{DataKey, PreError, PreScheme, RecordId, SchemeId, Threshold, WireEncoding};
+use rr_core::{DataKey, KeyKind, PreError, PreScheme, RecordId, SchemeId, Threshold, WireEncoding};
 use zeroize::{Zeroize, Zeroizing};
 
 /// The version byte every recrypt encoding of this crate starts with.
@@ -952,6 +952,14 @@ impl PreScheme for Recrypt {
     type VerifiedKeyFrag = RecryptVerifiedKeyFrag;
     type CapsuleFrag = RecryptCapsuleFrag;
     type VerifiedCapsuleFrag = RecryptVerifiedCapsuleFrag;
+
+    fn key_kind(&self, pk: &Self::PublicKey) -> Option<KeyKind> {
+        Some(if pk.is_record_key() {
+            KeyKind::Record
+        } else {
+            KeyKind::Account
+        })
+    }
 
     fn check_threshold(&self, t: Threshold) -> Result<(), PreError> {
         let bad = |reason| {

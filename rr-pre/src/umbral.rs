@@ -33,7 +33,7 @@
 //! bytes.
 
 use rand_core::CryptoRngCore;
-use rr_core::{DataKey, PreError, PreScheme, RecordId, SchemeId, Threshold, WireEncoding};
+use rr_core::{DataKey, KeyKind, PreError, PreScheme, RecordId, SchemeId, Threshold, WireEncoding};
 use umbral_pre::{DefaultDeserialize, DefaultSerialize, SecretKeyFactory, Signer};
 use zeroize::Zeroizing;
 
@@ -389,6 +389,14 @@ impl PreScheme for Umbral {
     type VerifiedKeyFrag = UmbralVerifiedKeyFrag;
     type CapsuleFrag = UmbralCapsuleFrag;
     type VerifiedCapsuleFrag = UmbralVerifiedCapsuleFrag;
+
+    fn key_kind(&self, pk: &Self::PublicKey) -> Option<KeyKind> {
+        Some(if pk.is_record_key() {
+            KeyKind::Record
+        } else {
+            KeyKind::Account
+        })
+    }
 
     fn check_threshold(&self, t: Threshold) -> Result<(), PreError> {
         let bad = |reason| {

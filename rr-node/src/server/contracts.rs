@@ -124,6 +124,8 @@ impl ContractsConfig {
 pub struct NativeContracts {
     config: ContractsConfig,
     policies: Policies,
+    /// Decoders of the allowed schemes' keys and capsules.
+    schemes: Arc<rr_pre::Schemes>,
 }
 
 /// Contract policies, in the order they run (see [`Policy`]): what
@@ -166,12 +168,28 @@ impl NativeContracts {
         Self {
             config,
             policies: Policies::default(),
+            schemes: Arc::default(),
         }
     }
 
     /// The configuration.
     pub fn config(&self) -> &ContractsConfig {
         &self.config
+    }
+
+    /// These contracts checking keys and capsules with `schemes` instead of
+    /// every scheme compiled in ([`rr_pre::Schemes::all`], the default): for
+    /// a scheme of your own. Every scheme `ContractsConfig::schemes` allows
+    /// must be in it, or records of that scheme are refused
+    /// (`scheme_mismatch`); node assembly checks this.
+    pub fn with_schemes(mut self, schemes: Arc<rr_pre::Schemes>) -> Self {
+        self.schemes = schemes;
+        self
+    }
+
+    /// The schemes whose keys and capsules the contracts can check.
+    pub fn schemes(&self) -> &rr_pre::Schemes {
+        &self.schemes
     }
 
     /// These contracts with `policy` in front of them (after any added
@@ -568,6 +586,24 @@ impl NativeContracts {
                         format!("the {what} is empty or over its size limit"),
                     )));
                 }
+                let Some(scheme) = self.schemes.get(c.scheme) else {
+                    return Ok(Err(refuse(
+                        ErrorCode::SchemeMismatch,
+                        format!(
+                            "scheme {} is allowed but these contracts cannot check its keys (NativeContracts::with_schemes)",
+                            c.scheme
+                        ),
+                    )));
+                };
+                if let Err(e) = scheme.check_record(&c.record_key, &c.capsule) {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        format!(
+                            "the record key and capsule must be a {} record key and a capsule made for it: {e}",
+                            scheme.name()
+                        ),
+                    )));
+                }
                 let record = RecordInfo {
                     id,
                     owner: signer,
@@ -654,6 +690,20 @@ impl NativeContracts {
                     return Ok(Err(refuse(
                         ErrorCode::InvalidCall,
                         "the grantee key is empty or over its size limit",
+                    )));
+                }
+                // The record's scheme was checked when it was registered.
+                if let Some(Err(e)) = self
+                    .schemes
+                    .get(record.scheme)
+                    .map(|s| s.check_account_key(&c.grantee_key))
+                {
+                    return Ok(Err(refuse(
+                        ErrorCode::InvalidCall,
+                        format!(
+                            "the grantee key must be a {} account key (the grantee's card has it): {e}",
+                            record.scheme.name()
+                        ),
                     )));
                 }
                 if let Some(exp) = c.expires_at {

@@ -9,10 +9,10 @@ use rr_core::cert::{Certificate, ReplicaSetInfo};
 use rr_core::proof::{CertifiedReceipt, ProvenEntry, SignedFragment, StateAnswer};
 use rr_core::state::{keys, CountKind};
 use rr_core::{
-    AccountId, AuditEntry, BlobStore, BlockContext, CallOutput, ConsensusEngine, ConsensusError,
-    ContractExecutor, Digest, EngineStatus, GrantId, GrantInfo, Outcome, PreError, PreScheme,
-    Receipt, RecordId, RecordInfo, ReplicaId, SignedTransaction, Table, VerifiedTransaction,
-    WireEncoding,
+    AccountId, AuditEntry, BlobStore, BlockContext, Call, CallOutput, ConsensusEngine,
+    ConsensusError, ContractExecutor, Digest, EngineStatus, GrantId, GrantInfo, Outcome, PreError,
+    PreScheme, Receipt, RecordId, RecordInfo, ReplicaId, SignedTransaction, Table,
+    VerifiedTransaction, WireEncoding,
 };
 use rr_pre::Umbral;
 use rr_storage::{FsBlobStore, FsBlobStoreConfig, Ledger, LedgerError, StateReader};
@@ -364,6 +364,17 @@ fn check_parts<T: NodeTypes>(parts: &NodeParts<T>) -> Result<(), NodeError> {
             missing.name()
         ));
     }
+    let checked = parts.engine.executor().schemes();
+    if let Some(missing) = contracts
+        .schemes
+        .iter()
+        .find(|s| checked.get(**s).is_none())
+    {
+        return setup(format!(
+            "the contracts allow records of {} but cannot check their keys: give NativeContracts::with_schemes a registry that holds it",
+            missing.name()
+        ));
+    }
     if usize::from(contracts.replicas) != n {
         return setup(format!(
             "the contracts count {} replicas (ContractsConfig::replicas) but the replica set has {n}: every grant would be refused",
@@ -548,10 +559,35 @@ impl<T: NodeTypes> Node<T> {
         Ok(verifier.verify(tx).await?)
     }
 
-    /// Verifies (off the async runtime), orders and executes a transaction.
+    /// Verifies (off the async runtime), admits, orders and executes a
+    /// transaction.
+    ///
+    /// Admission: a `RegisterRecord` must name a blob this replica holds,
+    /// of the size it declares ([`NodeError::BlobNotHeld`],
+    /// [`NodeError::BlobSizeMismatch`]); such a call is not ordered here.
+    /// Admission is each replica's own check before ordering, not a
+    /// contract rule: a call admitted by another replica is still ordered,
+    /// and a replica lacking the blob then fetches it from its peers.
     pub async fn submit(&self, tx: SignedTransaction) -> Result<Receipt, NodeError> {
         let verified = self.verify(tx).await?;
+        self.admit(&verified).await?;
         self.order(verified).await
+    }
+
+    /// The admission checks of [`Node::submit`].
+    async fn admit(&self, tx: &VerifiedTransaction) -> Result<(), NodeError> {
+        let Call::RegisterRecord(c) = &tx.body().call else {
+            return Ok(());
+        };
+        match self.blobs.size(&c.cid).await? {
+            None => Err(NodeError::BlobNotHeld { cid: c.cid }),
+            Some(stored) if stored != c.size => Err(NodeError::BlobSizeMismatch {
+                cid: c.cid,
+                declared: c.size,
+                stored,
+            }),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Orders and executes a verified transaction.

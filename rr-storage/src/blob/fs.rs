@@ -371,6 +371,16 @@ impl BlobStore for FsBlobStore {
         })))
     }
 
+    async fn size(&self, cid: &ContentId) -> Result<Option<u64>, BlobError> {
+        let path = self.blob_path(cid);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(with_path(e, "cannot stat", &path).into()),
+        }
+    }
+
     async fn contains(&self, cid: &ContentId) -> Result<bool, BlobError> {
         let path = self.blob_path(cid);
         match tokio::fs::metadata(&path).await {

@@ -144,6 +144,10 @@ impl BlobStore for MemoryBlobStore {
         Ok(self.read().contains_key(cid))
     }
 
+    async fn size(&self, cid: &ContentId) -> Result<Option<u64>, BlobError> {
+        Ok(self.read().get(cid).map(|b| b.len() as u64))
+    }
+
     async fn delete(&self, cid: &ContentId) -> Result<bool, BlobError> {
         let removed = self.write().remove(cid).is_some();
         if removed {

@@ -190,8 +190,9 @@ pub async fn same_bytes_twice<S: BlobStore + ?Sized>(store: &S) {
     );
 }
 
-/// `contains` and `delete`: delete of an absent blob is `false`; after a delete
-/// the blob is gone and `get` says `NotFound` with its id.
+/// `contains`, `size` and `delete`: delete of an absent blob is `false`; a
+/// stored blob's size is its length; after a delete the blob is gone, its
+/// size is `None` and `get` says `NotFound` with its id.
 pub async fn contains_and_delete<S: BlobStore + ?Sized>(store: &S) {
     const CASE: &str = "contains_and_delete";
     let mut rng = Rng::new(3);
@@ -220,6 +221,11 @@ pub async fn contains_and_delete<S: BlobStore + ?Sized>(store: &S) {
     );
     check(
         CASE,
+        size(CASE, store, &cid).await == Some(data.len() as u64),
+        "size is not the stored blob's length",
+    );
+    check(
+        CASE,
         delete(CASE, store, &cid).await,
         "delete of a stored blob returned false",
     );
@@ -227,6 +233,11 @@ pub async fn contains_and_delete<S: BlobStore + ?Sized>(store: &S) {
         CASE,
         !contains(CASE, store, &cid).await,
         "contains is true after delete",
+    );
+    check(
+        CASE,
+        size(CASE, store, &cid).await.is_none(),
+        "size of a deleted blob is not None",
     );
     expect_not_found(CASE, store, &cid).await;
     check(
@@ -472,6 +483,13 @@ async fn contains<S: BlobStore + ?Sized>(case: &str, store: &S, cid: &ContentId)
         .contains(cid)
         .await
         .unwrap_or_else(|e| fail(case, &format!("contains({cid}) failed: {e}")))
+}
+
+async fn size<S: BlobStore + ?Sized>(case: &str, store: &S, cid: &ContentId) -> Option<u64> {
+    store
+        .size(cid)
+        .await
+        .unwrap_or_else(|e| fail(case, &format!("size({cid}) failed: {e}")))
 }
 
 async fn delete<S: BlobStore + ?Sized>(case: &str, store: &S, cid: &ContentId) -> bool {
