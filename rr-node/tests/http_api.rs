@@ -296,6 +296,53 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let (status, body) = error_of(resp).await;
     assert_eq!((status, body.error.code.as_str()), (403, "forbidden"));
 
+    // A record naming a blob the node does not hold, or of another size:
+    // not admitted, nothing ordered.
+    let carol = ed25519_dalek::SigningKey::from_bytes(&[67; 32]);
+    let register = |cid: rr_core::ContentId, size: u64| {
+        rr_core::TxBody {
+            signer: rr_core::AccountId::from_verifying_key(&carol.verifying_key()),
+            nonce: size,
+            call: rr_core::Call::RegisterRecord(rr_core::RegisterRecord {
+                salt: [5; 16],
+                cid,
+                size,
+                scheme: rr_core::SchemeId::UMBRAL,
+                record_key: vec![1; 68],
+                capsule: vec![2; 180],
+                media_type: "text/plain".into(),
+                encrypted_metadata: None,
+            }),
+        }
+        .sign(&carol)
+        .to_bytes()
+    };
+    let absent = rr_core::ContentId::from_sha256([0x42; 32]);
+    let resp = http
+        .post(u("/v1/tx"))
+        .body(register(absent, 10))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!((status, body.error.code.as_str()), (409, "blob_not_held"));
+    assert!(
+        body.error.message.contains("upload the ciphertext"),
+        "{}",
+        body.error.message
+    );
+    let resp = http
+        .post(u("/v1/tx"))
+        .body(register(put.cid, put.size + 1))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!(
+        (status, body.error.code.as_str()),
+        (400, "blob_size_mismatch")
+    );
+
     // Nothing above changed the ledger but Alice's own put.
     let after = server.node.status();
     assert_eq!(after.height, before.height + 1);
