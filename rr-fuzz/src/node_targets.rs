@@ -17,9 +17,11 @@ use crate::check::{json_stable, resign_certificate};
 use crate::core_targets::{certified_receipt_next, signed_fragment_next, state_answer_next};
 use crate::fixture::{account, fixture, PASSPHRASE};
 
-/// A directory of this process's own for files the targets read
-/// (`$TMPDIR/rr-fuzz-<pid>`). libFuzzer exits without running destructors,
-/// so the directories of processes that are gone are removed here instead.
+/// A directory of this thread's own for files the targets read
+/// (`$TMPDIR/rr-fuzz-<pid>/<what>-<thread>`: the replay tests run targets
+/// on several threads of one process). libFuzzer exits without running
+/// destructors, so the directories of processes that are gone are removed
+/// here instead.
 fn scratch(what: &str) -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     let root = ROOT.get_or_init(|| {
@@ -38,7 +40,11 @@ fn scratch(what: &str) -> PathBuf {
         }
         tmp.join(format!("rr-fuzz-{}", std::process::id()))
     });
-    let dir = root.join(what);
+    static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static THREAD: usize = THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let dir = root.join(format!("{what}-{}", THREAD.with(|t| *t)));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     dir
 }
