@@ -233,8 +233,8 @@ impl EngineHarness for PbftHarness {
 }
 
 /// Every check of `conformance::test_all` but `failed_calls_never_commit`
-/// and `certificate_after_shutdown`, which `Pbft` fails (see the ignored
-/// tests below). Keep this list in step with `test_all`.
+/// and `certificate_after_shutdown`, which run as tests of their own below.
+/// Keep this list in step with `test_all`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pbft_conforms() {
     init_tracing();
@@ -249,19 +249,15 @@ async fn pbft_conforms() {
     conformance::shutdown(harness, settings).await;
 }
 
-/// Known non-conformance: `Pbft::shutdown` with calls in flight answers
-/// every call it has not committed yet with `ConsensusError::Stopped`
-/// (it clears its waiters), including calls of a batch it already proposed
-/// and logged: the other replicas (a quorum without it) commit that batch,
-/// and so does the replica after its restart, so calls whose `submit`
-/// failed end up committed.
-/// The contract says `submit` fails only "if the transaction was never
-/// ordered", and that `shutdown` "finishes what was ordered". A client that
-/// retries the same signed call gets its receipt (resubmission is
-/// idempotent); one that takes the error at its word and signs a new call
-/// does the thing twice.
+/// A call `Pbft::shutdown` answers with `ConsensusError::Stopped` is never
+/// committed, after a restart either. Shutdown withdraws only the calls that
+/// never left the replica (not forwarded, proposed or voted on); the others
+/// (calls of a batch it already proposed and logged, which the other
+/// replicas commit, and it too after a restart) it keeps running for until
+/// they commit, so their callers get receipts. It used to fail them all
+/// with `Stopped`: a client that took the error at its word and signed a
+/// new call did the thing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Pbft answers calls of a batch it proposed with Stopped at shutdown, then commits them"]
 async fn pbft_failed_calls_never_commit() {
     init_tracing();
     conformance::failed_calls_never_commit(&mut PbftHarness::new(4), &Settings::default()).await;

@@ -108,6 +108,16 @@ pub enum ConsensusError {
     /// The engine has shut down (or is shutting down) and accepts nothing.
     #[error("the consensus engine has stopped; restart the node")]
     Stopped,
+    /// The engine stopped before this transaction was decided, after it
+    /// had left the replica: it may still commit. Unlike [`Stopped`], which
+    /// promises the call was never ordered, this says nothing either way:
+    /// submit the same signed transaction again to learn its outcome (a
+    /// replay of it is refused, so it cannot act twice); never sign a new
+    /// one for the same act.
+    ///
+    /// [`Stopped`]: ConsensusError::Stopped
+    #[error("the engine stopped before transaction {0} was decided: it may still commit; resubmit the same signed transaction to learn its outcome, do not sign a new one")]
+    OutcomeUnknown(crate::TxId),
     /// The engine's queue is full; try again later.
     #[error("the node is overloaded ({0} calls queued); retry shortly")]
     Overloaded(usize),

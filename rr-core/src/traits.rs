@@ -64,7 +64,11 @@ pub struct EngineStatus {
 ///   never re-executes a committed block against a state that already holds
 ///   its writes, and never reuses a height.
 /// - `submit` resolves with the transaction's receipt once its block is
-///   committed, or with an error if the transaction was never ordered.
+///   committed. It fails with [`ConsensusError::Stopped`] (or `Overloaded`)
+///   only if the transaction was never ordered and never will be by this
+///   engine; [`ConsensusError::OutcomeUnknown`] says it may still commit,
+///   and any other error leaves the outcome unknown too (submit the same
+///   transaction again to learn it).
 ///   Submitting a transaction again (the same id) is idempotent: while it
 ///   waits it joins the first submission, once committed it resolves with
 ///   the original receipt, and it never makes another block.
@@ -100,7 +104,9 @@ pub trait ConsensusEngine: Send + Sync + 'static {
         height: u64,
     ) -> impl Future<Output = Result<crate::cert::Certificate, ConsensusError>> + Send;
 
-    /// Stops taking calls, finishes what was ordered, and flushes the ledger.
+    /// Stops taking calls, finishes (within a bound) what may have been
+    /// ordered, and flushes the ledger. Calls it cannot finish fail with
+    /// [`ConsensusError::OutcomeUnknown`], never `Stopped`.
     fn shutdown(&self) -> impl Future<Output = Result<(), ConsensusError>> + Send;
 }
 

@@ -9,9 +9,9 @@ use std::sync::{Mutex, OnceLock};
 use futures::FutureExt;
 use rr_consensus::pbft::message::{decode_and_verify, CheckpointCert, PreparedCert};
 use rr_consensus::pbft::{SignedMessage, MAX_MESSAGE_BYTES};
+use rr_consensus::transport::link::{self, SecureCodec};
 use rr_consensus::transport::{Listener, Network, TcpConfig, TcpNetwork};
 use rr_core::{codec, ReplicaId};
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
@@ -65,36 +65,6 @@ pub fn replica_message(data: &[u8]) {
     }
 }
 
-/// The transport's handshake messages, in the same shape (and so the same
-/// postcard encoding) as `rr_consensus::transport::tcp`'s private ones:
-/// what a dialer in another language would write.
-#[derive(Serialize, Deserialize)]
-enum Handshake {
-    Hello {
-        from: ReplicaId,
-        to: ReplicaId,
-        nonce: [u8; 32],
-    },
-    Challenge {
-        nonce: [u8; 32],
-        signature: Vec<u8>,
-    },
-    Proof {
-        signature: Vec<u8>,
-    },
-}
-
-const HANDSHAKE_DOMAIN: &[u8] = b"resilient-records/pbft-handshake/v1\0";
-
-fn transcript(role: &[u8], nonce: &[u8; 32], signer: ReplicaId, peer: ReplicaId) -> Vec<u8> {
-    let mut b = HANDSHAKE_DOMAIN.to_vec();
-    b.extend_from_slice(role);
-    b.extend_from_slice(nonce);
-    b.extend_from_slice(&signer.0.to_be_bytes());
-    b.extend_from_slice(&peer.0.to_be_bytes());
-    b
-}
-
 /// Connections handed to the network under test, one per input.
 struct Inbound(mpsc::UnboundedReceiver<DuplexStream>);
 
@@ -146,68 +116,50 @@ fn node() -> &'static Mutex<Node> {
     })
 }
 
-async fn send_frame(s: &mut DuplexStream, m: &Handshake) -> io::Result<()> {
-    let body = codec::encode(m);
-    s.write_all(&(body.len() as u32).to_be_bytes()).await?;
-    s.write_all(&body).await
-}
-
-/// Completes the handshake as replica 1; `false` if replica 0 did not
-/// answer as the protocol says (a bug in the acceptor, reported by the
-/// caller's assertions).
-async fn authenticate(s: &mut DuplexStream) -> io::Result<()> {
+/// Opens the link to replica 0 as replica 1, with the transport's own
+/// dialer (`rr_consensus::transport::link::dial`): a valid handshake.
+async fn authenticate(s: &mut DuplexStream) -> SecureCodec {
     let fx = fixture();
-    let (me, peer) = (ReplicaId(1), ReplicaId(0));
-    let nonce = [0x5a; 32];
-    send_frame(
-        s,
-        &Handshake::Hello {
-            from: me,
-            to: peer,
-            nonce,
-        },
-    )
-    .await?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await?;
-    let mut body = vec![0; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await?;
-    let Ok(Handshake::Challenge {
-        nonce: theirs,
-        signature,
-    }) = codec::decode("challenge", &body, 1024)
-    else {
-        panic!("replica 0 answered a valid hello with something not a challenge");
-    };
-    assert!(
-        rr_core::sig::verify(
-            fx.set_info.key(peer).expect("replica 0").as_bytes(),
-            &signature,
-            &transcript(b"acceptor", &nonce, peer, me),
-        ),
-        "replica 0's challenge signature does not verify"
-    );
-    use ed25519_dalek::Signer;
-    let proof = fx.replica_keys[1].sign(&transcript(b"dialer", &theirs, me, peer));
-    send_frame(
-        s,
-        &Handshake::Proof {
-            signature: proof.to_bytes().to_vec(),
-        },
-    )
-    .await
+    let key = fx.replica_key(ReplicaId(1)).expect("replica 1");
+    match link::dial(&mut *s, &key, &fx.set, ReplicaId(0), MAX_MESSAGE_BYTES).await {
+        Ok(l) => l.into_parts().codec,
+        Err(e) => panic!("replica 0 refused a valid handshake: {e}"),
+    }
 }
 
-/// The replica transport (`rr_consensus::transport::tcp`): a connection to
-/// replica 0 of the fixed set, through `TcpNetwork` itself over an
-/// in-memory stream. Its handshake parser is private, so it is reached the
-/// way a peer reaches it.
+/// The handshake's own decoders, on what an unauthenticated peer sent:
+/// its framing (`link::handshake_codec`, at most `MAX_HANDSHAKE_BYTES` a
+/// frame) and, in each frame, the hello (after the 32-byte ephemeral key of
+/// the first Noise message, where the acceptor reads it) and the proof.
+fn handshake_decoders(data: &[u8]) {
+    for frame in link::handshake_frames(data) {
+        assert!(frame.len() <= link::MAX_HANDSHAKE_BYTES);
+        if let Some(payload) = frame.get(32..) {
+            if let Ok(h) = link::decode_hello(payload) {
+                assert_eq!(codec::encode(&h), payload, "a hello re-encodes differently");
+            }
+        }
+        if let Ok(a) = link::decode_auth(&frame) {
+            assert_eq!(
+                codec::encode(&a),
+                &frame[..],
+                "a proof re-encodes differently"
+            );
+        }
+    }
+}
+
+/// The replica transport (`rr_consensus::transport::tcp` and `link`): a
+/// connection to replica 0 of the fixed set, through `TcpNetwork` itself
+/// over an in-memory stream.
 ///
 /// The first byte picks the mode: even, the rest is what an unauthenticated
-/// peer sends (frames, handshake messages, garbage); odd, the target first
-/// completes the handshake as replica 1 and the rest is what an
-/// authenticated peer sends: frames the network hands to the engine, which
-/// are decoded and verified as replica messages.
+/// peer sends (frames, handshake messages, garbage), also fed to the
+/// handshake's decoders directly; odd, the target first completes the
+/// handshake as replica 1 (with the transport's own dialer) and the rest is
+/// the frame stream an authenticated peer sends (lengths and bodies),
+/// encrypted into the link's records: frames the network hands to the
+/// engine, which are decoded and verified as replica messages.
 pub fn handshake(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -217,13 +169,19 @@ pub fn handshake(data: &[u8]) {
     node.rt.block_on(async {
         let (mut ours, theirs) = tokio::io::duplex(1 << 16);
         node.connect.send(theirs).expect("the listener is alive");
-        if mode & 1 == 1 && authenticate(&mut ours).await.is_err() {
-            panic!("replica 0 closed a link during a valid handshake");
-        }
+        let bytes = if mode & 1 == 1 {
+            authenticate(&mut ours)
+                .await
+                .seal_stream(rest)
+                .expect("records seal")
+        } else {
+            handshake_decoders(rest);
+            rest.to_vec()
+        };
         let (mut r, mut w) = tokio::io::split(ours);
         let io = async {
             let write = async {
-                let _ = w.write_all(rest).await;
+                let _ = w.write_all(&bytes).await;
                 let _ = w.shutdown().await;
             };
             // Replica 0 closes the link once it is done with it.

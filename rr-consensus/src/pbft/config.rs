@@ -79,6 +79,13 @@ pub struct PbftConfig {
     /// pool that work runs on threads of their own, outside simulated time,
     /// and finishes in an order no seed decides.
     pub offload_blocking: bool,
+    /// How long `shutdown` keeps the replica running to finish the calls
+    /// submitted here that may have been ordered (ones it forwarded,
+    /// proposed or voted on) before it stops. Calls that never left this
+    /// replica fail with `ConsensusError::Stopped` at once; the ones still
+    /// undecided after this long fail with an error that says their outcome
+    /// is unknown (resubmit the same signed call to learn it). Default 10 s.
+    pub shutdown_drain: Duration,
 }
 
 impl Default for PbftConfig {
@@ -99,6 +106,7 @@ impl Default for PbftConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             offload_blocking: true,
+            shutdown_drain: Duration::from_secs(10),
         }
     }
 }

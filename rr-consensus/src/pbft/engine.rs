@@ -96,6 +96,10 @@ pub struct Pbft<E> {
     set: ReplicaSet,
     ledger: Arc<Ledger>,
     stop: watch::Sender<bool>,
+    /// Set by `shutdown`: the core withdraws the calls that never left this
+    /// replica and keeps running for the others (see [`Pbft::shutdown`]).
+    drain: watch::Sender<bool>,
+    drain_for: std::time::Duration,
     core: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     exec: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     helpers: Mutex<Vec<JoinHandle<()>>>,
@@ -193,6 +197,13 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The error of a call that may have been ordered but had not committed here
+/// when the replica stopped. (Not `Stopped`, which promises the call was
+/// never ordered.)
+fn outcome_unknown(id: &TxId) -> ConsensusError {
+    ConsensusError::OutcomeUnknown(*id)
+}
+
 fn storage(e: impl std::fmt::Display) -> ConsensusError {
     ConsensusError::Storage(e.to_string())
 }
@@ -256,6 +267,7 @@ impl<E: ContractExecutor> Pbft<E> {
         let (serve_tx, serve_rx) = mpsc::channel::<Serve>(16);
         let (cert_tx, cert_rx) = mpsc::channel::<CertInput>(4096);
         let (stop, stop_rx) = watch::channel(false);
+        let (drain, drain_rx) = watch::channel(false);
         let requests = Arc::new(RwLock::new(Some(req_tx)));
 
         let mut helpers = Vec::new();
@@ -477,6 +489,8 @@ impl<E: ContractExecutor> Pbft<E> {
                 out_tx,
                 serve_tx,
                 stop_rx,
+                drain_rx,
+                waiters: waiters.clone(),
                 view,
                 offload,
             }))
@@ -493,6 +507,8 @@ impl<E: ContractExecutor> Pbft<E> {
             set: replicas.clone(),
             ledger,
             stop,
+            drain,
+            drain_for: config.shutdown_drain,
             core: tokio::sync::Mutex::new(Some(core)),
             exec: tokio::sync::Mutex::new(Some(exec)),
             helpers: Mutex::new(helpers),
@@ -551,8 +567,20 @@ struct CoreLoop {
     out_tx: mpsc::Sender<(Option<ReplicaId>, VerifiedMessage)>,
     serve_tx: mpsc::Sender<Serve>,
     stop_rx: watch::Receiver<bool>,
+    drain_rx: watch::Receiver<bool>,
+    waiters: Arc<Waiters>,
     view: Arc<ViewState>,
     offload: bool,
+}
+
+/// Answers every caller waiting for `id` with [`ConsensusError::Stopped`].
+/// Only for a call that will never be ordered.
+fn refuse_stopped(waiters: &Waiters, id: &TxId) {
+    if let Some(replies) = waiters.lock().expect("waiters lock").remove(id) {
+        for reply in replies {
+            let _ = reply.send(Err(ConsensusError::Stopped));
+        }
+    }
 }
 
 async fn core_loop(mut c: CoreLoop) {
@@ -560,6 +588,7 @@ async fn core_loop(mut c: CoreLoop) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut to_execute: VecDeque<ExecuteBlock> = VecDeque::new();
     let mut requests_open = true;
+    let mut draining = false;
     let mut actions = Vec::new();
     let mut view_change_started: Option<Instant> = None;
     metrics::gauge!("rr_pbft_view").set(c.replica.view() as f64);
@@ -568,6 +597,16 @@ async fn core_loop(mut c: CoreLoop) {
         tokio::select! {
             biased;
             _ = c.stop_rx.changed() => break,
+            _ = c.drain_rx.changed(), if !draining => {
+                // Shutdown: the calls that never left this replica are
+                // withdrawn (nobody else has them, so they are never
+                // ordered) and fail; the rest are finished as usual.
+                draining = true;
+                for id in c.replica.withdraw_unsent() {
+                    refuse_stopped(&c.waiters, &id);
+                }
+                continue;
+            }
             Some(head) = c.done_rx.recv() => inputs.push(Input::Executed(head)),
             permit = c.exec_tx.reserve(), if !to_execute.is_empty() => {
                 if let (Ok(permit), Some(b)) = (permit, to_execute.pop_front()) {
@@ -595,7 +634,17 @@ async fn core_loop(mut c: CoreLoop) {
         }
         let now = (c.now)();
         for input in inputs {
-            c.replica.handle(now, input, &mut actions);
+            match input {
+                // A call that reaches the core while shutting down is not
+                // taken: it fails, unless this replica has it already (a
+                // retry of a call in flight, answered when it commits).
+                Input::Request(tx) if draining => {
+                    if !c.replica.knows(&tx.id()) {
+                        refuse_stopped(&c.waiters, &tx.id());
+                    }
+                }
+                input => c.replica.handle(now, input, &mut actions),
+            }
         }
         c.replica.flush(now, &mut actions);
         publish_view(&c.view, &c.replica, &mut view_change_started);
@@ -661,6 +710,13 @@ async fn core_loop(mut c: CoreLoop) {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
+        }
+    }
+    // Calls queued but never taken: nobody else has them.
+    c.req_rx.close();
+    while let Ok(tx) = c.req_rx.try_recv() {
+        if !c.replica.knows(&tx.id()) {
+            refuse_stopped(&c.waiters, &tx.id());
         }
     }
     // Hand over what was decided before stopping.
@@ -948,8 +1004,35 @@ impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
         }
     }
 
+    /// Stops taking calls, then keeps the replica running until every call
+    /// submitted here that may have been ordered has committed, for at most
+    /// [`PbftConfig::shutdown_drain`], and stops.
+    ///
+    /// A call answered [`ConsensusError::Stopped`] never left this replica
+    /// (it was neither forwarded nor proposed) and will never be ordered. A
+    /// call still undecided when the drain times out (no quorum to commit
+    /// it, say) fails with [`ConsensusError::Storage`] saying its outcome is
+    /// unknown: it may still commit, and resubmitting the same signed call
+    /// (here after a restart, or at another replica) tells its outcome.
     async fn shutdown(&self) -> Result<(), ConsensusError> {
         self.requests.write().expect("requests lock").take();
+        let _ = self.drain.send(true);
+        let deadline = tokio::time::Instant::now() + self.drain_for;
+        loop {
+            let core_running = self
+                .core
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|h| !h.is_finished());
+            if !core_running
+                || self.waiters.lock().expect("waiters lock").is_empty()
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let _ = self.stop.send(true);
         if let Some(core) = self.core.lock().await.take() {
             core.await
@@ -962,8 +1045,18 @@ impl<E: ContractExecutor> ConsensusEngine for Pbft<E> {
         for h in self.helpers.lock().expect("helpers lock").drain(..) {
             h.abort();
         }
-        // Calls not committed by now never will be on this replica's watch.
-        self.waiters.lock().expect("waiters lock").clear();
+        // The calls left may have been ordered (this replica sent them on):
+        // they may still commit without it. Their outcome is unknown.
+        let left: Vec<(TxId, Vec<Reply>)> =
+            self.waiters.lock().expect("waiters lock").drain().collect();
+        if !left.is_empty() {
+            warn!(target: TARGET, replica = %self.id, calls = left.len(), "stopped with calls that may have been ordered and did not commit here in time; their outcome is unknown");
+        }
+        for (id, replies) in left {
+            for reply in replies {
+                let _ = reply.send(Err(outcome_unknown(&id)));
+            }
+        }
         info!(target: TARGET, replica = %self.id, "pbft replica stopped");
         Ok(())
     }

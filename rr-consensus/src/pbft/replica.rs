@@ -164,6 +164,11 @@ struct PendingTx {
     tx: VerifiedTransaction,
     order: u64,
     since: Duration,
+    /// Whether the transaction may have left this replica: it came from
+    /// another replica, or this one forwarded, broadcast or proposed it.
+    /// One that never did can be withdrawn at shutdown and is certain never
+    /// to be ordered (see [`Replica::withdraw_unsent`]).
+    shared: bool,
 }
 
 /// A view change under way.
@@ -524,7 +529,9 @@ impl Replica {
             debug!(target: TARGET, "pending requests full; dropping a request");
             return;
         }
-        if local && (!self.is_primary() || self.changing.is_some()) {
+        // Forwarded right away (at the end of this round): shared from now.
+        let forward = local && (!self.is_primary() || self.changing.is_some());
+        if forward {
             self.to_forward.push(tx.tx().clone());
         }
         self.counter += 1;
@@ -536,8 +543,45 @@ impl Replica {
                 tx,
                 order: self.counter,
                 since: now.mono,
+                shared: forward || !local,
             },
         );
+    }
+
+    /// Whether this replica holds `id`: waiting to be ordered, or executed
+    /// lately.
+    pub fn knows(&self, id: &TxId) -> bool {
+        self.pending.contains_key(id) || self.recent.contains_key(id)
+    }
+
+    /// Withdraws the transactions submitted here that never left this
+    /// replica (not forwarded, broadcast or proposed, and not learned from
+    /// another replica) and returns their ids. Nobody else has them and
+    /// this replica will not propose them, so they will never be ordered:
+    /// shutdown can tell their callers so. Every other pending transaction
+    /// may be ordered by the others, with or without this replica.
+    pub fn withdraw_unsent(&mut self) -> Vec<TxId> {
+        let unsent: Vec<TxId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !p.shared)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &unsent {
+            if let Some(p) = self.pending.remove(id) {
+                self.unproposed.remove(&p.order);
+            }
+        }
+        unsent
+    }
+
+    /// Marks pending transactions as having left this replica.
+    fn mark_shared<'a>(&mut self, ids: impl IntoIterator<Item = &'a TxId>) {
+        for id in ids {
+            if let Some(p) = self.pending.get_mut(id) {
+                p.shared = true;
+            }
+        }
     }
 
     fn mark_proposed(&mut self, now: Now, txs: &[VerifiedTransaction]) {
@@ -546,8 +590,9 @@ impl Replica {
             if self.recent.contains_key(&id) {
                 continue;
             }
-            match self.pending.get(&id) {
+            match self.pending.get_mut(&id) {
                 Some(p) => {
+                    p.shared = true;
                     self.unproposed.remove(&p.order);
                 }
                 None => {
@@ -561,6 +606,7 @@ impl Replica {
                             tx: tx.clone(),
                             order: self.counter,
                             since: now.mono,
+                            shared: true,
                         },
                     );
                 }
@@ -630,7 +676,8 @@ impl Replica {
                 let Some((_, id)) = self.unproposed.pop_first() else {
                     break;
                 };
-                if let Some(p) = self.pending.get(&id) {
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.shared = true;
                     txs.push(p.tx.clone());
                 }
             }
@@ -1369,9 +1416,10 @@ impl Replica {
             self.maybe_propose(now, out);
         } else {
             // The new primary may never have seen these.
-            self.to_forward = self
-                .unproposed
-                .values()
+            let ids: Vec<TxId> = self.unproposed.values().copied().collect();
+            self.mark_shared(&ids);
+            self.to_forward = ids
+                .iter()
                 .filter_map(|id| self.pending.get(id).map(|p| p.tx.tx().clone()))
                 .collect();
             let primary = self.set.primary(t);
@@ -1480,11 +1528,17 @@ impl Replica {
             return;
         }
         if timer.phase == 0 {
-            let txs: Vec<SignedTransaction> = self
+            let ids: Vec<TxId> = self
                 .order
                 .iter()
-                .filter_map(|id| self.pending.get(id))
+                .filter(|id| self.pending.contains_key(id))
                 .take(self.cfg.max_batch)
+                .copied()
+                .collect();
+            self.mark_shared(&ids);
+            let txs: Vec<SignedTransaction> = ids
+                .iter()
+                .filter_map(|id| self.pending.get(id))
                 .map(|p| p.tx.tx().clone())
                 .collect();
             let m = self.sign(Payload::Forward(txs), Checked::Nothing);
@@ -1527,11 +1581,17 @@ impl Replica {
             // (their forward to the old primary lost): tell everyone, so
             // they are ordered (if the others are fine in their view) or
             // the others time out on them too and join the view change.
-            let txs: Vec<SignedTransaction> = self
+            let ids: Vec<TxId> = self
                 .unproposed
                 .values()
-                .filter_map(|id| self.pending.get(id))
+                .filter(|id| self.pending.contains_key(id))
                 .take(self.cfg.max_batch)
+                .copied()
+                .collect();
+            self.mark_shared(&ids);
+            let txs: Vec<SignedTransaction> = ids
+                .iter()
+                .filter_map(|id| self.pending.get(id))
                 .map(|p| p.tx.tx().clone())
                 .collect();
             if !txs.is_empty() {
@@ -1558,5 +1618,94 @@ impl Replica {
                 out.push(Action::Broadcast(m.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use rr_core::{AccountId, GrantId, Revoke, TxBody};
+
+    fn replicas(n: usize) -> (ReplicaSet, Vec<ReplicaKey>) {
+        let keys: Vec<ReplicaKey> = (0..n)
+            .map(|i| {
+                ReplicaKey::new(
+                    ReplicaId(i as u16),
+                    SigningKey::from_bytes(&[i as u8 + 1; 32]),
+                )
+            })
+            .collect();
+        let set = ReplicaSet::new(keys.iter().map(|k| k.verifying_key()).collect()).unwrap();
+        (set, keys)
+    }
+
+    fn call(nonce: u64) -> VerifiedTransaction {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        TxBody {
+            signer: AccountId::from_verifying_key(&key.verifying_key()),
+            nonce,
+            call: rr_core::Call::Revoke(Revoke {
+                grant: GrantId([1; 32]),
+            }),
+        }
+        .sign(&key)
+        .verify()
+        .unwrap()
+    }
+
+    fn now() -> Now {
+        Now {
+            mono: Duration::from_secs(1),
+            wall: Timestamp(1_000),
+        }
+    }
+
+    fn replica(i: usize) -> Replica {
+        let (set, keys) = replicas(4);
+        Replica::new(
+            PbftConfig::for_tests(),
+            set,
+            keys[i].clone(),
+            Head::default(),
+            Recovered::default(),
+            now(),
+        )
+    }
+
+    #[test]
+    fn only_calls_that_never_left_the_primary_are_withdrawn() {
+        let mut primary = replica(0);
+        let mut out = Vec::new();
+        let proposed = call(0);
+        primary.handle(now(), Input::Request(proposed.clone()), &mut out);
+        primary.flush(now(), &mut out);
+        assert!(out.iter().any(
+            |a| matches!(a, Action::Broadcast(m) if matches!(m.payload(), Payload::PrePrepare(_)))
+        ));
+        // A call handled but not proposed yet never left the primary.
+        let kept = call(1);
+        primary.handle(now(), Input::Request(kept.clone()), &mut out);
+        assert_eq!(primary.withdraw_unsent(), vec![kept.id()]);
+        assert!(!primary.knows(&kept.id()));
+        assert!(primary.knows(&proposed.id()));
+        // Withdrawn: never proposed afterwards.
+        out.clear();
+        primary.flush(now(), &mut out);
+        assert!(!out.iter().any(|a| matches!(a, Action::Broadcast(_))));
+    }
+
+    #[test]
+    fn a_backup_withdraws_nothing_it_forwarded() {
+        let mut backup = replica(1);
+        let mut out = Vec::new();
+        let tx = call(0);
+        backup.handle(now(), Input::Request(tx.clone()), &mut out);
+        assert!(backup.withdraw_unsent().is_empty());
+        backup.flush(now(), &mut out);
+        assert!(out
+            .iter()
+            .any(|a| matches!(a, Action::Send { message, .. } if matches!(message.payload(), Payload::Forward(_)))));
+        assert!(backup.knows(&tx.id()));
     }
 }

@@ -1,6 +1,7 @@
 //! How replicas reach each other: the [`Network`] the PBFT engine talks
 //! through, and its TCP implementation.
 
+pub mod link;
 pub mod tcp;
 
 use bytes::Bytes;

@@ -1,11 +1,15 @@
-//! The replica network over TCP: length-delimited frames with a size limit,
-//! links authenticated at the handshake with the replicas' ed25519 keys, and
-//! reconnection with exponential backoff.
+//! The replica network over TCP: encrypted, mutually authenticated links
+//! (a Noise handshake bound to the replicas' ed25519 keys, see
+//! [`super::link`]) carrying frames with a size limit, and reconnection with
+//! exponential backoff.
 //!
 //! Each replica dials every other one and sends on that connection; it
-//! receives on the connections the others dialed. The handshake proves both
-//! ends: the dialer sends a nonce, the acceptor signs it with its own nonce,
-//! the dialer signs the acceptor's nonce.
+//! receives on the connections the others dialed. Before a link is
+//! authenticated its frames are limited to
+//! [`MAX_HANDSHAKE_BYTES`](super::link::MAX_HANDSHAKE_BYTES), the handshake
+//! has [`TcpConfig::handshake_timeout`] to finish, and at most
+//! [`TcpConfig::max_pending_handshakes`] connections may be in that state
+//! at once (more are closed as they arrive).
 //!
 //! The byte streams come from a [`Listener`]: [`tokio::net::TcpListener`] on a
 //! node; a simulated network (turmoil's) in the deterministic simulation tests.
@@ -18,25 +22,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ed25519_dalek::Signature;
 use futures::{SinkExt, StreamExt};
-use rand_core::{OsRng, RngCore};
-use rr_core::{codec, ReplicaId};
-use serde::{Deserialize, Serialize};
+use rr_core::ReplicaId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::link::{self, SecureLink};
 use super::Network;
 use crate::pbft::{ReplicaKey, ReplicaSet, MAX_MESSAGE_BYTES};
 
 const TARGET: &str = "rr_consensus::tcp";
-const HANDSHAKE_DOMAIN: &[u8] = b"resilient-records/pbft-handshake/v1\0";
-const MAX_HANDSHAKE_BYTES: usize = 1024;
 
 /// Settings of the TCP transport. Start from [`TcpConfig::new`] and set the
 /// fields that differ.
@@ -63,6 +62,12 @@ pub struct TcpConfig {
     pub backoff_max: Duration,
     /// Time allowed for connecting and for the handshake. Default 5 s.
     pub handshake_timeout: Duration,
+    /// Inbound connections that may be in their handshake at once (not yet
+    /// authenticated). One more is closed as soon as it is accepted, so
+    /// connections nobody authenticates cannot pile up; each frees its place
+    /// when it authenticates, fails or runs out of `handshake_timeout`.
+    /// Default 64 (a replica set of n has n - 1 peers that dial).
+    pub max_pending_handshakes: usize,
     /// How long a write to a peer may block before the link is taken for dead
     /// and dialed again (a peer that stopped reading, or a connection that
     /// silently lost its way). Default 10 s.
@@ -93,6 +98,7 @@ impl TcpConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
+            max_pending_handshakes: 64,
             write_timeout: Duration::from_secs(10),
             unacked_timeout: Duration::from_secs(3),
         }
@@ -150,161 +156,19 @@ impl Listener for TcpListener {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-enum Handshake {
-    Hello {
-        from: ReplicaId,
-        to: ReplicaId,
-        nonce: [u8; 32],
-    },
-    Challenge {
-        nonce: [u8; 32],
-        signature: Vec<u8>,
-    },
-    Proof {
-        signature: Vec<u8>,
-    },
-}
-
-/// What each side signs: the role, the other side's nonce, and both ids, so a
-/// signature cannot be replayed on another link or in the other role.
-fn transcript(role: &[u8], nonce: &[u8; 32], signer: ReplicaId, peer: ReplicaId) -> Vec<u8> {
-    let mut b = HANDSHAKE_DOMAIN.to_vec();
-    b.extend_from_slice(role);
-    b.extend_from_slice(nonce);
-    b.extend_from_slice(&signer.0.to_be_bytes());
-    b.extend_from_slice(&peer.0.to_be_bytes());
-    b
-}
-
-fn check_sig(set: &ReplicaSet, who: ReplicaId, msg: &[u8], sig: &[u8]) -> Result<(), String> {
-    let key = set
-        .key(who)
-        .ok_or_else(|| format!("{who} is not in the replica set"))?;
-    let sig: [u8; 64] = sig
-        .try_into()
-        .map_err(|_| "signature is not 64 bytes".to_string())?;
-    key.verify_strict(msg, &Signature::from_bytes(&sig))
-        .map_err(|_| format!("handshake signature of {who} does not verify"))
-}
-
-type Link<S> = Framed<S, LengthDelimitedCodec>;
-
-fn framed<S: AsyncRead + AsyncWrite>(stream: S, max: usize) -> Link<S> {
-    Framed::new(
-        stream,
-        LengthDelimitedCodec::builder()
-            .max_frame_length(max)
-            .new_codec(),
-    )
-}
-
-async fn send_hs<S: AsyncRead + AsyncWrite + Unpin>(
-    link: &mut Link<S>,
-    m: &Handshake,
-) -> Result<(), String> {
-    link.send(Bytes::from(codec::encode(m)))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn recv_hs<S: AsyncRead + AsyncWrite + Unpin>(
-    link: &mut Link<S>,
-) -> Result<Handshake, String> {
-    let frame = link
-        .next()
-        .await
-        .ok_or("connection closed during the handshake")?
-        .map_err(|e| e.to_string())?;
-    codec::decode("handshake", &frame, MAX_HANDSHAKE_BYTES).map_err(|e| e.to_string())
-}
-
-/// Dialer side: returns the authenticated link to `peer`.
+/// Dialer side: connects to `peer` and opens the link.
 async fn dial<L: Listener>(
     key: &ReplicaKey,
     set: &ReplicaSet,
     peer: ReplicaId,
     addr: SocketAddr,
     cfg: &TcpConfig,
-) -> Result<Link<L::Stream>, String> {
+) -> Result<SecureLink<L::Stream>, String> {
     let stream = L::connect(addr).await.map_err(|e| e.to_string())?;
     L::fail_when_unacked(&stream, cfg.unacked_timeout);
-    let mut link = framed(stream, cfg.max_frame);
-    let mut nonce = [0u8; 32];
-    OsRng.fill_bytes(&mut nonce);
-    send_hs(
-        &mut link,
-        &Handshake::Hello {
-            from: key.id(),
-            to: peer,
-            nonce,
-        },
-    )
-    .await?;
-    let Handshake::Challenge {
-        nonce: theirs,
-        signature,
-    } = recv_hs(&mut link).await?
-    else {
-        return Err("expected a challenge".into());
-    };
-    check_sig(
-        set,
-        peer,
-        &transcript(b"acceptor", &nonce, peer, key.id()),
-        &signature,
-    )?;
-    let proof = key.sign(&transcript(b"dialer", &theirs, key.id(), peer));
-    send_hs(
-        &mut link,
-        &Handshake::Proof {
-            signature: proof.to_bytes().to_vec(),
-        },
-    )
-    .await?;
-    Ok(link)
-}
-
-/// Acceptor side: returns the authenticated peer and the link.
-async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
-    key: &ReplicaKey,
-    set: &ReplicaSet,
-    stream: S,
-    cfg: &TcpConfig,
-) -> Result<(ReplicaId, Link<S>), String> {
-    let mut link = framed(stream, cfg.max_frame);
-    let Handshake::Hello { from, to, nonce } = recv_hs(&mut link).await? else {
-        return Err("expected a hello".into());
-    };
-    if to != key.id() || from == key.id() || set.key(from).is_none() {
-        return Err(format!(
-            "hello from {from} for {to}: not a link of this replica"
-        ));
-    }
-    let mut mine = [0u8; 32];
-    OsRng.fill_bytes(&mut mine);
-    let signature = key
-        .sign(&transcript(b"acceptor", &nonce, key.id(), from))
-        .to_bytes()
-        .to_vec();
-    send_hs(
-        &mut link,
-        &Handshake::Challenge {
-            nonce: mine,
-            signature,
-        },
-    )
-    .await?;
-    let Handshake::Proof { signature } = recv_hs(&mut link).await? else {
-        return Err("expected a proof".into());
-    };
-    check_sig(
-        set,
-        from,
-        &transcript(b"dialer", &mine, from, key.id()),
-        &signature,
-    )?;
-    Ok((from, link))
+    link::dial(stream, key, set, peer, cfg.max_frame)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The TCP replica network of one replica.
@@ -343,6 +207,11 @@ impl TcpNetwork {
                 set.n()
             )));
         }
+        if cfg.max_pending_handshakes == 0 {
+            return Err(crate::pbft::ConfigError(
+                "max_pending_handshakes must be at least 1".into(),
+            ));
+        }
         if cfg.queue_bytes < cfg.max_frame || u32::try_from(cfg.queue_bytes).is_err() {
             return Err(crate::pbft::ConfigError(format!(
                 "queue_bytes ({}) must be at least max_frame ({}) and below 4 GiB",
@@ -367,11 +236,17 @@ impl TcpNetwork {
         let mut tasks = Vec::new();
         {
             let (key, set, cfg) = (key.clone(), set.clone(), cfg.clone());
+            let pending = Arc::new(Semaphore::new(cfg.max_pending_handshakes));
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((stream, addr)) = listener.accept().await else {
                         // Out of file descriptors, say: do not spin.
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let Ok(handshaking) = pending.clone().try_acquire_owned() else {
+                        // Dropping the stream closes it.
+                        debug!(target: TARGET, %addr, "too many connections in their handshake; closed one");
                         continue;
                     };
                     let (key, set, cfg, inbox, inbound, budgets) = (
@@ -383,9 +258,12 @@ impl TcpNetwork {
                         budgets.clone(),
                     );
                     tokio::spawn(async move {
-                        let hs =
-                            tokio::time::timeout(cfg.handshake_timeout, accept(&key, &set, stream, &cfg))
-                                .await;
+                        let hs = tokio::time::timeout(
+                            cfg.handshake_timeout,
+                            link::accept(stream, &key, &set, cfg.max_frame),
+                        )
+                        .await;
+                        drop(handshaking);
                         let (peer, mut link) = match hs {
                             Ok(Ok(x)) => x,
                             Ok(Err(e)) => {

@@ -25,7 +25,7 @@ pub struct ErrorDetail {
     /// policy's `policy.<code>`) or one of `malformed_request`,
     /// `malformed_transaction`, `bad_signature`, `unauthorized`,
     /// `forbidden`, `unknown_record`, `unknown_grant`, `unknown_blob`,
-    /// `blob_not_held`, `blob_size_mismatch`,
+    /// `blob_not_held`, `blob_size_mismatch`, `outcome_unknown`,
     /// `unknown_transaction`, `too_large`, `integrity`,
     /// `fragment_mismatch`, `fragment_missing`, `invalid_crypto`,
     /// `scheme_mismatch`, `unavailable`, `uncertified`, `not_found`,
@@ -75,6 +75,9 @@ pub(crate) fn classify(err: &NodeError) -> (StatusCode, std::borrow::Cow<'static
         NodeError::SchemeMismatch { .. } => (S::BAD_REQUEST, "scheme_mismatch"),
         NodeError::WrongCall { .. } => (S::BAD_REQUEST, "malformed_request"),
         NodeError::NotFound(_) => (S::NOT_FOUND, "unknown_transaction"),
+        NodeError::Consensus(ConsensusError::OutcomeUnknown(_)) => {
+            (S::SERVICE_UNAVAILABLE, "outcome_unknown")
+        }
         NodeError::Consensus(ConsensusError::Stopped | ConsensusError::Overloaded(_)) => {
             (S::SERVICE_UNAVAILABLE, "unavailable")
         }
