@@ -58,7 +58,10 @@ async fn flow<P: PreScheme>(
     let put_time = t.elapsed();
     ensure!(
         replicas
-            .record(put.record_id)
+            .record(
+                put.record_id,
+                alice.authorization(rr_node::Authorization::record_scope(&put.record_id)),
+            )
             .await?
             .value
             .is_some_and(|r| r.scheme == P::ID),

@@ -145,9 +145,12 @@ def check_calls(d):
     eq("register: size is the envelope's", len(env), body["size"])
     q = v["query_authorization"]
     acct = rr.Account(seeds[q["account"]])
-    msg = rr.QUERY_DOMAIN + rr.pc_str(q["scope"]) + varint(q["at"])
+    cluster = unhex(q["replica_set_digest"])
+    ids = load(d, "ids.json")["replica_set_cluster"]
+    eq("query: bound to replica_set_cluster", cluster, rr.ReplicaSet([unhex(k) for k in ids["json"]["keys"]]).digest)
+    msg = rr.QUERY_DOMAIN + cluster + rr.pc_str(q["scope"]) + varint(q["at"])
     eq("query signing bytes", msg, unhex(q["signing_bytes"]))
-    eq("query header", rr.authorization(acct, q["scope"], q["at"]), q["header"])
+    eq("query header", rr.authorization(acct, cluster, q["scope"], q["at"]), q["header"])
 
 
 # ---------------------------------------------------------------- envelope

@@ -164,8 +164,9 @@ assert trail[2]["actor"] == sys.argv[1] and trail[4]["actor"] == sys.argv[1]
 print(f"ok: Python's audit trail shows rr's retrieval and its refusal: {acts}")
 EOF
 # rr reads the Python record's audit trail too? Only the owner may; the owner is Python.
-# rr verifies a receipt of Python's grant offline:
-"$RR_CLI" receipt export "$GRANT_B" -o grant.receipt.json >/dev/null 2>&1
+# rr (as the grantee, bob: a grant is visible to its owner and grantee only)
+# exports a receipt of Python's grant and verifies it offline:
+"$RR_CLI" --as bob receipt export "$GRANT_B" -o grant.receipt.json >/dev/null
 "$RR_CLI" receipt verify grant.receipt.json --key "$NODE_KEY" >/dev/null \
     || fail "rr does not verify the receipt of Python's grant"
 echo "ok: rr exports and verifies a receipt of the grant Python made and revoked"

@@ -255,7 +255,7 @@ def verify_sig(key: bytes, signature: bytes, message: bytes) -> bool:
 
 
 TX_DOMAIN = b"resilient-records/tx/v1\x00"
-QUERY_DOMAIN = b"resilient-records/query/v1\x00"
+QUERY_DOMAIN = b"resilient-records/query/v2\x00"
 HEADER_DOMAIN = b"resilient-records/header/v1\x00"
 FRAGMENT_DOMAIN = b"resilient-records/capsule-fragment/v1\x00"
 CARD_DOMAIN = b"resilient-records/card/v1\x00"
@@ -921,10 +921,11 @@ def fragment_signing_bytes(tx_id: bytes, grant: bytes, replica: int, fragment: b
 # ---------------------------------------------------------------- §11 HTTP
 
 
-def authorization(account: Account, scope: str, at: Optional[int] = None) -> str:
-    """§11.2: the Authorization header for `scope`."""
+def authorization(account: Account, cluster: bytes, scope: str, at: Optional[int] = None) -> str:
+    """§11.2: the Authorization header for `scope`, for the cluster whose
+    replica set digest (§10.1) is `cluster`."""
     at = now_ms() if at is None else at
-    sig = account.sign(QUERY_DOMAIN + pc_str(scope) + varint(at))
+    sig = account.sign(QUERY_DOMAIN + cluster + pc_str(scope) + varint(at))
     return f"RR-Ed25519 account={account.id.hex()}, at={at}, signature={sig.hex()}"
 
 
@@ -972,11 +973,11 @@ class Node:
         self._do("PUT", f"/v1/grants/{grant.hex()}/fragment", data=body,
                  headers={"Content-Type": "application/octet-stream"})
 
-    def record(self, rid: bytes) -> dict:
-        return self._do("GET", f"/v1/records/{rid.hex()}").json()
+    def record(self, rid: bytes, auth: str) -> dict:
+        return self._do("GET", f"/v1/records/{rid.hex()}", headers={"Authorization": auth}).json()
 
-    def grant(self, gid: bytes) -> dict:
-        return self._do("GET", f"/v1/grants/{gid.hex()}").json()
+    def grant(self, gid: bytes, auth: str) -> dict:
+        return self._do("GET", f"/v1/grants/{gid.hex()}", headers={"Authorization": auth}).json()
 
     def audit(self, rid: bytes, auth: str) -> dict:
         return self._do("GET", f"/v1/records/{rid.hex()}/audit", headers={"Authorization": auth}).json()
@@ -1178,11 +1179,16 @@ class Client:
             raise ProtocolError("registered another record id")
         return Put(rid, want, tx.id, r["header"]["height"])
 
+    def _auth(self, scope: str) -> str:
+        return authorization(self.account, self.rs.digest, scope)
+
     def record(self, rid: bytes) -> Optional[dict]:
-        return self._state(lambda n: n.record(rid)).record(rid)
+        """A record this account may read (its own, or one it holds a grant
+        of): unknown and not-allowed ids are both 404 unknown_record."""
+        return self._state(lambda n: n.record(rid, self._auth(f"record {rid.hex()}"))).record(rid)
 
     def grant_info(self, gid: bytes) -> Optional[dict]:
-        return self._state(lambda n: n.grant(gid)).grant(gid)
+        return self._state(lambda n: n.grant(gid, self._auth(f"grant {gid.hex()}"))).grant(gid)
 
     # -- grant (§12.3)
     def grant(self, rid: bytes, card: dict, purpose: str = "treatment", expires_at: Optional[int] = None,
@@ -1320,11 +1326,11 @@ class Client:
     # -- audit (§12.7)
     def audit(self, rid: bytes) -> list:
         scope = f"audit {rid.hex()}"
-        return self._state(lambda n: n.audit(rid, authorization(self.account, scope))).audit_trail(rid)
+        return self._state(lambda n: n.audit(rid, self._auth(scope))).audit_trail(rid)
 
     def listing(self):
         a = self.account.id
-        s = self._state(lambda n: n.listing(a, authorization(self.account, f"list {a.hex()}")))
+        s = self._state(lambda n: n.listing(a, self._auth(f"list {a.hex()}")))
         records = [s.record(r) for r in s.listing(1, "owner_records", a)]
         grants = [s.grant(g) for g in s.listing(2, "grantee_grants", a)]
         return records, grants

@@ -337,7 +337,7 @@ pub fn http_messages(data: &[u8]) {
             let again = parse_authorization_header(&header, scope.clone())
                 .expect("a formatted authorization header parses");
             assert_eq!(again, auth, "an authorization changed through its header");
-            let _ = auth.check(&scope, auth.at);
+            let _ = auth.check(&fixture().set_info.digest(), &scope, auth.at);
         }
     }
 }

@@ -729,7 +729,7 @@ fn core_values(s: &mut Seeds, l: &Ledger) {
             },
         },
     );
-    let auth = Authorization::sign(&fx.alice, "audit 00");
+    let auth = Authorization::sign(&fx.alice, &fx.set_info.digest(), "audit 00");
     s.add(
         "http_messages",
         "authorization",

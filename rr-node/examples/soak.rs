@@ -61,7 +61,11 @@ use futures::StreamExt;
 use rr_core::cert::{CertCache, CertCheck};
 use rr_core::{byte_stream_of, GrantId, Purpose, RecordId};
 use rr_node::http::HttpClient;
-use rr_node::{collect, Client, ClusterFile, GrantOptions, Identity, NodeApi, Replicas};
+use rr_node::keystore::Keystore;
+use rr_node::{
+    collect, Authorization, Client, ClusterFile, GrantOptions, Identity, NodeApi, Replicas,
+    RootIdentity,
+};
 use rr_pre::Umbral;
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +180,15 @@ struct CheckArgs {
     /// 2 s (a replica that is behind may only catch up when blocks come).
     #[arg(long, default_value_t = 30)]
     nudge_after_secs: u64,
+    /// The keystore of the replica key the checks read as (a replica may
+    /// read every record and grant); default: replica 0's, beside the
+    /// cluster file (`rr-node localnet`'s layout).
+    #[arg(long)]
+    reader_keystore: Option<PathBuf>,
+    /// The file holding that keystore's passphrase; default: replica 0's,
+    /// beside the cluster file.
+    #[arg(long)]
+    reader_passphrase_file: Option<PathBuf>,
     /// Requests in flight while checking records and grants.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -1011,6 +1024,32 @@ async fn converge(
     }
 }
 
+/// The replica key the checks read with: `--reader-keystore`, or replica
+/// 0's beside the cluster file.
+fn reader_key(args: &CheckArgs) -> Result<RootIdentity> {
+    let beside = args
+        .net
+        .cluster
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("replica-0");
+    let keys = args
+        .reader_keystore
+        .clone()
+        .unwrap_or_else(|| beside.join("keys"));
+    let pass_file = args
+        .reader_passphrase_file
+        .clone()
+        .unwrap_or_else(|| beside.join("passphrase"));
+    let pass = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&pass_file)
+            .with_context(|| format!("cannot read the passphrase file {}", pass_file.display()))?,
+    );
+    Keystore::open(&keys)
+        .and_then(|k| k.load("replica", pass.trim()))
+        .with_context(|| format!("cannot load the replica key in {}", keys.display()))
+}
+
 /// What one replica must hold.
 #[derive(Clone, Copy)]
 enum Item {
@@ -1025,6 +1064,7 @@ async fn holds(
     api: &HttpClient,
     set: &CertCache,
     item: Item,
+    auth: Authorization,
     deadline: Duration,
 ) -> Result<bool, String> {
     let mut last = String::new();
@@ -1033,8 +1073,8 @@ async fn holds(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let answer = match item {
-            Item::Record(id) => tokio::time::timeout(deadline, api.record(id)).await,
-            Item::Grant(id, _) => tokio::time::timeout(deadline, api.grant(id)).await,
+            Item::Record(id) => tokio::time::timeout(deadline, api.record(id, auth.clone())).await,
+            Item::Grant(id, _) => tokio::time::timeout(deadline, api.grant(id, auth.clone())).await,
         };
         let answer = match answer {
             Ok(Ok(a)) => a,
@@ -1082,6 +1122,8 @@ struct PerReplica {
 async fn check(args: CheckArgs) -> Result<bool> {
     let file = ClusterFile::read(&args.net.cluster)?;
     let set = Arc::new(CertCache::new(file.replica_set()?));
+    let reader = reader_key(&args)?;
+    let digest = file.replica_set()?.digest();
     let members: Vec<HttpClient> = file
         .replicas
         .iter()
@@ -1155,7 +1197,12 @@ async fn check(args: CheckArgs) -> Result<bool> {
     )
     .map(|(i, it)| {
         let (m, set) = (&members[i], &set);
-        async move { (i, it, holds(m, set, it, deadline).await) }
+        let scope = match it {
+            Item::Record(id) => Authorization::record_scope(&id),
+            Item::Grant(id, _) => Authorization::grant_scope(&id),
+        };
+        let auth = Authorization::sign(reader.signing_key(), &digest, scope);
+        async move { (i, it, holds(m, set, it, auth, deadline).await) }
     })
     .buffer_unordered(args.concurrency.max(1))
     .collect()

@@ -12,8 +12,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use rr_core::cert::Certificate;
 use rr_core::proof::{CertifiedReceipt, StateAnswer};
 use rr_core::{
-    AccountId, ByteStream, ContentId, GrantId, RecordId, ReplicaId, SignedTransaction, Timestamp,
-    TxId,
+    AccountId, ByteStream, ContentId, Digest, GrantId, RecordId, ReplicaId, SignedTransaction,
+    Timestamp, TxId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,12 +27,15 @@ use rr_core::{
 /// How far a query's timestamp may be from the node's clock.
 pub const AUTH_WINDOW: Duration = Duration::from_secs(300);
 
-const AUTH_DOMAIN: &[u8] = b"resilient-records/query/v1\0";
+const AUTH_DOMAIN: &[u8] = b"resilient-records/query/v2\0";
 
-/// A signed statement "account A asks for `scope` at time t": what queries
-/// about an account's records (audit trail, grants, listings) must carry.
-/// The node checks the signature, that `at` is within [`AUTH_WINDOW`] of its
-/// clock, and that the account may see what it asks for.
+/// A signed statement "account A asks this cluster for `scope` at time
+/// t": what every read of ledger state carries (records, grants, receipts,
+/// audit trails, grant lists, listings). The node checks the signature,
+/// that it names this node's replica set (its digest is signed, so an
+/// authorization for one cluster is worthless at another), that `at` is
+/// within [`AUTH_WINDOW`] of its clock, and that the account may see what it
+/// asks for: see [`NodeApi`] for who may read what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authorization {
     /// Who asks.
@@ -46,17 +49,22 @@ pub struct Authorization {
 }
 
 impl Authorization {
-    fn message(scope: &str, at: Timestamp) -> Vec<u8> {
+    fn message(cluster: &Digest, scope: &str, at: Timestamp) -> Vec<u8> {
         let mut m = AUTH_DOMAIN.to_vec();
+        m.extend_from_slice(&cluster.0);
         m.extend_from_slice(&rr_core::codec::encode(&(scope, at)));
         m
     }
 
-    /// Signs `scope` now.
-    pub fn sign(key: &SigningKey, scope: impl Into<String>) -> Self {
+    /// Signs `scope` now, for the cluster whose replica set has digest
+    /// `cluster` ([`ReplicaSetInfo::digest`]).
+    pub fn sign(key: &SigningKey, cluster: &Digest, scope: impl Into<String>) -> Self {
         let scope = scope.into();
         let at = Timestamp::from_system_time(std::time::SystemTime::now());
-        let signature = key.sign(&Self::message(&scope, at)).to_bytes().to_vec();
+        let signature = key
+            .sign(&Self::message(cluster, &scope, at))
+            .to_bytes()
+            .to_vec();
         Self {
             account: AccountId::from_verifying_key(&key.verifying_key()),
             scope,
@@ -65,8 +73,15 @@ impl Authorization {
         }
     }
 
-    /// Checks the signature, the scope and the time window against `now`.
-    pub fn check(&self, scope: &str, now: Timestamp) -> Result<AccountId, NodeError> {
+    /// Checks the signature (for the cluster whose replica set has digest
+    /// `cluster`), the scope and the time window against `now`; the account
+    /// that asks.
+    pub fn check(
+        &self,
+        cluster: &Digest,
+        scope: &str,
+        now: Timestamp,
+    ) -> Result<AccountId, NodeError> {
         let unauthorized = |why: &str| NodeError::Unauthorized(why.to_string());
         if self.scope != scope {
             return Err(unauthorized(
@@ -87,13 +102,28 @@ impl Authorization {
         if !rr_core::sig::verify(
             &self.account.0,
             &self.signature,
-            &Self::message(&self.scope, self.at),
+            &Self::message(cluster, &self.scope, self.at),
         ) {
             return Err(unauthorized(
-                "the signature does not verify for the account",
+                "the signature does not verify for the account and this cluster (an authorization signed for another cluster's replica set does not count here)",
             ));
         }
         Ok(self.account)
+    }
+
+    /// The scope of a record query.
+    pub fn record_scope(record: &RecordId) -> String {
+        format!("record {record}")
+    }
+
+    /// The scope of a grant query.
+    pub fn grant_scope(grant: &GrantId) -> String {
+        format!("grant {grant}")
+    }
+
+    /// The scope of a transaction receipt query.
+    pub fn receipt_scope(tx: &TxId) -> String {
+        format!("tx {tx}")
     }
 
     /// The scope of an audit-trail query.
@@ -131,6 +161,17 @@ pub struct FragmentDelivery {
 ///
 /// Object-safe (`async-trait`): a client picks its transport at run time,
 /// and a test wraps a replica to make it lie.
+///
+/// # Who may read what
+/// Every read of ledger state carries an [`Authorization`] for its scope.
+/// A record is visible to its owner, to every account holding a grant of it
+/// and to the replicas; a grant to the record's owner, its grantee and the
+/// replicas; a transaction's receipt to its signer and the replicas; a
+/// record's grant list and audit trail to its owner; a listing to its
+/// account. Everyone else gets the answer an id that does not exist gets
+/// (`unknown_record`, `unknown_grant`, `unknown_transaction`), so they learn
+/// nothing about whether it exists. Blobs are ciphertext and need no
+/// authorization to read.
 #[async_trait::async_trait]
 pub trait NodeApi: Send + Sync + 'static {
     /// Replica set, schemes, status (unproven: for display and setup).
@@ -140,18 +181,21 @@ pub trait NodeApi: Send + Sync + 'static {
     /// Submits a signed call: its certified receipt (refused or not) once
     /// committed. Submitting the same transaction again gets the same one.
     async fn submit(&self, tx: SignedTransaction) -> Result<CertifiedReceipt, NodeError>;
-    /// The certified receipt of a committed transaction.
-    async fn receipt(&self, tx: TxId) -> Result<CertifiedReceipt, NodeError>;
+    /// The certified receipt of a committed transaction (its signer and the
+    /// replicas only).
+    async fn receipt(&self, tx: TxId, auth: Authorization) -> Result<CertifiedReceipt, NodeError>;
     /// Delivers this replica its key fragment of a committed grant.
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
     /// Submits a signed `Retrieve`: its certified receipt, the record and
     /// grant proven, and this replica's signed capsule fragment if it gives
     /// one.
     async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError>;
-    /// A record, proven (or its absence).
-    async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError>;
-    /// A grant, proven (or its absence).
-    async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError>;
+    /// A record, proven (its owner, its grantees and the replicas only; a
+    /// replica may also be given its proven absence).
+    async fn record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
+    /// A grant, proven (the record's owner, the grantee and the replicas
+    /// only; a replica may also be given its proven absence).
+    async fn grant(&self, id: GrantId, auth: Authorization) -> Result<StateAnswer, NodeError>;
     /// A record and its complete list of grants, proven (owner only).
     async fn grants_of_record(
         &self,
@@ -255,36 +299,40 @@ mod tests {
     }
 
     #[test]
-    fn authorization_checks_signature_scope_and_time() {
+    fn authorization_checks_signature_cluster_scope_and_time() {
         let alice = SigningKey::from_bytes(&[1; 32]);
         let mallory = SigningKey::from_bytes(&[2; 32]);
+        let (here, elsewhere) = (Digest([7; 32]), Digest([8; 32]));
         let record = RecordId([5; 32]);
         let scope = Authorization::audit_scope(&record);
-        let auth = Authorization::sign(&alice, scope.clone());
+        let auth = Authorization::sign(&alice, &here, scope.clone());
         assert_eq!(
-            auth.check(&scope, now()).unwrap(),
+            auth.check(&here, &scope, now()).unwrap(),
             AccountId::from_verifying_key(&alice.verifying_key())
         );
 
+        // Signed for another cluster.
+        let err = auth.check(&elsewhere, &scope, now()).unwrap_err();
+        assert!(err.to_string().contains("another cluster"), "{err}");
         // Signed for another request.
         let err = auth
-            .check(&Authorization::grants_scope(&record), now())
+            .check(&here, &Authorization::grants_scope(&record), now())
             .unwrap_err();
         assert!(err.to_string().contains("another request"), "{err}");
         // Mallory's signature claiming Alice.
-        let mut forged = Authorization::sign(&mallory, scope.clone());
+        let mut forged = Authorization::sign(&mallory, &here, scope.clone());
         forged.account = auth.account;
-        let err = forged.check(&scope, now()).unwrap_err();
+        let err = forged.check(&here, &scope, now()).unwrap_err();
         assert!(err.to_string().contains("does not verify"), "{err}");
         // An old authorization replayed later.
         let later = now().plus_millis(AUTH_WINDOW.as_millis() as u64 + 1_000);
-        let err = auth.check(&scope, later).unwrap_err();
+        let err = auth.check(&here, &scope, later).unwrap_err();
         assert!(err.to_string().contains("5 minutes"), "{err}");
         // A truncated signature.
         let mut short = auth.clone();
         short.signature.pop();
         assert!(matches!(
-            short.check(&scope, now()),
+            short.check(&here, &scope, now()),
             Err(NodeError::Unauthorized(_))
         ));
     }

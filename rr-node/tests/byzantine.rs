@@ -275,9 +275,9 @@ impl NodeApi for Byzantine {
         }
         self.inner.submit(tx).await
     }
-    async fn receipt(&self, tx: TxId) -> Result<CertifiedReceipt, NodeError> {
+    async fn receipt(&self, tx: TxId, auth: Authorization) -> Result<CertifiedReceipt, NodeError> {
         self.enter().await;
-        self.inner.receipt(tx).await
+        self.inner.receipt(tx, auth).await
     }
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
         self.enter().await;
@@ -326,14 +326,14 @@ impl NodeApi for Byzantine {
         }
         Ok(r)
     }
-    async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError> {
+    async fn record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError> {
         self.enter().await;
-        let a = self.inner.record(id).await?;
+        let a = self.inner.record(id, auth).await?;
         Ok(self.rewrite(&format!("record {id}"), a))
     }
-    async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError> {
+    async fn grant(&self, id: GrantId, auth: Authorization) -> Result<StateAnswer, NodeError> {
         self.enter().await;
-        let a = self.inner.grant(id).await?;
+        let a = self.inner.grant(id, auth).await?;
         Ok(self.rewrite(&format!("grant {id}"), a))
     }
     async fn grants_of_record(
@@ -405,7 +405,14 @@ async fn a_substituted_or_made_up_record_is_refused_and_the_liar_named() {
         // Replica 0 lies: it is the first one a read asks.
         let (members, _liar) = with_liar(&nodes, 0, lie);
         let alice = client(members.clone(), twin(alice.identity()));
-        let read = alice.replicas().record(put.record_id).await.unwrap();
+        let read = alice
+            .replicas()
+            .record(
+                put.record_id,
+                alice.authorization(Authorization::record_scope(&put.record_id)),
+            )
+            .await
+            .unwrap();
         assert_eq!(read.value.as_ref(), Some(&genuine), "{lie:?}");
         assert_eq!(read.replica, ReplicaId(1), "{lie:?}");
         assert!(
@@ -470,7 +477,14 @@ async fn a_lowered_threshold_or_f_zero_changes_nothing() {
     // A liar that lowers the grant's threshold to 1 is caught by the proof.
     let (members, _liar) = with_liar(&nodes, 0, Lie::LoweredThreshold);
     let bob_client = client(members, twin(&bob));
-    let read = bob_client.replicas().grant(grant).await.unwrap();
+    let read = bob_client
+        .replicas()
+        .grant(
+            grant,
+            bob_client.authorization(Authorization::grant_scope(&grant)),
+        )
+        .await
+        .unwrap();
     assert_eq!(read.value.unwrap().threshold.m, 2);
     assert!(
         named(&read.skipped, 0, "does not hold"),
@@ -556,7 +570,14 @@ async fn a_swallowed_revoke_with_a_fabricated_receipt_sent_first_is_not_believed
     }
     // The erasure confirmations it claims (all four, at once) are not
     // believed: the count the client sees is the certified one.
-    let read = alice.replicas().grant(grant).await.unwrap();
+    let read = alice
+        .replicas()
+        .grant(
+            grant,
+            alice.authorization(Authorization::grant_scope(&grant)),
+        )
+        .await
+        .unwrap();
     assert!(
         named(&read.skipped, 0, "does not hold"),
         "{:?}",
@@ -592,7 +613,14 @@ async fn stale_answers_are_never_believed() {
     // or restarted from an old copy).
     let (members, _liar) = with_liar(&nodes, 0, Lie::Stale);
     let alice = client(members.clone(), twin(alice.identity()));
-    let before = alice.replicas().grant(grant).await.unwrap();
+    let before = alice
+        .replicas()
+        .grant(
+            grant,
+            alice.authorization(Authorization::grant_scope(&grant)),
+        )
+        .await
+        .unwrap();
     assert_eq!(before.replica, ReplicaId(0));
     assert_eq!(before.value.unwrap().status, GrantStatus::Active);
     alice.revoke(grant).await.unwrap();
@@ -601,7 +629,13 @@ async fn stale_answers_are_never_believed() {
     // set view, asking replica 0 first again, with what this client saw.)
     let seen = alice.replicas().seen();
     let fresh = replicas(members.clone()).with_seen(seen);
-    let after = fresh.grant(grant).await.unwrap();
+    let after = fresh
+        .grant(
+            grant,
+            alice.authorization(Authorization::grant_scope(&grant)),
+        )
+        .await
+        .unwrap();
     assert!(
         matches!(after.value.unwrap().status, GrantStatus::Revoked { .. }),
         "a stale 'active' was believed"
@@ -740,10 +774,16 @@ async fn a_hung_replica_costs_at_most_one_deadline() {
     // After one deadline, reads ask the hung replica last: a read is
     // answered without asking it again.
     let asked = hung.calls();
-    let read = tokio::time::timeout(deadline / 2, alice.replicas().record(put.record_id))
-        .await
-        .expect("a read after the first deadline does not wait on the hung replica")
-        .unwrap();
+    let read = tokio::time::timeout(
+        deadline / 2,
+        alice.replicas().record(
+            put.record_id,
+            alice.authorization(Authorization::record_scope(&put.record_id)),
+        ),
+    )
+    .await
+    .expect("a read after the first deadline does not wait on the hung replica")
+    .unwrap();
     assert!(read.value.is_some());
     assert_eq!(hung.calls(), asked, "the hung replica was asked again");
     tokio::time::timeout(bound * 3, alice.revoke(report.grant))

@@ -109,10 +109,16 @@ fn a_revoked_grant_s_receipt_verifies_offline_with_and_without_the_key() {
     let rr = &w.rr;
     let key = rr.pinned_key(&node.url);
 
-    // Anyone may export a grant's receipt: no key needed.
+    // Without a key nothing is read: every read names who asks.
+    rr.with_passphrase("")
+        .run(&["receipt", "export", &w.grant_id, "-o", "anon.receipt.json"])
+        .fails_with(&["pass --as"]);
+    assert!(!dir.join("anon.receipt.json").exists());
+    // The grantee (or the record's owner) exports the grant's receipt.
     let exported = rr
-        .with_passphrase("")
         .run(&[
+            "--as",
+            "bob",
             "receipt",
             "export",
             &w.grant_id,
@@ -134,6 +140,8 @@ fn a_revoked_grant_s_receipt_verifies_offline_with_and_without_the_key() {
     );
     // The human form says what it proves, too.
     let human = rr.run(&[
+        "--as",
+        "alice",
         "receipt",
         "export",
         &w.grant_id,
@@ -233,10 +241,27 @@ fn every_tampered_field_of_a_receipt_is_refused() {
     let w = world(dir, &node);
     let rr = &w.rr;
     let key = rr.pinned_key(&node.url);
-    rr.run(&["receipt", "export", &w.grant_id, "-o", "grant.json"])
-        .ok();
-    rr.run(&["receipt", "export", &w.refused_tx, "-o", "tx.json"])
-        .ok();
+    rr.run(&[
+        "--as",
+        "alice",
+        "receipt",
+        "export",
+        &w.grant_id,
+        "-o",
+        "grant.json",
+    ])
+    .ok();
+    // Bob signed the refused call: its receipt is his to read.
+    rr.run(&[
+        "--as",
+        "bob",
+        "receipt",
+        "export",
+        &w.refused_tx,
+        "-o",
+        "tx.json",
+    ])
+    .ok();
     rr.run(&[
         "--as",
         "alice",
@@ -413,11 +438,32 @@ fn a_record_s_audit_trail_is_exported_by_its_owner_only() {
         "--as",
     ]);
     rr.run(&["receipt", "export", &w.record_id, "-o", "bob-trail.json"])
-        .fails_with(&["only its owner may read", "pass --as"]);
+        .fails_with(&["no key to act as", "pass --as"]);
     assert!(!dir.join("bob-trail.json").exists());
     // An id that is nothing on the ledger.
-    rr.run(&["receipt", "export", &"ab".repeat(32), "-o", "nothing.json"])
-        .fails_with(&["no grant, no record and no transaction with this id"]);
+    rr.run(&[
+        "--as",
+        "alice",
+        "receipt",
+        "export",
+        &"ab".repeat(32),
+        "-o",
+        "nothing.json",
+    ])
+    .fails_with(&["no grant, no record and no transaction with this id"]);
+    // Alice did not sign Bob's refused call: to her it is nothing either,
+    // worded as for an id that does not exist.
+    rr.run(&[
+        "--as",
+        "alice",
+        "receipt",
+        "export",
+        &w.refused_tx,
+        "-o",
+        "not-hers.json",
+    ])
+    .fails_with(&["no grant, no record and no transaction with this id"]);
+    assert!(!dir.join("not-hers.json").exists());
     assert!(!dir.join("nothing.json").exists());
     node.stop();
 
@@ -556,8 +602,16 @@ fn answers_older_than_what_rr_saw_are_refused_across_runs() {
         "seen.json",
         &format!("rr trust forget {url}"),
     ]);
-    rr.run(&["receipt", "export", &w.grant_id, "-o", "stale.json"])
-        .fails_with(&["refused a stale answer"]);
+    rr.run(&[
+        "--as",
+        "alice",
+        "receipt",
+        "export",
+        &w.grant_id,
+        "-o",
+        "stale.json",
+    ])
+    .fails_with(&["refused a stale answer"]);
     assert!(!dir.join("stale.json").exists());
     // A failure does not lower what rr saw.
     assert_eq!(seen_heights(rr), ahead);

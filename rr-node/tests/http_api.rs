@@ -230,17 +230,32 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     assert!(stored.is_empty(), "oversized uploads left {stored:?}");
 
     // Unknown and malformed ids.
-    // An unknown record: the proof that the ledger holds none.
+    // An unknown record: a read without an authorization is 401; with one,
+    // the 404 anyone gets for a record they may not read (only replicas
+    // are given the proof of an absence).
     let unknown = RecordId([7; 32]);
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[65; 32]);
+    let digest = server.node.replica_set().digest();
     let resp = http
         .get(u(&format!("/v1/records/{unknown}")))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let absent: rr_core::proof::StateAnswer = resp.json().await.unwrap();
-    let proven = absent.verify(server.node.replica_set()).unwrap();
-    assert_eq!(proven.record(&unknown).unwrap(), None);
+    let (status, body) = error_of(resp).await;
+    assert_eq!((status, body.error.code.as_str()), (401, "unauthorized"));
+    let auth = rr_node::Authorization::sign(
+        &stranger,
+        &digest,
+        rr_node::Authorization::record_scope(&unknown),
+    );
+    let resp = http
+        .get(u(&format!("/v1/records/{unknown}")))
+        .header("authorization", http::authorization_header(&auth))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(resp).await;
+    assert_eq!((status, body.error.code.as_str()), (404, "unknown_record"));
     let resp = http.get(u("/v1/records/not-an-id")).send().await.unwrap();
     let (status, body) = error_of(resp).await;
     assert_eq!(
@@ -260,8 +275,15 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(error_of(resp).await.1.error.code, "unknown_blob");
+    let unknown_tx = rr_core::TxId(unknown.0);
+    let auth = rr_node::Authorization::sign(
+        &stranger,
+        &digest,
+        rr_node::Authorization::receipt_scope(&unknown_tx),
+    );
     let resp = http
-        .get(u(&format!("/v1/tx/{unknown}")))
+        .get(u(&format!("/v1/tx/{unknown_tx}")))
+        .header("authorization", http::authorization_header(&auth))
         .send()
         .await
         .unwrap();
@@ -285,6 +307,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let mallory = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);
     let auth = rr_node::Authorization::sign(
         &mallory,
+        &digest,
         rr_node::Authorization::audit_scope(&put.record_id),
     );
     let resp = http

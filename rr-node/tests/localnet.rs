@@ -131,6 +131,8 @@ fn localnet_flow_survives_a_killed_replica() {
     // against the cluster's keys, and names the replicas that signed it.
     let exported = rr
         .run(&[
+            "--as",
+            "bob",
             "receipt",
             "export",
             &grant_id,

@@ -42,7 +42,9 @@ use rr_core::{
     Threshold, Timestamp, TxBody, TxId, WireEncoding,
 };
 use rr_node::sealing::{SealingKey, Slot};
-use rr_node::{Authorization, DevConfig, Node, NodeApi, PublicCard, Retrieval, RootIdentity};
+use rr_node::{
+    Authorization, DevConfig, Node, NodeApi, NodeError, PublicCard, Retrieval, RootIdentity,
+};
 use rr_pre::envelope::{self, EnvelopeEncryptor, EnvelopeHeader};
 use rr_pre::{Recrypt, Umbral};
 use serde::Serialize;
@@ -1099,7 +1101,8 @@ async fn generate(checked_in: &CheckedIn, write: bool) -> Files {
     let scope = Authorization::audit_scope(&record);
     let auth_at = START;
     let auth_message = [
-        &b"resilient-records/query/v1\0"[..],
+        &b"resilient-records/query/v2\0"[..],
+        &cluster.digest().0[..],
         &codec::encode(&(scope.as_str(), auth_at)),
     ]
     .concat();
@@ -1109,7 +1112,11 @@ async fn generate(checked_in: &CheckedIn, write: bool) -> Files {
         at: auth_at,
         signature: alice.key().sign(&auth_message).to_bytes().to_vec(),
     };
-    assert_eq!(auth.check(&scope, START).unwrap(), alice.account());
+    assert_eq!(
+        auth.check(&cluster.digest(), &scope, START).unwrap(),
+        alice.account()
+    );
+    assert!(auth.check(&Digest([0; 32]), &scope, START).is_err());
     let auth_header = |a: &Authorization| {
         format!(
             "RR-Ed25519 account={}, at={}, signature={}",
@@ -1187,11 +1194,12 @@ async fn generate(checked_in: &CheckedIn, write: bool) -> Files {
                 (
                     "query_authorization",
                     vector(
-                        "The Authorization header of GET /v1/records/{id}/audit for Alice's record: ed25519 by the account over \"resilient-records/query/v1\\0\" || postcard((scope, at)).",
+                        "The Authorization header of GET /v1/records/{id}/audit for Alice's record, for the cluster of replica_set_cluster: ed25519 by the account over \"resilient-records/query/v2\\0\" || replica set digest (32 bytes) || postcard((scope, at)).",
                         "11.2",
                         obj! {
                             "account" => hx(alice.account().0),
                             "scope" => scope.clone(),
+                            "replica_set_digest" => hx(cluster.digest().0),
                             "at" => auth_at.0,
                             "signing_bytes" => hx(&auth_message),
                             "signature" => hx(&auth.signature),
@@ -1979,7 +1987,17 @@ async fn ledger(checked_in: &CheckedIn, write: bool, alice: &Person, bob: &Perso
             ),
         ),
     ));
-    let a = api.record(record).await.unwrap();
+    // Reads carry an authorization (signed now, by the node's system clock:
+    // not recorded; calls.json query_authorization shows the format).
+    let sign_auth =
+        |key: &SigningKey, scope: String| Authorization::sign(key, &set.digest(), scope);
+    let a = api
+        .record(
+            record,
+            sign_auth(&alice.key(), Authorization::record_scope(&record)),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         a.verify(&set)
             .unwrap()
@@ -2001,12 +2019,31 @@ async fn ledger(checked_in: &CheckedIn, write: bool, alice: &Person, bob: &Perso
         ),
     ));
     let absent = RecordId::derive(&bob.account(), &[0u8; 16]);
-    let a = api.record(absent).await.unwrap();
+    // Only a replica is given a proven absence; anyone else an unproven
+    // unknown_record, the same as for a record it may not read.
+    let err = api
+        .record(
+            absent,
+            sign_auth(&bob.key(), Authorization::record_scope(&absent)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NodeError::UnknownRecord(r) if r == absent),
+        "{err:?}"
+    );
+    let a = api
+        .record(
+            absent,
+            sign_auth(&node_key, Authorization::record_scope(&absent)),
+        )
+        .await
+        .unwrap();
     assert!(a.verify(&set).unwrap().record(&absent).unwrap().is_none());
     queries.push((
         "get_record_absent",
         vector(
-            "GET /v1/records/{id} of a record never registered (ids.json record_id_zero_salt): an exclusion proof (value null).",
+            "GET /v1/records/{id} of a record never registered (ids.json record_id_zero_salt), asked by the replica itself (only replicas are given a proven absence; anyone else gets 404 unknown_record): an exclusion proof (value null).",
             "10.4, 10.7",
             with(
                 vec![("record_id".to_string(), hx(absent.0))],
@@ -2014,7 +2051,13 @@ async fn ledger(checked_in: &CheckedIn, write: bool, alice: &Person, bob: &Perso
             ),
         ),
     ));
-    let a = api.grant(grant_id).await.unwrap();
+    let a = api
+        .grant(
+            grant_id,
+            sign_auth(&bob.key(), Authorization::grant_scope(&grant_id)),
+        )
+        .await
+        .unwrap();
     assert!(a
         .verify(&set)
         .unwrap()
@@ -2032,11 +2075,7 @@ async fn ledger(checked_in: &CheckedIn, write: bool, alice: &Person, bob: &Perso
             ),
         ),
     ));
-    // The node checks query authorizations against its system clock (not
-    // the engine's manual clock), so they are signed now and not recorded:
-    // calls.json query_authorization is the deterministic example.
-    let sign_auth = |scope: String| Authorization::sign(&alice.key(), scope);
-    let auth = sign_auth(Authorization::audit_scope(&record));
+    let auth = sign_auth(&alice.key(), Authorization::audit_scope(&record));
     let a = api.audit(record, auth).await.unwrap();
     let trail = a
         .verify(&set)
@@ -2059,7 +2098,7 @@ async fn ledger(checked_in: &CheckedIn, write: bool, alice: &Person, bob: &Perso
             ),
         ),
     ));
-    let auth = sign_auth(Authorization::listing_scope(&alice.account()));
+    let auth = sign_auth(&alice.key(), Authorization::listing_scope(&alice.account()));
     let a = api.listing(alice.account(), auth).await.unwrap();
     assert_eq!(
         a.verify(&set)

@@ -21,8 +21,8 @@ use rr_core::{
 use rr_node::keystore::{Keystore, KeystoreError};
 use rr_node::receipt::{Proof, ReceiptFile};
 use rr_node::{
-    Client, ClientError, GrantOptions, NodeApi, NodeError, NodeInfo, PublicCard, Replicas,
-    RootIdentity, CLIENT_SCHEMES,
+    Authorization, Client, ClientError, GrantOptions, NodeApi, NodeError, NodeInfo, PublicCard,
+    Replicas, RootIdentity, CLIENT_SCHEMES,
 };
 use rr_pre::{Recrypt, Umbral};
 use serde_json::json;
@@ -86,6 +86,16 @@ impl Session {
 
     fn account(&self) -> Result<AccountId, Failure> {
         Ok(self.me()?.account())
+    }
+
+    /// The signed authorization of a read of `scope` (every read of ledger
+    /// state names who asks: see `NodeApi`).
+    fn authorize(&self, scope: String) -> Result<Authorization, Failure> {
+        Ok(Authorization::sign(
+            self.me()?.signing_key(),
+            &self.replicas.replica_set().digest(),
+            scope,
+        ))
     }
 
     /// How to check a receipt of this replica set offline.
@@ -834,9 +844,10 @@ impl Globals {
         record: RecordId,
         what: &str,
     ) -> Result<RecordInfo, Failure> {
+        let auth = session.authorize(Authorization::record_scope(&record))?;
         session
             .replicas
-            .record(record)
+            .record(record, auth)
             .await
             .map_err(self.fail_node(what))?
             .value
@@ -855,11 +866,10 @@ impl Globals {
         let what_id = format!("cannot read {}", hex::encode(id));
         // The record, and the grant to read it through (none for the owner),
         // from certified state.
-        let as_record = replicas
-            .record(RecordId(id))
-            .await
+        let auth = session.authorize(Authorization::record_scope(&RecordId(id)))?;
+        let as_record = not_found_as_none(replicas.record(RecordId(id), auth).await)
             .map_err(self.fail_node(&what_id))?
-            .value;
+            .and_then(|v| v.value);
         let (what, record, grant): (String, RecordInfo, Option<(GrantId, Purpose)>) =
             match as_record {
                 Some(info) if info.owner == me => {
@@ -874,15 +884,17 @@ impl Globals {
                 }
                 None => {
                     let what = format!("cannot read through grant {}…", GrantId(id).short());
-                    let Some(grant) = replicas
-                        .grant(GrantId(id))
-                        .await
+                    let auth = session.authorize(Authorization::grant_scope(&GrantId(id)))?;
+                    let Some(grant) = not_found_as_none(replicas.grant(GrantId(id), auth).await)
                         .map_err(self.fail_node(&what))?
-                        .value
+                        .and_then(|v| v.value)
                     else {
                         return Err(Failure::new(
                             what_id,
-                            format!("node {} has no record and no grant with this id", self.node),
+                            format!(
+                                "node {} has no record and no grant with this id that account {me} may read",
+                                self.node
+                            ),
                         )
                         .hint("check the id; `rr --as NAME ls` lists your records and grants"));
                     };
@@ -984,20 +996,20 @@ impl Globals {
     async fn export(&self, session: &Session, id: [u8; 32], output: &Path) -> Result<(), Failure> {
         let what = format!("cannot export a receipt for {}", hex::encode(id));
         let replicas = &session.replicas;
-        let as_grant = replicas
-            .grant(GrantId(id))
-            .await
-            .map_err(self.fail_node(&what))?;
-        let proof = if as_grant.value.is_some() {
+        let auth = session.authorize(Authorization::grant_scope(&GrantId(id)))?;
+        let as_grant = not_found_as_none(replicas.grant(GrantId(id), auth).await)
+            .map_err(self.fail_node(&what))?
+            .filter(|g| g.value.is_some());
+        let record_auth = session.authorize(Authorization::record_scope(&RecordId(id)))?;
+        let proof = if let Some(as_grant) = as_grant {
             Proof::Grant {
                 grant: GrantId(id),
                 state: as_grant.answer,
             }
-        } else if let Some(record) = replicas
-            .record(RecordId(id))
-            .await
-            .map_err(self.fail_node(&what))?
-            .value
+        } else if let Some(record) =
+            not_found_as_none(replicas.record(RecordId(id), record_auth).await)
+                .map_err(self.fail_node(&what))?
+                .and_then(|v| v.value)
         {
             let what = format!(
                 "cannot export the audit trail of record {}…",
@@ -1008,7 +1020,7 @@ impl Globals {
                     &what,
                     "a record's receipt holds its whole audit trail, which only its owner may read",
                 )
-                .hint("pass --as with the owner's key; anyone can export a grant's receipt by its grant id"));
+                .hint("pass --as with the owner's key; the owner or the grantee can export a grant's receipt by its grant id"));
             };
             if record.owner != me.account() {
                 return Err(Failure::new(
@@ -1029,7 +1041,8 @@ impl Globals {
                 state: trail.answer,
             }
         } else {
-            match replicas.receipt(TxId(id)).await {
+            let auth = session.authorize(Authorization::receipt_scope(&TxId(id)))?;
+            match replicas.receipt(TxId(id), auth).await {
                 Ok(submitted) => Proof::Transaction {
                     tx: TxId(id),
                     receipt: submitted.certified,
@@ -1038,7 +1051,7 @@ impl Globals {
                     let unknown = matches!(e, NodeError::NotFound(_));
                     let why = if unknown {
                         format!(
-                            "node {} has no grant, no record and no transaction with this id",
+                            "node {} has no grant, no record and no transaction with this id that this account may read (a record's owner and grantees, a grant's owner and grantee, a transaction's signer)",
                             self.node
                         )
                     } else {
@@ -1355,4 +1368,25 @@ fn keep_pending(keystore: &Keystore, p: &rr_node::PendingFragment) -> Result<Pat
         .hint("the grant is on the ledger; check the keystore directory is writable")
     })?;
     Ok(path)
+}
+
+/// A read answered "unknown" (the id does not exist, or this account may
+/// not see it: replicas answer both the same) as `None`.
+fn not_found_as_none<T>(answer: Result<T, NodeError>) -> Result<Option<T>, NodeError> {
+    match answer {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_unknown(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `e` says the id is unknown (to the account that asked).
+fn is_unknown(e: &NodeError) -> bool {
+    match e {
+        NodeError::UnknownRecord(_) | NodeError::UnknownGrant(_) | NodeError::NotFound(_) => true,
+        NodeError::Refused(r) => {
+            matches!(r.code, ErrorCode::UnknownRecord | ErrorCode::UnknownGrant)
+        }
+        _ => false,
+    }
 }

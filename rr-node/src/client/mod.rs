@@ -971,8 +971,15 @@ impl<P: PreScheme> Client<P> {
         Ok((out, tx, height))
     }
 
-    fn authorize(&self, scope: String) -> Authorization {
-        Authorization::sign(&self.identity.signing, scope)
+    /// This account's authorization of a read of `scope` (see the scope
+    /// helpers of [`Authorization`]), for this client's cluster: what the
+    /// reads of [`Replicas`] take.
+    pub fn authorization(&self, scope: String) -> Authorization {
+        Authorization::sign(
+            &self.identity.signing,
+            &self.replicas.replica_set().digest(),
+            scope,
+        )
     }
 
     /// This client's account.
@@ -1309,8 +1316,9 @@ impl<P: PreScheme> Client<P> {
     /// A record from certified state; [`NodeError::UnknownRecord`] if it is
     /// proven absent.
     async fn certified_record(&self, record: RecordId) -> Result<RecordInfo, ClientError> {
+        let auth = self.authorization(Authorization::record_scope(&record));
         self.replicas
-            .record(record)
+            .record(record, auth)
             .await?
             .value
             .ok_or(ClientError::Node(NodeError::UnknownRecord(record)))
@@ -1319,8 +1327,9 @@ impl<P: PreScheme> Client<P> {
     /// A grant from certified state; [`NodeError::UnknownGrant`] if it is
     /// proven absent.
     async fn certified_grant(&self, grant: GrantId) -> Result<GrantInfo, ClientError> {
+        let auth = self.authorization(Authorization::grant_scope(&grant));
         self.replicas
-            .grant(grant)
+            .grant(grant, auth)
             .await?
             .value
             .ok_or(ClientError::Node(NodeError::UnknownGrant(grant)))
@@ -1413,20 +1422,20 @@ impl<P: PreScheme> Client<P> {
         &self,
         record: RecordId,
     ) -> Result<crate::replicas::Verified<Vec<AuditEntry>>, ClientError> {
-        let auth = self.authorize(Authorization::audit_scope(&record));
+        let auth = self.authorization(Authorization::audit_scope(&record));
         Ok(self.replicas.audit(record, auth).await?)
     }
 
     /// The grants of one of this client's records.
     pub async fn grants_of(&self, record: RecordId) -> Result<Vec<GrantInfo>, ClientError> {
-        let auth = self.authorize(Authorization::grants_scope(&record));
+        let auth = self.authorization(Authorization::grants_scope(&record));
         Ok(self.replicas.grants_of_record(record, auth).await?.value)
     }
 
     /// The records this client owns and the grants it holds.
     pub async fn listing(&self) -> Result<(Vec<RecordInfo>, Vec<GrantInfo>), ClientError> {
         let account = self.account();
-        let auth = self.authorize(Authorization::listing_scope(&account));
+        let auth = self.authorization(Authorization::listing_scope(&account));
         Ok(self.replicas.listing(account, auth).await?.value)
     }
 }

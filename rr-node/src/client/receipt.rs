@@ -411,7 +411,15 @@ mod tests {
             set.clone(),
             Proof::Grant {
                 grant,
-                state: alice.replicas().grant(grant).await.unwrap().answer,
+                state: alice
+                    .replicas()
+                    .grant(
+                        grant,
+                        alice.authorization(crate::Authorization::grant_scope(&grant)),
+                    )
+                    .await
+                    .unwrap()
+                    .answer,
             },
         );
         let record_file = ReceiptFile::new(

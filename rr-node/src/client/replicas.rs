@@ -644,12 +644,13 @@ impl Replicas {
         self.no_answer(&format!("a certified answer to {what}"), failures)
     }
 
-    /// The certified receipt of a committed transaction.
-    pub async fn receipt(&self, tx: TxId) -> Result<Submitted, NodeError> {
+    /// The certified receipt of a committed transaction; `auth` is its
+    /// signer's (or a replica's) [`Authorization::receipt_scope`].
+    pub async fn receipt(&self, tx: TxId, auth: Authorization) -> Result<Submitted, NodeError> {
         let mut failures = Vec::new();
         for i in self.order() {
             let certified = match self
-                .ask(i, self.deadline, self.members[i].receipt(tx))
+                .ask(i, self.deadline, self.members[i].receipt(tx, auth.clone()))
                 .await
             {
                 Ok(c) => c,
@@ -666,21 +667,37 @@ impl Replicas {
         Err(self.no_answer("a certified receipt", failures))
     }
 
-    /// A record from certified state (`None`: proven absent).
-    pub async fn record(&self, id: RecordId) -> Result<Verified<Option<RecordInfo>>, NodeError> {
+    /// A record from certified state (`None`: proven absent); `auth` is
+    /// an [`Authorization::record_scope`] of an account that may read it.
+    pub async fn record(
+        &self,
+        id: RecordId,
+        auth: Authorization,
+    ) -> Result<Verified<Option<RecordInfo>>, NodeError> {
         self.read(
             "the record",
-            |m| async move { m.record(id).await },
+            |m| {
+                let auth = auth.clone();
+                async move { m.record(id, auth).await }
+            },
             |s| s.record(&id),
         )
         .await
     }
 
-    /// A grant from certified state (`None`: proven absent).
-    pub async fn grant(&self, id: GrantId) -> Result<Verified<Option<GrantInfo>>, NodeError> {
+    /// A grant from certified state (`None`: proven absent); `auth` is an
+    /// [`Authorization::grant_scope`] of an account that may read it.
+    pub async fn grant(
+        &self,
+        id: GrantId,
+        auth: Authorization,
+    ) -> Result<Verified<Option<GrantInfo>>, NodeError> {
         self.read(
             "the grant",
-            |m| async move { m.grant(id).await },
+            |m| {
+                let auth = auth.clone();
+                async move { m.grant(id, auth).await }
+            },
             |s| s.grant(&id),
         )
         .await
@@ -1418,11 +1435,11 @@ mod tests {
             async fn info(&self) -> Result<NodeInfo, NodeError>;
             async fn head(&self) -> Result<rr_core::cert::Certificate, NodeError>;
             async fn submit(&self, tx: SignedTransaction) -> Result<CertifiedReceipt, NodeError>;
-            async fn receipt(&self, tx: TxId) -> Result<CertifiedReceipt, NodeError>;
+            async fn receipt(&self, tx: TxId, auth: Authorization) -> Result<CertifiedReceipt, NodeError>;
             async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError>;
             async fn retrieve(&self, tx: SignedTransaction) -> Result<Retrieval, NodeError>;
-            async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError>;
-            async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError>;
+            async fn record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
+            async fn grant(&self, id: GrantId, auth: Authorization) -> Result<StateAnswer, NodeError>;
             async fn grants_of_record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
             async fn audit(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
             async fn listing(&self, account: AccountId, auth: Authorization) -> Result<StateAnswer, NodeError>;
@@ -1537,7 +1554,7 @@ mod tests {
             s.observe(meanwhile);
             Ok(certificate(height))
         });
-        m.expect_record().returning(move |id| {
+        m.expect_record().returning(move |id, _| {
             seen.observe(meanwhile);
             Ok(StateAnswer {
                 certificate: certificate(height),
@@ -1555,6 +1572,15 @@ mod tests {
         Arc::new(m)
     }
 
+    /// An authorization the mocks do not check.
+    fn auth() -> Authorization {
+        Authorization::sign(
+            &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            &set4().digest(),
+            Authorization::record_scope(&RecordId([1; 32])),
+        )
+    }
+
     #[tokio::test]
     async fn an_answer_is_judged_by_what_was_seen_when_it_was_asked_for() {
         let down = || {
@@ -1562,7 +1588,7 @@ mod tests {
             m.expect_head()
                 .returning(|| Err(NodeError::Transport("connection refused".into())));
             m.expect_record()
-                .returning(|_| Err(NodeError::Transport("connection refused".into())));
+                .returning(|_, _| Err(NodeError::Transport("connection refused".into())));
             Arc::new(m) as Arc<dyn NodeApi>
         };
         // A client that has seen height 5.
@@ -1584,11 +1610,11 @@ mod tests {
         assert!(err.contains("older than height 6"), "{err}");
 
         let r = client();
-        let read = r.record(RecordId([1; 32])).await.unwrap();
+        let read = r.record(RecordId([1; 32]), auth()).await.unwrap();
         assert_eq!(read.value, None);
         assert_eq!(read.header.height(), 5);
         assert_eq!(r.seen(), 6);
-        let err = r.record(RecordId([1; 32])).await.unwrap_err();
+        let err = r.record(RecordId([1; 32]), auth()).await.unwrap_err();
         assert!(matches!(err, NodeError::Stale { .. }), "{err}");
         assert_eq!(r.seen(), 6);
     }

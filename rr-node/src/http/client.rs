@@ -198,8 +198,8 @@ impl NodeApi for HttpClient {
         self.json(self.tx("/v1/tx", &tx)).await
     }
 
-    async fn receipt(&self, tx: TxId) -> Result<CertifiedReceipt, NodeError> {
-        self.json(self.http.get(self.url(&format!("/v1/tx/{tx}"))))
+    async fn receipt(&self, tx: TxId, auth: Authorization) -> Result<CertifiedReceipt, NodeError> {
+        self.json(self.authorized(&format!("/v1/tx/{tx}"), &auth))
             .await
     }
 
@@ -216,13 +216,13 @@ impl NodeApi for HttpClient {
         self.json(self.tx("/v1/retrieve", &tx)).await
     }
 
-    async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError> {
-        self.json(self.http.get(self.url(&format!("/v1/records/{id}"))))
+    async fn record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError> {
+        self.json(self.authorized(&format!("/v1/records/{id}"), &auth))
             .await
     }
 
-    async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError> {
-        self.json(self.http.get(self.url(&format!("/v1/grants/{id}"))))
+    async fn grant(&self, id: GrantId, auth: Authorization) -> Result<StateAnswer, NodeError> {
+        self.json(self.authorized(&format!("/v1/grants/{id}"), &auth))
             .await
     }
 

@@ -30,7 +30,7 @@ pub use openapi::openapi_document;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use server::{router, serve, serve_with, ConnectionLimits, ServerConfig};
 
-/// Header carrying a query's [`crate::Authorization`]:
+/// Header carrying a read's [`crate::Authorization`]:
 /// `RR-Ed25519 account=<hex>, at=<ms>, signature=<hex>`; the scope is the
 /// request itself (see [`crate::Authorization`]'s scope helpers).
 pub const AUTHORIZATION_SCHEME: &str = "RR-Ed25519";
@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn authorization_header_round_trips_and_refuses_garbage() {
         let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-        let auth = crate::Authorization::sign(&key, "audit x");
+        let auth = crate::Authorization::sign(&key, &rr_core::Digest([3; 32]), "audit x");
         let header = authorization_header(&auth);
         let back = parse_authorization_header(&header, "audit x".into()).unwrap();
         assert_eq!(back, auth);

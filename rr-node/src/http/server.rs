@@ -569,9 +569,11 @@ async fn submit(
 async fn receipt(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let id: TxId = parse(&id)?;
-    Ok(Json(s.api.receipt(id).await?))
+    let auth = auth(&headers, Authorization::receipt_scope(&id))?;
+    Ok(Json(s.api.receipt(id, auth).await?))
 }
 
 async fn retrieve(
@@ -603,12 +605,24 @@ async fn deliver_fragment(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn record(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(s.api.record(parse(&id)?).await?))
+async fn record(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let id: RecordId = parse(&id)?;
+    let auth = auth(&headers, Authorization::record_scope(&id))?;
+    Ok(Json(s.api.record(id, auth).await?))
 }
 
-async fn grant(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(s.api.grant(parse(&id)?).await?))
+async fn grant(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let id: GrantId = parse(&id)?;
+    let auth = auth(&headers, Authorization::grant_scope(&id))?;
+    Ok(Json(s.api.grant(id, auth).await?))
 }
 
 async fn grants_of_record(

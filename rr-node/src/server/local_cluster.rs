@@ -343,8 +343,12 @@ impl NodeApi for Member {
     async fn submit(&self, tx: rr_core::SignedTransaction) -> Result<CertifiedReceipt, NodeError> {
         NodeApi::submit(&*self.now()?, tx).await
     }
-    async fn receipt(&self, tx: rr_core::TxId) -> Result<CertifiedReceipt, NodeError> {
-        NodeApi::receipt(&*self.now()?, tx).await
+    async fn receipt(
+        &self,
+        tx: rr_core::TxId,
+        auth: Authorization,
+    ) -> Result<CertifiedReceipt, NodeError> {
+        NodeApi::receipt(&*self.now()?, tx, auth).await
     }
     async fn deliver_fragment(&self, grant: rr_core::GrantId, f: Vec<u8>) -> Result<(), NodeError> {
         NodeApi::deliver_fragment(&*self.now()?, grant, f).await
@@ -352,11 +356,19 @@ impl NodeApi for Member {
     async fn retrieve(&self, tx: rr_core::SignedTransaction) -> Result<Retrieval, NodeError> {
         NodeApi::retrieve(&*self.now()?, tx).await
     }
-    async fn record(&self, id: rr_core::RecordId) -> Result<StateAnswer, NodeError> {
-        NodeApi::record(&*self.now()?, id).await
+    async fn record(
+        &self,
+        id: rr_core::RecordId,
+        auth: Authorization,
+    ) -> Result<StateAnswer, NodeError> {
+        NodeApi::record(&*self.now()?, id, auth).await
     }
-    async fn grant(&self, id: rr_core::GrantId) -> Result<StateAnswer, NodeError> {
-        NodeApi::grant(&*self.now()?, id).await
+    async fn grant(
+        &self,
+        id: rr_core::GrantId,
+        auth: Authorization,
+    ) -> Result<StateAnswer, NodeError> {
+        NodeApi::grant(&*self.now()?, id, auth).await
     }
     async fn grants_of_record(
         &self,

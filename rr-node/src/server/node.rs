@@ -1046,12 +1046,27 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
         Node::submit_certified(self, tx).await
     }
 
-    async fn receipt(&self, tx: rr_core::TxId) -> Result<CertifiedReceipt, NodeError> {
-        let receipt = self.ledger.receipt(&tx)?.ok_or_else(|| {
+    async fn receipt(
+        &self,
+        tx: rr_core::TxId,
+        auth: crate::api::Authorization,
+    ) -> Result<CertifiedReceipt, NodeError> {
+        let caller = self.authorized(&auth, &crate::api::Authorization::receipt_scope(&tx))?;
+        let not_found = || {
             NodeError::NotFound(format!(
-                "no receipt for transaction {tx}: it was never committed here"
+                "no receipt for transaction {tx} that account {caller} may read: it was never committed here, or {caller} did not sign it"
             ))
-        })?;
+        };
+        let receipt = self.ledger.receipt(&tx)?.ok_or_else(not_found)?;
+        if !self.is_replica(&caller) {
+            let signer = self
+                .ledger
+                .block(receipt.context.height)?
+                .and_then(|b| b.txs.get(receipt.index as usize).map(|t| t.body.signer));
+            if signer != Some(caller) {
+                return Err(not_found());
+            }
+        }
         self.certify_receipt(&receipt).await
     }
 
@@ -1063,12 +1078,34 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
         Node::retrieve(self, tx).await
     }
 
-    async fn record(&self, id: RecordId) -> Result<StateAnswer, NodeError> {
+    async fn record(
+        &self,
+        id: RecordId,
+        auth: crate::api::Authorization,
+    ) -> Result<StateAnswer, NodeError> {
+        let caller = self.authorized(&auth, &crate::api::Authorization::record_scope(&id))?;
+        if !self.is_replica(&caller) && !self.may_read_record(&caller, &id)? {
+            return Err(NodeError::UnknownRecord(id));
+        }
         self.prove_with(|r| Ok(vec![r.prove(Table::Records, &keys::record(&id))?]))
             .await
     }
 
-    async fn grant(&self, id: GrantId) -> Result<StateAnswer, NodeError> {
+    async fn grant(
+        &self,
+        id: GrantId,
+        auth: crate::api::Authorization,
+    ) -> Result<StateAnswer, NodeError> {
+        let caller = self.authorized(&auth, &crate::api::Authorization::grant_scope(&id))?;
+        if !self.is_replica(&caller) {
+            let visible = self
+                .ledger
+                .grant(&id)?
+                .is_some_and(|g| g.owner == caller || g.grantee == caller);
+            if !visible {
+                return Err(NodeError::UnknownGrant(id));
+            }
+        }
         self.prove_with(|r| Ok(vec![r.prove(Table::Grants, &keys::grant(&id))?]))
             .await
     }
@@ -1114,7 +1151,7 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
         account: AccountId,
         auth: crate::api::Authorization,
     ) -> Result<StateAnswer, NodeError> {
-        let caller = auth.check(&crate::api::Authorization::listing_scope(&account), now())?;
+        let caller = self.authorized(&auth, &crate::api::Authorization::listing_scope(&account))?;
         if caller != account {
             return Err(NodeError::Forbidden(format!(
                 "account {caller} cannot list the records of account {account}"
@@ -1613,7 +1650,7 @@ impl<T: NodeTypes> Node<T> {
         auth: &crate::api::Authorization,
         scope: &str,
     ) -> Result<(), NodeError> {
-        let caller = auth.check(scope, now())?;
+        let caller = self.authorized(auth, scope)?;
         let record = self.record(id)?;
         if record.owner != caller {
             return Err(NodeError::Forbidden(format!(
@@ -1621,6 +1658,35 @@ impl<T: NodeTypes> Node<T> {
             )));
         }
         Ok(())
+    }
+
+    /// Checks a read's authorization for `scope` on this cluster: the
+    /// account that asks.
+    fn authorized(
+        &self,
+        auth: &crate::api::Authorization,
+        scope: &str,
+    ) -> Result<AccountId, NodeError> {
+        auth.check(&self.replica_set.digest(), scope, now())
+    }
+
+    /// Whether `account` is one of the replicas (they may read everything).
+    fn is_replica(&self, account: &AccountId) -> bool {
+        self.replica_set.keys().contains(account)
+    }
+
+    /// Whether `account` owns record `id` or holds a grant of it (revoked
+    /// and expired ones included: the grantee knew of the record).
+    fn may_read_record(&self, account: &AccountId, id: &RecordId) -> Result<bool, NodeError> {
+        let Some(record) = self.ledger.record(id)? else {
+            return Ok(false);
+        };
+        Ok(record.owner == *account
+            || self
+                .ledger
+                .grants_of_record(id)?
+                .iter()
+                .any(|g| g.grantee == *account))
     }
 }
 
