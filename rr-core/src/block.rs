@@ -14,6 +14,7 @@ pub const MAX_BLOCK_BYTES: usize = 64 * 1024 * 1024;
 /// Height and time of the block being executed: with the state and the
 /// ordered batch, everything execution may depend on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockContext {
     /// Height (the first block is 1).
     pub height: u64,
@@ -96,6 +97,11 @@ impl Block {
 /// binary (postcard) encoding receipts are hashed in, it is an enum whose
 /// variant indexes never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// The nonce was used before by this signer: a replay.
@@ -131,6 +137,7 @@ pub enum ErrorCode {
     SingleProxyRefused,
     /// Refused by a contract policy the operator installed, with the
     /// policy's own code.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     Policy(PolicyCode),
 }
 
@@ -376,6 +383,7 @@ impl<'de> Deserialize<'de> for ErrorCode {
 
 /// A refused call: a stable code and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Refusal {
     /// Stable code.
     pub code: ErrorCode,
@@ -393,6 +401,7 @@ impl std::error::Error for Refusal {}
 
 /// What a successful call produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub enum CallOutput {
     /// A record was registered.
@@ -428,6 +437,7 @@ pub enum CallOutput {
 
 /// The outcome of one call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Outcome {
     /// It took effect.
     Ok(CallOutput),
@@ -437,6 +447,7 @@ pub enum Outcome {
 
 /// The receipt of one executed transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     /// The transaction.
     pub tx: TxId,
@@ -460,6 +471,7 @@ impl Receipt {
 
 /// A registered record as the ledger holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordInfo {
     /// Id.
     pub id: RecordId,
@@ -473,14 +485,17 @@ pub struct RecordInfo {
     pub scheme: SchemeId,
     /// The record's own PRE public key.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub record_key: Vec<u8>,
     /// The encapsulated data key.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub capsule: Vec<u8>,
     /// Media type of the plaintext.
     pub media_type: String,
     /// Owner-encrypted metadata.
     #[serde(with = "crate::codec::hex_bytes_opt", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^([0-9a-f]{2})*$"))]
     pub encrypted_metadata: Option<Vec<u8>>,
     /// Block it was registered in.
     pub registered: BlockContext,
@@ -491,6 +506,7 @@ pub struct RecordInfo {
 /// Status of a grant as stored. Expiry is not stored: it follows from
 /// `expires_at` and the block time of each call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GrantStatus {
     /// In force (unless expired).
     Active,
@@ -503,6 +519,7 @@ pub enum GrantStatus {
 
 /// A grant as the ledger holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GrantInfo {
     /// Id.
     pub id: GrantId,
@@ -514,6 +531,7 @@ pub struct GrantInfo {
     pub grantee: AccountId,
     /// The grantee's PRE public key.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub grantee_key: Vec<u8>,
     /// m of n.
     pub threshold: Threshold,
@@ -547,6 +565,7 @@ impl GrantInfo {
 
 /// What an audited call tried to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AuditAction {
     /// Register.
     Register,
@@ -575,6 +594,7 @@ impl AuditAction {
 
 /// One entry of a record's append-only audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// The record.
     pub record: RecordId,

@@ -10,6 +10,7 @@ use crate::ids::{AccountId, ContentId, Digest, GrantId, RecordId, Timestamp};
 /// Which proxy re-encryption scheme a record is encapsulated under. Stored on
 /// the ledger with every record, so the numbers never change meaning.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(examples(1, 2)))]
 pub struct SchemeId(pub u16);
 
 impl SchemeId {
@@ -45,6 +46,11 @@ impl fmt::Debug for SchemeId {
 /// characters of lowercase ASCII letters, digits, `-`, `_` and `.`, so it is
 /// safe to show and to compare.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, pattern = "^[a-z0-9._-]{1,64}$", examples("treatment"))
+)]
 pub struct Purpose(String);
 
 impl Purpose {
@@ -106,10 +112,13 @@ impl std::str::FromStr for Purpose {
 
 /// Threshold m of n: n key fragments, any m of which re-encrypt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Threshold {
     /// Fragments needed.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub m: u16,
     /// Fragments made (one per replica).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub n: u16,
 }
 
@@ -135,8 +144,10 @@ impl fmt::Display for Threshold {
 /// Register a record: the owner has encrypted it, stored the ciphertext under
 /// `cid`, and encapsulated its data key under the record's own PRE key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRecord {
     /// Owner-chosen salt; the record id is `RecordId::derive(signer, salt)`.
+    #[cfg_attr(feature = "openapi", schema(min_items = 16, max_items = 16))]
     pub salt: [u8; 16],
     /// Content id of the ciphertext envelope.
     pub cid: ContentId,
@@ -147,20 +158,24 @@ pub struct RegisterRecord {
     /// The record's own PRE public key (derived from the owner's master secret
     /// and the record id), encoded by the scheme.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub record_key: Vec<u8>,
     /// The capsule: the record's data key encapsulated under `record_key`.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub capsule: Vec<u8>,
     /// Media type of the plaintext, such as `application/fhir+json`. Visible on
     /// the ledger: put nothing identifying here (use `encrypted_metadata`).
     pub media_type: String,
     /// Optional metadata encrypted by the owner; opaque to the ledger.
     #[serde(with = "crate::codec::hex_bytes_opt", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^([0-9a-f]{2})*$"))]
     pub encrypted_metadata: Option<Vec<u8>>,
 }
 
 /// Grant a grantee access to one record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Grant {
     /// The record.
     pub record: RecordId,
@@ -168,6 +183,7 @@ pub struct Grant {
     pub grantee: AccountId,
     /// The grantee's PRE public key (the key fragments re-encrypt to it).
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub grantee_key: Vec<u8>,
     /// m of n: n must equal the number of replicas.
     pub threshold: Threshold,
@@ -182,6 +198,7 @@ pub struct Grant {
 
 /// Retrieve a record through a grant: ordered like every call, so it is audited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Retrieve {
     /// The grant.
     pub grant: GrantId,
@@ -191,6 +208,7 @@ pub struct Retrieve {
 
 /// Revoke a grant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Revoke {
     /// The grant.
     pub grant: GrantId,
@@ -202,6 +220,7 @@ pub struct Revoke {
 /// once `n - m + 1` replicas confirmed: fewer than `m` can still hold a
 /// fragment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfirmErasure {
     /// The revoked grant.
     pub grant: GrantId,
@@ -211,6 +230,7 @@ pub struct ConfirmErasure {
 
 /// A call to the native contracts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub enum Call {
     /// See [`RegisterRecord`].

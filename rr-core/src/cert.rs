@@ -106,9 +106,11 @@ pub enum CertError {
 /// `cluster.json`, or a dev node's key pinned on first use), never from an
 /// answer. `n` and `f` follow from it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "UncheckedSet")]
 pub struct ReplicaSetInfo {
     /// The replicas' keys, in replica order.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1024))]
     keys: Vec<AccountId>,
 }
 
@@ -192,6 +194,7 @@ impl ReplicaSetInfo {
 
 /// What the replicas certify about the ledger after the block at `height`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerHeader {
     /// Digest of the replica set that certifies this ledger
     /// ([`ReplicaSetInfo::digest`]).
@@ -268,17 +271,20 @@ impl LedgerHeader {
 
 /// One replica's signature over a header hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeaderSignature {
     /// The replica that signed.
     pub replica: ReplicaId,
     /// ed25519 over [`LedgerHeader::signing_bytes`] (64 bytes).
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{128}$"))]
     pub signature: Vec<u8>,
 }
 
 /// A header and the replicas' signatures over it. Unchecked: only
 /// [`Certificate::verify`] says whether they certify it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Certificate {
     /// The header.
     pub header: LedgerHeader,

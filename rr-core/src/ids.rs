@@ -22,6 +22,11 @@ macro_rules! id32 {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[cfg_attr(
+            feature = "openapi",
+            derive(utoipa::ToSchema),
+            schema(value_type = String, pattern = "^[0-9a-f]{64}$")
+        )]
         pub struct $name(pub [u8; 32]);
 
         impl Serialize for $name {
@@ -174,6 +179,7 @@ impl Digest {
 
 /// A replica of the cluster, numbered from 0 in replica-set order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplicaId(pub u16);
 
 impl fmt::Display for ReplicaId {
@@ -188,6 +194,11 @@ impl fmt::Display for ReplicaId {
 /// Only that one kind of CID is ever valid here, so the id is stored as its
 /// 32-byte digest and the CID is built when it is printed or encoded.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, pattern = "^b[a-z2-7]{58}$")
+)]
 pub struct ContentId([u8; 32]);
 
 impl ContentId {
@@ -293,6 +304,7 @@ impl<'de> Deserialize<'de> for ContentId {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {

@@ -171,6 +171,7 @@ pub fn prove(leaf_hashes: &[Digest], index: usize) -> MerkleProof {
 /// A proof that a leaf is at a given index of a tree with a given root. See
 /// the [module docs](self) for the definition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerkleProof {
     /// The leaf's index, from 0.
     pub index: u64,

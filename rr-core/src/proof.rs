@@ -65,14 +65,17 @@ pub enum VerifyError {
 /// One state entry and its proof: `value` is what `table` holds under
 /// `key` (`None`: nothing).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvenEntry {
     /// The table.
     pub table: Table,
     /// The key.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub key: Vec<u8>,
     /// The value, or `None` if the table holds nothing under the key.
     #[serde(with = "crate::codec::hex_bytes_opt", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^([0-9a-f]{2})*$"))]
     pub value: Option<Vec<u8>>,
     /// Inclusion (or exclusion) proof against the state root.
     pub proof: SmtProof,
@@ -95,6 +98,7 @@ impl ProvenEntry {
 
 /// A certified header and state entries proven against its state root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StateAnswer {
     /// The certificate of the header the entries are proven against.
     pub certificate: Certificate,
@@ -319,6 +323,7 @@ impl VerifiedState {
 /// A receipt and the proof that it is the `index`-th receipt of the block
 /// its certificate's header certifies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CertifiedReceipt {
     /// The receipt.
     pub receipt: Receipt,
@@ -381,14 +386,17 @@ pub const FRAGMENT_DOMAIN: &[u8] = b"resilient-records/capsule-fragment/v1\0";
 /// `i`'s key: a replica cannot pass its fragments off as another's, nor
 /// replay one served for another call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedFragment {
     /// The replica that re-encrypted.
     pub replica: crate::ReplicaId,
     /// The capsule fragment, encoded by the record's scheme.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})*$"))]
     pub fragment: Vec<u8>,
     /// ed25519 over [`SignedFragment::signing_bytes`] (64 bytes).
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{128}$"))]
     pub signature: Vec<u8>,
 }
 

@@ -235,6 +235,7 @@ pub fn key_bit(key: &Digest, index: usize) -> bool {
 
 /// An entry of the state as a proof shows it: a key hash and its value hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SmtLeaf {
     /// The entry's key hash.
     pub key: Digest,
@@ -252,6 +253,7 @@ impl SmtLeaf {
 /// A proof that a key hash has a given value hash in the state with a given
 /// root, or has none. See the [module docs](self) for the definition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SmtProof {
     /// The leaf found where the key's path ends, if any (the key's own leaf
     /// for an inclusion proof, another key's leaf sharing the path for some

@@ -23,6 +23,7 @@ use crate::ids::Digest;
 /// [`Table::Counts`]) rather than keyed by member, so a proof of a listing
 /// proves it complete: the count, then every position below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Table {

@@ -21,6 +21,7 @@ use crate::tx::VerifiedTransaction;
 
 /// Where an engine's ledger stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EngineStatus {
     /// Engine name (`solo`, `pbft`).
     pub engine: String,

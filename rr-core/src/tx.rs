@@ -39,6 +39,7 @@ pub const MAX_TX_BYTES: usize = 64 * 1024;
 
 /// What the signer signs: who, a nonce, and the call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TxBody {
     /// The signing account.
     pub signer: AccountId,
@@ -72,11 +73,13 @@ impl TxBody {
 /// A transaction as it arrives from a client or off the wire: not yet checked.
 /// Only [`SignedTransaction::verify`] turns it into a [`VerifiedTransaction`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedTransaction {
     /// The signed body.
     pub body: TxBody,
     /// ed25519 signature (64 bytes) over the domain-separated body.
     #[serde(with = "crate::codec::hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{128}$"))]
     pub signature: Vec<u8>,
 }
 

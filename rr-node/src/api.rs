@@ -571,6 +571,7 @@ impl NodeError {
 
 /// What a node tells clients about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     /// This replica.
     pub replica: ReplicaId,
@@ -601,6 +602,7 @@ pub struct NodeInfo {
 
 /// A scheme a node serves, and what its threshold means.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SchemeInfo {
     /// Id.
     pub id: SchemeId,
@@ -618,6 +620,7 @@ pub struct SchemeInfo {
 /// and it holds its key fragment, its capsule fragment signed with its
 /// replica key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Retrieval {
     /// The retrieval's receipt (allowed or refused), certified.
     pub receipt: CertifiedReceipt,
@@ -648,15 +651,19 @@ pub struct SkippedReplica {
 
 /// One member of the replica set, as every replica and client configures it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
     /// Address replicas reach it on (replica-to-replica TCP).
+    #[cfg_attr(feature = "server", schema(value_type = String, examples("127.0.0.1:7801")))]
     pub p2p: SocketAddr,
     /// Base URL of its HTTP API, such as `http://127.0.0.1:7701`.
     pub api: String,
     /// Its ed25519 replica key, hex (it signs every protocol message).
+    #[cfg_attr(feature = "server", schema(pattern = "^[0-9a-fA-F]{64}$"))]
     pub public_key: String,
     /// Its X25519 sealing key, hex: clients seal its key fragments to it.
+    #[cfg_attr(feature = "server", schema(pattern = "^[0-9a-fA-F]{64}$"))]
     pub sealing_key: String,
 }
 

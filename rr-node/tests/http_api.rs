@@ -409,6 +409,34 @@ async fn openapi_describes_every_route_and_info_answers() {
             "{route} is not in the OpenAPI document"
         );
     }
+    // Derived from the types: every call, every refusal code.
+    let schemas = &doc["components"]["schemas"];
+    for call in [
+        "RegisterRecord",
+        "Grant",
+        "Retrieve",
+        "Revoke",
+        "ConfirmErasure",
+    ] {
+        assert!(
+            schemas["Call"]["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["properties"].get(call).is_some()),
+            "{call} is not a Call in the OpenAPI document"
+        );
+    }
+    let codes = serde_json::to_string(&schemas["ErrorCode"]).unwrap();
+    for code in [
+        rr_core::ErrorCode::ReplayedNonce,
+        rr_core::ErrorCode::GrantRevoked,
+        rr_core::ErrorCode::SingleProxyRefused,
+    ] {
+        assert!(codes.contains(&format!("\"{code}\"")), "{code}");
+    }
+    assert!(codes.contains("^policy\\\\."), "{codes}");
+    assert_eq!(doc["openapi"], "3.1.0");
     let health: serde_json::Value = reqwest::get(format!("{}/v1/health", server.url))
         .await
         .unwrap()

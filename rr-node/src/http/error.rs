@@ -13,6 +13,7 @@ use crate::api::NodeError;
 
 /// The body of every error response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -20,6 +21,7 @@ pub struct ErrorBody {
 
 /// A stable code and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable code: a refusal code (`grant_revoked`, ..., or a contract
     /// policy's `policy.<code>`) or one of `malformed_request`,

@@ -1,212 +1,797 @@
-//! The OpenAPI 3.1 document served at `/v1/openapi.json`.
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`, derived from the
+//! Rust types with `utoipa`.
+//!
+//! - Every schema comes from the type that is serialized: `rr_core`'s ids,
+//!   calls, receipts, certificates and proofs (its `openapi` feature), this
+//!   crate's [`crate::api::NodeInfo`], [`crate::api::Retrieval`] and
+//!   [`super::ErrorBody`]. Their doc comments are the descriptions; their
+//!   `#[schema(...)]` attributes give the JSON forms serde's hand-written
+//!   impls make (hex ids, CIDs, purposes) with their patterns.
+//! - Every route comes from its handler's `#[utoipa::path]` in `server.rs`.
+//! - Written here, because no type says them: the error statuses and codes
+//!   each route answers ([`ROUTE_ERRORS`], read from the handlers and
+//!   `error.rs`), the node's own error codes ([`NODE_CODES`]; the refusal
+//!   codes come from [`rr_core::ErrorCode`]), and protocol prose (signing
+//!   bytes, hash formulas) no field carries.
 
-use serde_json::{json, Value};
+use std::sync::OnceLock;
 
-const TX_DOC: &str = "A signed transaction. Either `application/octet-stream`: the canonical \
-postcard encoding of `SignedTransaction { body: TxBody { signer: [u8; 32], nonce: varint u64, \
-call: Call }, signature: bytes }`; or `application/json`: the same structure with ids and byte \
-fields as lowercase hex strings (except `salt`, an array of 16 integers). The signature is \
-ed25519, verified under ZIP-215 rules, by `signer` over `b\"resilient-records/tx/v1\\0\" || \
-postcard(body)`; postcard is specified at https://postcard.jamesmunns.com/wire-format. `Call` \
-is an enum: 0 RegisterRecord, 1 Grant, 2 Retrieve, 3 Revoke, 4 ConfirmErasure (replicas only). \
-Every byte format, id derivation and proof is specified in docs/protocol.md of the repository, \
-with known-answer vectors in docs/vectors/.";
+use serde_json::{json, Map, Value};
+use utoipa::{OpenApi, ToSchema};
 
-const AUTH_DOC: &str = "Queries about an account's records carry `Authorization: RR-Ed25519 \
-account=<hex>, at=<unix ms>, signature=<hex>`, an ed25519 signature by the account over \
-`b\"resilient-records/query/v1\\0\" || varint(len(scope)) || scope || varint(at)`. The scope \
-is `audit <record id>`, `grants <record id>` or `list <account id>`; `at` must be within 5 \
-minutes of the node's clock.";
+use rr_core::{ErrorCode, PolicyCode, MAX_TX_BYTES};
 
-fn error_response(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    })
+/// The answer of `GET /v1/health`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // A schema only: the handler builds the answer with `json!`.
+pub(super) struct Health {
+    /// Always `ok` when the node answers.
+    status: HealthStatus,
+    /// Height of the last executed block (0 before the first).
+    height: u64,
 }
 
-fn json_response(description: &str, schema: &str) -> Value {
-    json!({
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
-    })
+/// The node answers.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // A schema only.
+pub(super) enum HealthStatus {
+    /// Serving.
+    Ok,
 }
 
-fn id_param(name: &str, description: &str) -> Value {
-    json!({
-        "name": name, "in": "path", "required": true, "description": description,
-        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-    })
+/// The answer of `POST /v1/blobs`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // A schema only: the handler builds the answer with `json!`.
+pub(super) struct BlobCreated {
+    /// The blob's content id.
+    cid: rr_core::ContentId,
 }
 
-fn tx_body() -> Value {
-    json!({
-        "required": true,
-        "description": TX_DOC,
-        "content": {
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/SignedTransaction"}}
-        }
-    })
-}
+/// Raw bytes (`application/octet-stream`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // A schema only.
+pub(super) struct Binary(Vec<u8>);
 
-/// The document.
+/// The request body of the two routes that take a signed call.
+pub(super) const TX_BODY: &str = "A signed transaction, as `application/json` (the \
+`SignedTransaction` schema: ids and byte fields are lowercase hex strings, except `salt`, an \
+array of 16 integers) or as `application/octet-stream` (also when there is no Content-Type): \
+its canonical postcard encoding, `SignedTransaction { body: TxBody { signer: [u8; 32], nonce: \
+varint u64, call: Call }, signature: bytes }` (https://postcard.jamesmunns.com/wire-format). \
+Any other Content-Type is refused (415 `unsupported_media_type`). The signature is ed25519 by \
+`signer` over `\"resilient-records/tx/v1\\0\" || postcard(body)`, verified under ZIP-215 \
+rules with non-canonical encodings and small-order keys refused (docs/protocol.md section \
+4.1); the transaction id is BLAKE3 of the postcard encoding. Every byte format, id \
+derivation and proof is specified in docs/protocol.md, with known-answer vectors in \
+docs/vectors/.";
+
+/// The `Authorization` scheme of every read of ledger state.
+const AUTH_DOC: &str = "`Authorization: RR-Ed25519 account=<64 hex>, at=<unix ms, \
+decimal>, signature=<128 hex>`: an ed25519 signature by the account, under the rules of \
+docs/protocol.md section 4.1 rule 1, over `\"resilient-records/query/v2\\0\" || D || \
+varint(len(scope)) || scope || varint(at)`, where D is the 32-byte digest of the replica set \
+(section 10.1): an authorization for another cluster is refused. The scope is the request: \
+`record <record id>`, `grant <grant id>`, `tx <tx id>`, `audit <record id>`, `grants <record \
+id>` or `list <account id>`, the id as 64 lowercase hex digits whatever case the URL uses; \
+`at` must be within 300000 ms of the node's clock. A missing, malformed, expired, foreign or \
+forged authorization is 401 `unauthorized`. Records are visible to their owner, grantees and \
+the replicas, grants to the record's owner and the grantee, receipts to the transaction's \
+signer: anyone else gets the 404 of an unknown id; grant lists and audit trails to the \
+record's owner (403 `forbidden`), listings to their account (403).";
+
+const INFO_DOC: &str = "Patient-controlled sharing of encrypted medical records: owners \
+register records and grant, revoke and audit access; a replica set orders every call as a \
+signed transaction, keeps the audit trail and re-encrypts for grantees (proxy \
+re-encryption). A call the contracts refuse is still a certified receipt (200) with a stable \
+code; HTTP errors are `{\"error\": {\"code\", \"message\"}}` with the codes each route lists. \
+Every route also answers 405 `method_not_allowed` to another method, and any other path is \
+404 `not_found`. Answers are certified by the replica set (`Certificate`) and proven \
+(`StateAnswer`, `CertifiedReceipt`): a client checks them against the replica set it \
+trusts, never the node's word. Times are unix milliseconds; ids are 64 lowercase hex \
+digits.";
+
+/// The node's own error codes (HTTP error bodies only), and what each
+/// means; refusal codes are [`ErrorCode`]'s. Read from `error.rs`
+/// (`classify`, `json_errors`) and the handlers in `server.rs`.
+pub(super) const NODE_CODES: &[(&str, &str)] = &[
+    ("malformed_request", "bad id in the path, bad query, a non-Retrieve call sent to /v1/retrieve, a body that could not be read or an upload that broke off"),
+    ("malformed_transaction", "the transaction's bytes or JSON do not decode, exceed the transaction size limit or carry a bad purpose"),
+    ("bad_signature", "the transaction's signature does not verify"),
+    ("unauthorized", "missing, malformed, expired or forged query authorization"),
+    ("forbidden", "authenticated, but not the record's owner or not the listed account"),
+    ("unknown_record", "(reads) no such record on this replica, or one the account may not read; not proven"),
+    ("unknown_grant", "no such grant on this replica (reads: or one the account may not read)"),
+    ("unknown_blob", "no blob with this content id on this replica"),
+    ("blob_not_held", "a RegisterRecord names a blob this replica does not hold: upload it, then send the same transaction again; not ordered here"),
+    ("blob_size_mismatch", "a RegisterRecord declares a size other than its blob's; not ordered here"),
+    ("outcome_unknown", "the replica stopped after the call left it and before it was decided: it may still commit; send the same signed transaction again to learn its outcome"),
+    ("unknown_transaction", "no committed transaction with this id on this replica, or one the account did not sign"),
+    ("too_large", "the body is over the route's limit"),
+    ("integrity", "this replica's copy of the blob does not match its content id"),
+    ("fragment_mismatch", "the delivered key fragment does not match the grant's commitment, or the sealed fragment does not open for this replica"),
+    ("fragment_missing", "this replica holds no key fragment for the grant"),
+    ("invalid_crypto", "a proxy re-encryption value (key fragment, capsule) does not decode or verify"),
+    ("scheme_mismatch", "the record uses a scheme this node cannot serve"),
+    ("unavailable", "the node is stopping or overloaded: retry, or ask another replica"),
+    ("uncertified", "no certificate of this replica's state from a quorum in time: ask another replica"),
+    ("not_found", "no such route, or metrics disabled"),
+    ("method_not_allowed", "the route does not take this method"),
+    ("unsupported_media_type", "the Content-Type is not one the route takes"),
+    ("internal", "a failure of the node itself (storage, a task), logged on the node"),
+];
+
+/// One error a route answers: status, code, when.
+type RouteError = (u16, &'static str, &'static str);
+
+const BAD_ID: RouteError = (
+    400,
+    "malformed_request",
+    "the id in the path is not 64 hex digits",
+);
+const INTERNAL: RouteError = (
+    500,
+    "internal",
+    "storage or another failure of the node (logged)",
+);
+const UNCERTIFIED: RouteError = (
+    503,
+    "uncertified",
+    "no quorum's certificate of this replica's state in time: ask another replica",
+);
+const UNAVAILABLE: RouteError = (503, "unavailable", "the node is stopping or overloaded");
+const TX_ERRORS: [RouteError; 7] = [
+    (
+        400,
+        "malformed_transaction",
+        "the body does not decode as a transaction, or breaks its size limit or the purpose rules",
+    ),
+    (400, "malformed_request", "the body could not be read"),
+    (
+        401,
+        "bad_signature",
+        "the transaction's signature does not verify",
+    ),
+    (
+        413,
+        "too_large",
+        "the body is over the limit (262144 bytes by default)",
+    ),
+    (
+        415,
+        "unsupported_media_type",
+        "a Content-Type other than application/json or application/octet-stream",
+    ),
+    UNAVAILABLE,
+    UNCERTIFIED,
+];
+const OUTCOME_UNKNOWN: RouteError = (
+    503,
+    "outcome_unknown",
+    "the replica stopped before the call was decided: it may still commit; send the same signed transaction again",
+);
+const AUTH_ERRORS: [RouteError; 2] = [
+    (401, "unauthorized", "the Authorization header is missing, malformed, expired, signed for another request or cluster, or forged"),
+    (403, "forbidden", "the authenticated account may not see this"),
+];
+
+/// The errors each route answers, by path (each path has one method):
+/// every status and code its handler, the extractors and the error
+/// mapping can produce, and no other.
+pub(super) const ROUTE_ERRORS: &[(&str, &[RouteError])] = &[
+    ("/v1/health", &[]),
+    ("/v1/info", &[]),
+    ("/v1/head", &[INTERNAL, UNCERTIFIED, UNAVAILABLE]),
+    ("/v1/openapi.json", &[]),
+    (
+        "/v1/tx",
+        &[
+            TX_ERRORS[0],
+            TX_ERRORS[1],
+            (400, "blob_size_mismatch", "a RegisterRecord declares a size other than the stored blob's (admission: not ordered here)"),
+            TX_ERRORS[2],
+            (409, "blob_not_held", "a RegisterRecord names a blob this replica does not hold (admission: not ordered here); upload it and send the same transaction again"),
+            TX_ERRORS[3],
+            TX_ERRORS[4],
+            INTERNAL,
+            TX_ERRORS[5],
+            TX_ERRORS[6],
+            OUTCOME_UNKNOWN,
+        ],
+    ),
+    (
+        "/v1/tx/{id}",
+        &[
+            BAD_ID,
+            AUTH_ERRORS[0],
+            (404, "unknown_transaction", "no committed transaction with this id on this replica, or the account did not sign it"),
+            INTERNAL,
+            UNCERTIFIED,
+            UNAVAILABLE,
+        ],
+    ),
+    (
+        "/v1/retrieve",
+        &[
+            TX_ERRORS[0],
+            (400, "malformed_request", "the body could not be read, or the call is not a Retrieve"),
+            (400, "invalid_crypto", "the record's capsule or the stored key fragment does not decode"),
+            (400, "scheme_mismatch", "the record is of a scheme this node cannot serve"),
+            (400, "fragment_mismatch", "the stored key fragment does not open for this replica"),
+            TX_ERRORS[2],
+            TX_ERRORS[3],
+            TX_ERRORS[4],
+            INTERNAL,
+            TX_ERRORS[5],
+            TX_ERRORS[6],
+            OUTCOME_UNKNOWN,
+        ],
+    ),
+    (
+        "/v1/grants/{id}/fragment",
+        &[
+            (400, "malformed_request", "the id in the path is not 64 hex digits, or the body could not be read"),
+            (400, "fragment_mismatch", "the fragment does not match the grant's commitment for this replica, or the sealed fragment does not open for it"),
+            (400, "invalid_crypto", "the fragment does not decode or verify against the record's and grantee's keys"),
+            (400, "scheme_mismatch", "the record is of a scheme this node cannot serve"),
+            (403, "grant_revoked", "the grant was revoked (an error, not a receipt: delivery is not a ledger call)"),
+            (403, "grant_expired", "the grant expired at this replica's head"),
+            (404, "unknown_grant", "no such grant on this replica (a cluster replica first waits up to 5 s for it to commit)"),
+            (413, "too_large", "the body is over the limit (262144 bytes by default)"),
+            INTERNAL,
+        ],
+    ),
+    (
+        "/v1/records/{id}",
+        &[
+            BAD_ID,
+            AUTH_ERRORS[0],
+            (404, "unknown_record", "no such record, or one the account may not read (the same answer: it learns nothing)"),
+            INTERNAL,
+            UNCERTIFIED,
+            UNAVAILABLE,
+        ],
+    ),
+    (
+        "/v1/grants/{id}",
+        &[
+            BAD_ID,
+            AUTH_ERRORS[0],
+            (404, "unknown_grant", "no such grant, or one the account may not read (the same answer: it learns nothing)"),
+            INTERNAL,
+            UNCERTIFIED,
+            UNAVAILABLE,
+        ],
+    ),
+    (
+        "/v1/records/{id}/grants",
+        &[
+            BAD_ID,
+            AUTH_ERRORS[0],
+            (403, "forbidden", "the authenticated account does not own the record"),
+            (404, "unknown_record", "no such record on this replica (not proven; checked after the authorization)"),
+            INTERNAL,
+            UNCERTIFIED,
+            UNAVAILABLE,
+        ],
+    ),
+    (
+        "/v1/records/{id}/audit",
+        &[
+            BAD_ID,
+            AUTH_ERRORS[0],
+            (403, "forbidden", "the authenticated account does not own the record"),
+            (404, "unknown_record", "no such record on this replica (not proven; checked after the authorization)"),
+            INTERNAL,
+            UNCERTIFIED,
+            UNAVAILABLE,
+        ],
+    ),
+    (
+        "/v1/accounts/{id}/listing",
+        &[
+            BAD_ID,
+            AUTH_ERRORS[0],
+            (403, "forbidden", "the authenticated account is not the listed one"),
+            INTERNAL,
+            UNCERTIFIED,
+            UNAVAILABLE,
+        ],
+    ),
+    (
+        "/v1/blobs",
+        &[
+            (400, "malformed_request", "the upload broke off"),
+            (413, "too_large", "the blob is over the node's max_blob_size"),
+            INTERNAL,
+        ],
+    ),
+    (
+        "/v1/blobs/{cid}",
+        &[
+            (400, "malformed_request", "the path is not a CIDv1 raw sha2-256, or the query is not offset=<decimal up to 2^63 - 1>"),
+            (404, "unknown_blob", "no blob with this content id on this replica"),
+            (416, "malformed_request", "offset is past the blob's end"),
+            (500, "integrity", "this replica's copy (of at most 4 MiB) does not match the content id; a larger damaged copy aborts the stream instead"),
+            INTERNAL,
+        ],
+    ),
+    ("/metrics", &[(404, "not_found", "the node serves no metrics")]),
+];
+
+/// Protocol facts no field carries, added to the derived descriptions.
+const SCHEMA_NOTES: &[(&str, &str)] = &[
+    ("SignedTransaction", "Signed by `body.signer` over `\"resilient-records/tx/v1\\0\" || postcard(body)`, verified under ZIP-215 with non-canonical encodings and small-order keys refused (docs/protocol.md section 4.1). Its id is BLAKE3(postcard(transaction))."),
+    ("LedgerHeader", "Its hash is BLAKE3 derive_key(\"resilient-records 2026 ledger header\", le64(len(p)) || p) with p = postcard(header): the input carries its length as le64, like every length-prefixed derivation of docs/protocol.md section 2.5 (section 10.2)."),
+    ("Certificate", "Each signature is ed25519 by the replica's key over `\"resilient-records/header/v1\\0\" || header hash`. It certifies the header when a quorum (2f + 1 of n; 1 of 1 for a dev node) of the replica set the client trusts signed it."),
+    ("MerkleProof", "RFC 6962 audit path of the receipt, leaf = postcard(receipt), hashed with the domains of docs/protocol.md section 10.5."),
+    ("SmtProof", "Sparse Merkle tree proof, docs/protocol.md section 10.4."),
+    ("ProvenEntry", "`value` is the postcard encoding of what the table holds (RecordInfo, GrantInfo, AuditEntry, an id, a be64 count), or null: proven absent."),
+    ("SignedFragment", "The signature is ed25519 by the replica's key over `\"resilient-records/capsule-fragment/v1\\0\" || postcard((retrieve tx id, grant id, replica, fragment))`."),
+    ("Retrieval", "A refused retrieval is a 200 too: its receipt's outcome is Refused, with a `note` and no fragment."),
+];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Resilient Records node API",
+        version = "1",
+        description = INFO_DOC,
+        license(name = "AGPL-3.0-only", identifier = "AGPL-3.0-only")
+    ),
+    components(schemas(
+        super::ErrorBody,
+        rr_core::RecordInfo,
+        rr_core::GrantInfo,
+        rr_core::AuditEntry,
+        rr_core::Table
+    ))
+)]
+struct ApiDoc;
+
+/// The document: derived once, then served as it is.
 pub fn openapi_document() -> Value {
-    let errors = json!({
-        "400": error_response("Malformed request or transaction"),
-        "401": error_response("Bad signature or missing authorization"),
-        "403": error_response("Refused by the contracts or not allowed"),
-        "404": error_response("Unknown id"),
-        "409": error_response("Replayed nonce, record exists, or fragment not delivered"),
-        "405": error_response("Method not allowed on this route (method_not_allowed)"),
-        "413": error_response("Body too large"),
-        "415": error_response("Content-Type not accepted (unsupported_media_type)"),
-        "503": error_response("Node stopping or overloaded (unavailable), or no quorum's certificate of its state in time (uncertified)")
-    });
-    let with = |mut ok: Value| {
-        if let (Some(o), Some(e)) = (ok.as_object_mut(), errors.as_object()) {
-            for (k, v) in e {
-                o.insert(k.clone(), v.clone());
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(build).clone()
+}
+
+fn build() -> Value {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::server::Routes::openapi());
+    let mut v = serde_json::to_value(&doc).expect("an OpenAPI document serializes");
+    refine(&mut v);
+    v
+}
+
+/// What the derive cannot say: error codes and responses, limits, the
+/// security scheme, protocol notes.
+fn refine(doc: &mut Value) {
+    doc["openapi"] = json!("3.1.0");
+    let schemas = &mut doc["components"]["schemas"];
+    let native = native_codes(&schemas["ErrorCode"]);
+    error_code_schemas(schemas, &native);
+    limits(schemas);
+    for (name, note) in SCHEMA_NOTES {
+        let schema = find_schema(schemas, name);
+        let text = match schema.get("description").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+            _ => note.to_string(),
+        };
+        schema["description"] = json!(text);
+    }
+    let calls = call_variants(&schemas["Call"]);
+    doc["components"]["securitySchemes"] = json!({"rr_ed25519": {
+        "type": "apiKey", "in": "header", "name": "Authorization", "description": AUTH_DOC,
+    }});
+    let tx_body = format!(
+        "{TX_BODY} `Call` is an enum; its postcard variant index comes first: {calls}. \
+         Limits: the postcard encoding is at most {MAX_TX_BYTES} bytes (else \
+         malformed_transaction); the request body at most {} bytes by default (else 413).",
+        super::ServerConfig::default().max_body_bytes
+    );
+    let paths = doc["paths"].as_object_mut().expect("paths");
+    for (path, item) in paths.iter_mut() {
+        let errors = ROUTE_ERRORS
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, e)| *e)
+            .unwrap_or_else(|| panic!("no error list for {path} in ROUTE_ERRORS"));
+        for op in item.as_object_mut().expect("path item").values_mut() {
+            if let Some(body) = op.get_mut("requestBody") {
+                if body["content"].get("application/json").is_some() {
+                    body["description"] = json!(tx_body);
+                }
+            }
+            let responses = op["responses"].as_object_mut().expect("responses");
+            for (status, response) in error_responses(errors) {
+                responses.insert(status, response);
             }
         }
-        ok
+    }
+    // No body stores the empty blob.
+    doc["paths"]["/v1/blobs"]["post"]["requestBody"]["required"] = json!(false);
+    // `?offset` may be left out, not sent empty.
+    if let Some(params) = doc["paths"]["/v1/blobs/{cid}"]["get"]["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == "offset") {
+            p["schema"]["type"] = json!("integer");
+            p["schema"]["default"] = json!(0);
+        }
+    }
+}
+
+/// The schema named `name`, wherever the derive put it: a component, or a
+/// variant of a component's `oneOf` (by its one property).
+fn find_schema<'a>(schemas: &'a mut Value, name: &str) -> &'a mut Value {
+    if schemas.get(name).is_some() {
+        return &mut schemas[name];
+    }
+    for schema in schemas.as_object_mut().expect("schemas").values_mut() {
+        if let Some(variants) = schema.get_mut("oneOf").and_then(Value::as_array_mut) {
+            for v in variants.iter_mut() {
+                if v["properties"].get(name).is_some() {
+                    return &mut v["properties"][name];
+                }
+            }
+        }
+    }
+    panic!("no schema {name} in the document")
+}
+
+/// The native refusal codes, from the derived [`ErrorCode`] schema (its
+/// unit variants, snake_case), each checked against [`ErrorCode::as_str`].
+fn native_codes(derived: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut strings = |v: &Value| {
+        for s in v["enum"].as_array().into_iter().flatten() {
+            if let Some(code) = s.as_str().and_then(|s| s.parse::<ErrorCode>().ok()) {
+                out.push(code.as_str().to_string());
+            }
+        }
     };
-    let hex = json!({"type": "string", "pattern": "^[0-9a-f]*$"});
-    let id = json!({"type": "string", "pattern": "^[0-9a-f]{64}$"});
-    let status = json!({"type": "object", "description": "Where this replica's ledger stands (not proven: for display and operations)", "properties": {
-        "engine": {"type": "string", "description": "solo or pbft"},
-        "height": {"type": "integer"}, "block_hash": id, "time": {"type": "integer", "description": "unix ms"},
-        "state_digest": id, "replicas": {"type": "integer"}, "faults_tolerated": {"type": "integer"},
-        "view": {"type": "integer", "description": "PBFT: the view this replica is in"},
-        "primary": {"type": "integer", "description": "PBFT: the primary of that view"},
-        "changing_to": {"type": "integer", "description": "PBFT: the view asked for, while a view change is under way"},
-        "view_changes": {"type": "integer", "description": "View changes since this replica started"}}});
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Resilient Records node API",
-            "version": "1",
-            "description": format!("Patient-controlled sharing of encrypted records. Every call is a signed transaction; refusals come back as receipts with a stable code. {AUTH_DOC}"),
-            "license": {"name": "AGPL-3.0-only", "identifier": "AGPL-3.0-only"}
-        },
-        "paths": {
-            "/v1/health": {"get": {"summary": "Liveness and ledger height", "operationId": "health",
-                "responses": {"200": {"description": "Serving", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}, "height": {"type": "integer"}}}}}}}}},
-            "/v1/info": {"get": {"summary": "Replica set, scheme, n, f and ledger status (not proven: a client takes the replica set from its own configuration)", "operationId": "info",
-                "responses": {"200": json_response("Node info", "NodeInfo")}}},
-            "/v1/head": {"get": {"summary": "The certificate of this replica's head: its latest header, signed by a quorum of the replica set", "operationId": "head",
-                "responses": with(json!({"200": json_response("Certificate", "Certificate")}))}},
-            "/v1/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
-                "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/v1/tx": {"post": {"summary": "Submit a signed call; answers with its certified receipt once committed (a refused call is a receipt too). Submitting the same transaction again answers its original receipt and orders nothing.", "operationId": "submit",
-                "requestBody": tx_body(),
-                "responses": with(json!({"200": json_response("Certified receipt", "CertifiedReceipt")}))}},
-            "/v1/tx/{id}": {"get": {"summary": "Certified receipt of a committed transaction", "operationId": "receipt",
-                "parameters": [id_param("id", "Transaction id (BLAKE3 of the signed encoding)")],
-                "responses": with(json!({"200": json_response("Certified receipt", "CertifiedReceipt")}))}},
-            "/v1/retrieve": {"post": {"summary": "Submit a signed Retrieve call; answers with its certified receipt (allowed or refused), the record and grant proven at this replica's head, and, if the grant is usable there, this replica's capsule fragment signed with its replica key", "operationId": "retrieve",
-                "requestBody": tx_body(),
-                "responses": with(json!({"200": json_response("Retrieval", "Retrieval")}))}},
-            "/v1/grants/{id}/fragment": {"put": {"summary": "Deliver this replica's key fragment of a committed grant (checked against the grant's commitment and verified)", "operationId": "deliverFragment",
-                "parameters": [id_param("id", "Grant id")],
-                "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": with(json!({"204": {"description": "Stored"}}))}},
-            "/v1/records/{id}": {"get": {"summary": "A record's public metadata, proven (table records, key = the id; value = the record's postcard encoding, or absent)", "operationId": "record",
-                "parameters": [id_param("id", "Record id")],
-                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
-            "/v1/records/{id}/grants": {"get": {"summary": "A record and its complete list of grants, proven: the record, the count (table counts), each index entry (record_grants) and each grant (owner only; Authorization scope `grants <id>`)", "operationId": "grantsOfRecord",
-                "parameters": [id_param("id", "Record id")],
-                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
-            "/v1/records/{id}/audit": {"get": {"summary": "A record and its whole audit trail, proven: every entry below the record's audit_len (owner only; Authorization scope `audit <id>`)", "operationId": "audit",
-                "parameters": [id_param("id", "Record id")],
-                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
-            "/v1/grants/{id}": {"get": {"summary": "A grant, proven (or its absence)", "operationId": "grant",
-                "parameters": [id_param("id", "Grant id")],
-                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
-            "/v1/accounts/{id}/listing": {"get": {"summary": "Records the account owns and grants it holds, complete and proven: counts, index entries, records and grants (that account only; Authorization scope `list <id>`)", "operationId": "listing",
-                "parameters": [id_param("id", "Account id (its ed25519 public key)")],
-                "responses": with(json!({"200": json_response("Proven state", "StateAnswer")}))}},
-            "/v1/blobs": {"post": {"summary": "Store a ciphertext blob, streamed; answers with its CIDv1 (raw, sha2-256)", "operationId": "putBlob",
-                "requestBody": {"required": false, "description": "The blob; no body stores the empty blob", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": with(json!({"201": {"description": "Stored", "content": {"application/json": {"schema": {"type": "object", "properties": {"cid": {"type": "string"}}}}}}}))}},
-            "/v1/blobs/{cid}": {"get": {"summary": "Stream a blob; the node checks it against its CID and aborts the stream if it does not match", "operationId": "getBlob",
-                "description": "With offset=N the answer is the blob less its first N bytes (the node still checks its whole copy): a client resumes a broken download with it, from the same or another replica. Not an HTTP range: the answer is 200 with the rest of the blob, whose length the node learns only as it reads.",
-                "parameters": [{"name": "cid", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^b[a-z2-7]{58}$"}, "description": "CIDv1 raw sha2-256 in base32 (bafkrei..., 59 characters)"},
-                    {"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "format": "int64", "minimum": 0, "default": 0}, "description": "Bytes to skip; the only query this route takes (anything else is malformed_request)"}],
-                "responses": with(json!({"200": {"description": "The blob, from offset on", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                    "416": {"description": "offset is past the blob's end (code malformed_request)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}))}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
-                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}}
-        },
-        "components": {
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                    "code": {"type": "string", "description": "Stable code: a refusal code (replayed_nonce, invalid_call, unknown_record, unknown_grant, record_exists, not_owner, not_grantee, grant_revoked, grant_expired, purpose_mismatch, scheme_mismatch, not_replica, threshold_too_low, single_proxy_refused, or policy.<code> from an operator's contract policy) or malformed_request, malformed_transaction, bad_signature, unauthorized, forbidden, unknown_blob, unknown_transaction, too_large, integrity, fragment_mismatch, fragment_missing, invalid_crypto, unavailable, uncertified, internal, not_found, method_not_allowed, unsupported_media_type"},
-                    "message": {"type": "string"}}}}},
-                "SignedTransaction": {"type": "object", "required": ["body", "signature"], "properties": {
-                    "body": {"type": "object", "required": ["signer", "nonce", "call"], "properties": {"signer": id, "nonce": {"type": "integer", "minimum": 0}, "call": {"type": "object", "description": "Externally tagged: {\"RegisterRecord\": {...}} | {\"Grant\": {...}} | {\"Retrieve\": {\"grant\", \"purpose\"}} | {\"Revoke\": {\"grant\"}} | {\"ConfirmErasure\": {\"grant\", \"replica\"}}"}}},
-                    "signature": hex}},
-                "Receipt": {"type": "object", "properties": {
-                    "tx": id, "index": {"type": "integer"},
-                    "context": {"$ref": "#/components/schemas/BlockContext"},
-                    "outcome": {"type": "object", "description": "{\"Ok\": {\"Registered\": {\"record\"}} | {\"Granted\": {\"grant\"}} | {\"Retrieved\": {\"record\", \"grant\"}} | {\"Revoked\": {\"grant\"}} | {\"ErasureConfirmed\": {\"grant\", \"replica\"}}} or {\"Refused\": {\"code\", \"message\"}}"}}},
-                "BlockContext": {"type": "object", "properties": {"height": {"type": "integer"}, "time": {"type": "integer", "description": "Block time, unix milliseconds"}}},
-                "Record": {"type": "object", "properties": {
-                    "id": id, "owner": id, "cid": {"type": "string"}, "size": {"type": "integer"},
-                    "scheme": {"type": "integer", "description": "1 umbral, 2 recrypt"}, "record_key": hex, "capsule": hex,
-                    "media_type": {"type": "string"}, "encrypted_metadata": {"oneOf": [hex, {"type": "null"}]},
-                    "registered": {"$ref": "#/components/schemas/BlockContext"}, "audit_len": {"type": "integer"}}},
-                "Grant": {"type": "object", "properties": {
-                    "id": id, "record": id, "owner": id, "grantee": id, "grantee_key": hex,
-                    "threshold": {"type": "object", "properties": {"m": {"type": "integer"}, "n": {"type": "integer"}}},
-                    "fragment_commitments": {"type": "array", "items": id},
-                    "purpose": {"type": "string"}, "expires_at": {"oneOf": [{"type": "integer"}, {"type": "null"}]},
-                    "granted": {"$ref": "#/components/schemas/BlockContext"},
-                    "status": {"description": "\"Active\" or {\"Revoked\": {\"at\": BlockContext}}"},
-                    "erased_by": {"type": "array", "items": {"type": "integer"}, "description": "Replicas that confirmed erasing their key fragment (after a revocation or expiry)"},
-                    "single_proxy": {"type": "boolean", "description": "The record's scheme is single-proxy (recrypt): any one replica can re-encrypt"}}},
-                "AuditEntry": {"type": "object", "properties": {
-                    "record": id, "seq": {"type": "integer"}, "at": {"$ref": "#/components/schemas/BlockContext"},
-                    "tx": id, "actor": id, "action": {"type": "string", "enum": ["Register", "Grant", "Retrieve", "Revoke", "ConfirmErasure"]},
-                    "grant": {"oneOf": [id, {"type": "null"}]}, "purpose": {"oneOf": [{"type": "string"}, {"type": "null"}]},
-                    "refused": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "null if it took effect, else the refusal code"}}},
-                "LedgerHeader": {"type": "object", "description": "What the replicas certify after the block at `height`. Its hash is BLAKE3 derive_key(\"resilient-records 2026 ledger header\", le64(len) || postcard(header)) (docs/protocol.md section 10).", "properties": {
-                    "replica_set": id, "height": {"type": "integer"}, "time": {"type": "integer", "description": "Block time, unix ms"},
-                    "block": id, "parent": {"description": "Hash of the previous header", "type": "string"},
-                    "state_root": {"type": "string", "description": "Sparse Merkle tree root over the whole state (see rr_core::smt)"},
-                    "receipts_root": {"type": "string", "description": "RFC 6962 Merkle root of the block's receipts (see rr_core::merkle)"},
-                    "receipts": {"type": "integer"}}},
-                "Certificate": {"type": "object", "description": "A header and the replicas' ed25519 signatures over b\"resilient-records/header/v1\\0\" || header hash; it certifies the header when a quorum (2f + 1 of n; 1 of 1 for a dev node) of the client's trusted replica set signed it.", "properties": {
-                    "header": {"$ref": "#/components/schemas/LedgerHeader"},
-                    "signatures": {"type": "array", "items": {"type": "object", "properties": {"replica": {"type": "integer"}, "signature": hex}}}}},
-                "SmtProof": {"type": "object", "properties": {
-                    "leaf": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"key": id, "value_hash": id}}]},
-                    "siblings": {"type": "array", "items": id, "description": "Sibling hashes from the root down"}}},
-                "StateAnswer": {"type": "object", "description": "State entries proven against a certified header's state root. The client checks the certificate against the replica set it trusts (never the node's word), then each proof.", "properties": {
-                    "certificate": {"$ref": "#/components/schemas/Certificate"},
-                    "entries": {"type": "array", "items": {"type": "object", "properties": {
-                        "table": {"type": "string", "enum": ["records", "grants", "record_grants", "grantee_grants", "owner_records", "nonces", "audit", "counts"]},
-                        "key": hex, "value": {"oneOf": [hex, {"type": "null"}], "description": "The value's postcard encoding, or null: proven absent"},
-                        "proof": {"$ref": "#/components/schemas/SmtProof"}}}}}},
-                "CertifiedReceipt": {"type": "object", "properties": {
-                    "receipt": {"$ref": "#/components/schemas/Receipt"},
-                    "proof": {"type": "object", "description": "RFC 6962 audit path of the receipt (leaf: postcard(receipt)) in its block", "properties": {"index": {"type": "integer"}, "size": {"type": "integer"}, "path": {"type": "array", "items": id}}},
-                    "certificate": {"$ref": "#/components/schemas/Certificate"}}},
-                "Retrieval": {"type": "object", "properties": {
-                    "receipt": {"$ref": "#/components/schemas/CertifiedReceipt"},
-                    "state": {"$ref": "#/components/schemas/StateAnswer"},
-                    "fragment": {"oneOf": [{"type": "null"}, {"type": "object", "description": "This replica's capsule fragment, ed25519-signed by its replica key over b\"resilient-records/capsule-fragment/v1\\0\" || postcard((retrieve tx id, grant id, replica, fragment))", "properties": {"replica": {"type": "integer"}, "fragment": hex, "signature": hex}}]},
-                    "note": {"oneOf": [{"type": "string"}, {"type": "null"}], "description": "Why there is no fragment (not proven)"},
-                    "withheld": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}], "description": "Set when this replica withholds its fragment because the grant is not usable at its head (a client believes it once f + 1 replicas say so)"}}},
-                "NodeInfo": {"type": "object", "properties": {
-                    "replica": {"type": "integer"}, "replicas": {"type": "integer", "description": "n"},
-                    "faults_tolerated": {"type": "integer", "description": "f"}, "scheme": {"type": "integer"},
-                    "schemes": {"type": "array", "items": {"type": "object"}},
-                    "replica_set": {"type": "object", "properties": {"keys": {"type": "array", "items": id}}},
-                    "single_proxy_allowed": {"type": "boolean"},
-                    "peers": {"type": "array", "items": {"type": "object"}},
-                    "status": status}}
+    strings(derived);
+    for variant in derived["oneOf"].as_array().into_iter().flatten() {
+        strings(variant);
+    }
+    out
+}
+
+/// The `ErrorCode` (refusals), `NodeErrorCode` and `ErrorDetail.code`
+/// schemas.
+fn error_code_schemas(schemas: &mut Value, native: &[String]) {
+    let description = schemas["ErrorCode"]["description"].clone();
+    let policy = format!(
+        "^{}[a-z][a-z0-9_]{{0,{}}}$",
+        PolicyCode::PREFIX.replace('.', "\\."),
+        PolicyCode::MAX_LEN - 1
+    );
+    schemas["ErrorCode"] = json!({
+        "description": description,
+        "oneOf": [
+            {"type": "string", "enum": native, "description": "A native refusal code (docs/protocol.md section 16.1)"},
+            {"type": "string", "pattern": policy, "description": "A contract policy's code, `policy.` and 1 to 32 characters of [a-z0-9_] starting with a letter (section 16.2)"},
+        ],
+    });
+    let node: Vec<&str> = NODE_CODES
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| !native.iter().any(|n| n == c))
+        .collect();
+    let meanings: Vec<String> = NODE_CODES
+        .iter()
+        .map(|(c, m)| format!("`{c}`: {m}"))
+        .collect();
+    schemas["NodeErrorCode"] = json!({
+        "type": "string",
+        "enum": node,
+        "description": format!(
+            "A node's own error code (HTTP error bodies only). {}.",
+            meanings.join("; ")
+        ),
+    });
+    let code = &mut schemas["ErrorDetail"]["properties"]["code"];
+    let doc = code["description"].clone();
+    *code = json!({
+        "anyOf": [{"$ref": "#/components/schemas/ErrorCode"}, {"$ref": "#/components/schemas/NodeErrorCode"}],
+        "description": doc,
+    });
+}
+
+/// The contracts' default size limits, on the fields they bound (a call
+/// over one is refused in its receipt with `invalid_call`).
+fn limits(schemas: &mut Value) {
+    let l = crate::contracts::ContractLimits::default();
+    let note = "default limit of the contracts (operators may change it); a call over it is refused in its receipt with invalid_call";
+    let hex = |bytes: usize| json!({"minLength": 2, "maxLength": 2 * bytes, "description": format!("At most {bytes} bytes: {note}.")});
+    for (schema, field, bound) in [
+        ("RegisterRecord", "record_key", hex(l.max_key_bytes)),
+        ("RegisterRecord", "capsule", hex(l.max_capsule_bytes)),
+        ("Grant", "grantee_key", hex(l.max_key_bytes)),
+        (
+            "RegisterRecord",
+            "media_type",
+            json!({"maxLength": l.max_media_type_bytes, "description": format!("At most {} bytes: {note}.", l.max_media_type_bytes)}),
+        ),
+        (
+            "RegisterRecord",
+            "encrypted_metadata",
+            json!({"maxLength": 2 * l.max_metadata_bytes, "description": format!("At most {} bytes: {note}.", l.max_metadata_bytes)}),
+        ),
+    ] {
+        let target = &mut schemas[schema]["properties"][field];
+        let Some(obj) = target.as_object_mut() else {
+            panic!("no field {schema}.{field}")
+        };
+        for (k, v) in bound.as_object().expect("object") {
+            match (k.as_str(), obj.get(k).and_then(Value::as_str)) {
+                ("description", Some(d)) => {
+                    let joined = format!("{d} {}", v.as_str().unwrap_or_default());
+                    obj.insert(k.clone(), json!(joined));
+                }
+                _ => {
+                    obj.insert(k.clone(), v.clone());
+                }
             }
         }
-    })
+    }
+}
+
+/// The derived `Call` variants in order (= postcard variant index).
+fn call_variants(call: &Value) -> String {
+    call["oneOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["properties"].as_object()?.keys().next().cloned())
+        .enumerate()
+        .map(|(i, name)| format!("{i} {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The error responses of a route: one per status, its `code` limited to
+/// the codes the route answers with it.
+fn error_responses(errors: &[RouteError]) -> Vec<(String, Value)> {
+    let mut by_status: Vec<(u16, Vec<&RouteError>)> = Vec::new();
+    for e in errors {
+        match by_status.iter_mut().find(|(s, _)| *s == e.0) {
+            Some((_, list)) => list.push(e),
+            None => by_status.push((e.0, vec![e])),
+        }
+    }
+    by_status
+        .into_iter()
+        .map(|(status, list)| {
+            let mut codes: Vec<&str> = list.iter().map(|e| e.1).collect();
+            codes.dedup();
+            let description = list
+                .iter()
+                .map(|e| format!("`{}`: {}", e.1, e.2))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut code = Map::new();
+            code.insert("enum".into(), json!(codes));
+            let schema = json!({"allOf": [
+                {"$ref": "#/components/schemas/ErrorBody"},
+                {"type": "object", "properties": {"error": {"type": "object", "properties": {"code": code}}}},
+            ]});
+            (
+                status.to_string(),
+                json!({"description": description, "content": {"application/json": {"schema": schema}}}),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes_in(doc: &Value) -> (Vec<String>, Vec<String>) {
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        };
+        let schemas = &doc["components"]["schemas"];
+        (
+            strings(&schemas["ErrorCode"]["oneOf"][0]["enum"]),
+            strings(&schemas["NodeErrorCode"]["enum"]),
+        )
+    }
+
+    #[test]
+    fn every_call_and_every_refusal_code_is_in_the_schema() {
+        let doc = openapi_document();
+        let schemas = &doc["components"]["schemas"];
+        let calls = call_variants(&schemas["Call"]);
+        assert_eq!(
+            calls,
+            "0 RegisterRecord, 1 Grant, 2 Retrieve, 3 Revoke, 4 ConfirmErasure"
+        );
+        for call in [
+            "RegisterRecord",
+            "Grant",
+            "Retrieve",
+            "Revoke",
+            "ConfirmErasure",
+        ] {
+            assert!(schemas.get(call).is_some(), "{call}");
+        }
+        let outputs = serde_json::to_string(&schemas["CallOutput"]).unwrap();
+        for out in [
+            "Registered",
+            "Granted",
+            "Retrieved",
+            "Revoked",
+            "ErasureConfirmed",
+        ] {
+            assert!(outputs.contains(out), "{out}");
+        }
+        let (native, node) = codes_in(&doc);
+        // Every native code (the derive lists the enum's unit variants,
+        // each checked against its string).
+        for code in [
+            ErrorCode::ReplayedNonce,
+            ErrorCode::InvalidCall,
+            ErrorCode::UnknownRecord,
+            ErrorCode::UnknownGrant,
+            ErrorCode::RecordExists,
+            ErrorCode::NotOwner,
+            ErrorCode::NotGrantee,
+            ErrorCode::GrantRevoked,
+            ErrorCode::GrantExpired,
+            ErrorCode::PurposeMismatch,
+            ErrorCode::SchemeMismatch,
+            ErrorCode::NotReplica,
+            ErrorCode::ThresholdTooLow,
+            ErrorCode::SingleProxyRefused,
+        ] {
+            assert!(native.contains(&code.as_str().to_string()), "{code}");
+        }
+        let derived = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let derived = &derived["components"]["schemas"]["ErrorCode"];
+        let unit_variants = serde_json::to_string(derived)
+            .unwrap()
+            .matches("\"enum\"")
+            .count();
+        assert_eq!(
+            native.len(),
+            unit_variants,
+            "an ErrorCode variant's snake_case name is not its string: {derived}"
+        );
+        // Policy codes by pattern; node codes apart.
+        let policy = schemas["ErrorCode"]["oneOf"][1]["pattern"]
+            .as_str()
+            .unwrap();
+        assert_eq!(policy, "^policy\\.[a-z][a-z0-9_]{0,31}$");
+        assert!(node.contains(&"malformed_request".to_string()));
+        assert!(node.iter().all(|c| !native.contains(c)));
+    }
+
+    #[test]
+    fn every_route_lists_only_codes_that_exist() {
+        let doc = openapi_document();
+        let (native, node) = codes_in(&doc);
+        for (path, errors) in ROUTE_ERRORS {
+            assert!(doc["paths"].get(*path).is_some(), "{path}");
+            for (status, code, _) in *errors {
+                assert!(
+                    native.iter().chain(&node).any(|c| c == code),
+                    "{path} {status} {code}"
+                );
+            }
+        }
+        assert_eq!(doc["paths"].as_object().unwrap().len(), ROUTE_ERRORS.len());
+    }
+
+    #[test]
+    fn every_code_the_server_maps_to_is_documented() {
+        use crate::api::NodeError;
+        use axum::http::StatusCode;
+        let doc = openapi_document();
+        let (native, node) = codes_in(&doc);
+        let g = rr_core::GrantId([1; 32]);
+        let r = rr_core::RecordId([2; 32]);
+        let replica = rr_core::ReplicaId(0);
+        let errors = [
+            NodeError::BadTransaction(rr_core::DecodeError::TrailingBytes {
+                what: "x",
+                extra: 1,
+            }),
+            NodeError::Unauthorized(String::new()),
+            NodeError::Forbidden(String::new()),
+            NodeError::UnknownRecord(r),
+            NodeError::UnknownGrant(g),
+            NodeError::Blob(rr_core::BlobError::TooLarge { limit: 1 }),
+            NodeError::FragmentMismatch { grant: g, replica },
+            NodeError::FragmentMissing { grant: g, replica },
+            NodeError::Pre(rr_core::PreError::OpenFailed),
+            NodeError::SchemeMismatch {
+                record: r,
+                found: rr_core::SchemeId(9),
+                served: rr_core::SchemeId::UMBRAL,
+            },
+            NodeError::WrongCall {
+                expected: "retrieve",
+                found: "grant",
+            },
+            NodeError::NotFound(String::new()),
+            NodeError::Consensus(rr_core::ConsensusError::Stopped),
+            NodeError::Consensus(rr_core::ConsensusError::OutcomeUnknown(rr_core::TxId(
+                [3; 32],
+            ))),
+            NodeError::BlobNotHeld {
+                cid: rr_core::ContentId::from_sha256([4; 32]),
+            },
+            NodeError::BlobSizeMismatch {
+                cid: rr_core::ContentId::from_sha256([4; 32]),
+                declared: 1,
+                stored: 2,
+            },
+            NodeError::Uncertified(String::new()),
+            NodeError::Setup(String::new()),
+            NodeError::Refused(rr_core::Refusal {
+                code: ErrorCode::GrantRevoked,
+                message: String::new(),
+            }),
+        ];
+        for e in &errors {
+            let (status, code) = super::super::error::classify(e);
+            assert!(status != StatusCode::OK);
+            assert!(
+                native.iter().chain(&node).any(|c| *c == code),
+                "{e:?}: {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_limits_and_units_are_in_the_schemas() {
+        let doc = openapi_document();
+        let s = &doc["components"]["schemas"];
+        for id in [
+            "AccountId",
+            "RecordId",
+            "GrantId",
+            "TxId",
+            "Digest",
+            "BlockHash",
+        ] {
+            assert_eq!(s[id]["pattern"], "^[0-9a-f]{64}$", "{id}");
+        }
+        assert_eq!(s["Purpose"]["pattern"], "^[a-z0-9._-]{1,64}$");
+        assert_eq!(s["ContentId"]["pattern"], "^b[a-z2-7]{58}$");
+        assert!(s["Timestamp"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Milliseconds since the Unix epoch"));
+        assert_eq!(
+            s["RegisterRecord"]["properties"]["record_key"]["maxLength"],
+            2048
+        );
+        assert_eq!(s["RegisterRecord"]["properties"]["salt"]["maxItems"], 16);
+        let grant = serde_json::to_string(&s["GrantInfo"]).unwrap();
+        for field in ["erased_by", "single_proxy", "expires_at"] {
+            assert!(grant.contains(field), "{field}");
+        }
+        let audit = serde_json::to_string(&s["AuditAction"]).unwrap();
+        assert!(audit.contains("ConfirmErasure"));
+        let retrieval = &s["Retrieval"]["properties"];
+        assert!(retrieval.get("withheld").is_some());
+        assert!(doc["paths"]["/v1/tx"]["post"]["requestBody"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("4 ConfirmErasure"));
+        // Refusals are 200 receipts: /v1/tx answers no 403, and its only
+        // 409 is admission's blob_not_held (the call was not ordered).
+        let tx = &doc["paths"]["/v1/tx"]["post"]["responses"];
+        assert!(tx.get("403").is_none());
+        assert!(tx.get("200").is_some());
+        let conflict = serde_json::to_string(&tx["409"]).unwrap();
+        assert!(conflict.contains("blob_not_held"), "{conflict}");
+        assert!(!conflict.contains("replayed_nonce"), "{conflict}");
+    }
 }

@@ -146,6 +146,28 @@ pub fn router(api: Arc<dyn NodeApi>, config: ServerConfig) -> Router {
         .with_state(state)
 }
 
+/// Every route of [`router`], for the OpenAPI document (`super::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    health,
+    info,
+    head,
+    openapi,
+    submit,
+    receipt,
+    retrieve,
+    deliver_fragment,
+    record,
+    grants_of_record,
+    audit,
+    grant,
+    listing,
+    put_blob,
+    get_blob,
+    metrics_text
+))]
+pub(super) struct Routes;
+
 /// Serves `router` on `listener` with the default [`ConnectionLimits`] until
 /// `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(
@@ -533,23 +555,51 @@ fn auth(headers: &HeaderMap, scope: String) -> ApiResult<Authorization> {
     Ok(super::parse_authorization_header(value, scope)?)
 }
 
+/// Liveness and ledger height
+#[utoipa::path(get, path = "/v1/health", operation_id = "health",
+    responses((status = 200, description = "Serving", body = super::openapi::Health)))]
 async fn health(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let info = s.api.info().await?;
     Ok(Json(json!({"status": "ok", "height": info.status.height})))
 }
 
+/// Replica set, schemes, n, f and ledger status
+///
+/// Not proven: a client takes the replica set from its own configuration,
+/// never from this answer.
+#[utoipa::path(get, path = "/v1/info", operation_id = "info",
+    responses((status = 200, description = "Node info (unproven)", body = crate::api::NodeInfo)))]
 async fn info(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.api.info().await?))
 }
 
+/// The certificate of this replica's head
+///
+/// Its latest ledger header, signed by a quorum of the replica set.
+#[utoipa::path(get, path = "/v1/head", operation_id = "head",
+    responses((status = 200, description = "The head's certificate", body = rr_core::cert::Certificate)))]
 async fn head(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.api.head().await?))
 }
 
+/// This document
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
 async fn openapi() -> impl IntoResponse {
     Json(super::openapi::openapi_document())
 }
 
+/// Submit a signed call
+///
+/// Answers with its certified receipt once committed: a call the contracts
+/// refuse is a 200 too, with a receipt whose outcome is `Refused`.
+/// Submitting the same transaction again answers its original receipt and
+/// orders nothing.
+#[utoipa::path(post, path = "/v1/tx", operation_id = "submit",
+    request_body(description = super::openapi::TX_BODY, content(
+        (rr_core::SignedTransaction = "application/json"),
+        (super::openapi::Binary = "application/octet-stream"))),
+    responses((status = 200, description = "Certified receipt, the call allowed or refused", body = rr_core::proof::CertifiedReceipt)))]
 async fn submit(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -566,6 +616,14 @@ async fn submit(
     Ok(Json(receipt))
 }
 
+/// Certified receipt of a committed transaction (its signer and replicas only)
+///
+/// Authorization scope `tx <id>`, signed by the transaction's signer or a
+/// replica; anyone else gets the 404 of an unknown transaction.
+#[utoipa::path(get, path = "/v1/tx/{id}", operation_id = "receipt",
+    params(("id" = rr_core::TxId, Path, description = "Transaction id: BLAKE3 of the signed transaction's postcard encoding")),
+    security(("rr_ed25519" = [])),
+    responses((status = 200, description = "Certified receipt", body = rr_core::proof::CertifiedReceipt)))]
 async fn receipt(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -576,6 +634,17 @@ async fn receipt(
     Ok(Json(s.api.receipt(id, auth).await?))
 }
 
+/// Submit a signed Retrieve call
+///
+/// Answers with its certified receipt (allowed or refused: a refusal is a
+/// 200 too), the grant and its record proven at this replica's head, and,
+/// if the grant is usable there and this replica holds its key fragment,
+/// this replica's capsule fragment signed with its replica key.
+#[utoipa::path(post, path = "/v1/retrieve", operation_id = "retrieve",
+    request_body(description = super::openapi::TX_BODY, content(
+        (rr_core::SignedTransaction = "application/json"),
+        (super::openapi::Binary = "application/octet-stream"))),
+    responses((status = 200, description = "Retrieval, the call allowed or refused", body = crate::api::Retrieval)))]
 async fn retrieve(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -595,6 +664,17 @@ async fn retrieve(
     Ok(Json(retrieval?))
 }
 
+/// Deliver this replica's key fragment of a committed grant
+///
+/// Checked against the grant's commitment for this replica (a cluster
+/// replica takes only a fragment sealed to it), verified against the
+/// record's and the grantee's keys, then stored. A cluster replica that
+/// has not committed the grant yet waits up to 5 s for it.
+#[utoipa::path(put, path = "/v1/grants/{id}/fragment", operation_id = "deliverFragment",
+    params(("id" = rr_core::GrantId, Path, description = "Grant id")),
+    request_body(description = "The key fragment: its scheme's encoding, sealed to this replica on a cluster (docs/protocol.md section 9)",
+        content = super::openapi::Binary, content_type = "application/octet-stream"),
+    responses((status = 204, description = "Checked and stored")))]
 async fn deliver_fragment(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -605,6 +685,16 @@ async fn deliver_fragment(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A record's public metadata, proven (owner, grantees and replicas only)
+///
+/// Entry (records, id): the record's postcard encoding (to a replica: or
+/// null with a proof that there is none). Authorization scope
+/// `record <id>`, signed by the record's owner, an account holding a grant
+/// of it, or a replica; anyone else gets the 404 of an unknown record.
+#[utoipa::path(get, path = "/v1/records/{id}", operation_id = "record",
+    params(("id" = rr_core::RecordId, Path, description = "Record id")),
+    security(("rr_ed25519" = [])),
+    responses((status = 200, description = "Proven state", body = rr_core::proof::StateAnswer)))]
 async fn record(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -615,6 +705,16 @@ async fn record(
     Ok(Json(s.api.record(id, auth).await?))
 }
 
+/// A grant, proven (the record's owner, the grantee and replicas only)
+///
+/// Entry (grants, id): the grant's postcard encoding (to a replica: or
+/// null with a proof that there is none). Authorization scope
+/// `grant <id>`, signed by the record's owner, the grantee or a replica;
+/// anyone else gets the 404 of an unknown grant.
+#[utoipa::path(get, path = "/v1/grants/{id}", operation_id = "grant",
+    params(("id" = rr_core::GrantId, Path, description = "Grant id")),
+    security(("rr_ed25519" = [])),
+    responses((status = 200, description = "Proven state", body = rr_core::proof::StateAnswer)))]
 async fn grant(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -625,6 +725,15 @@ async fn grant(
     Ok(Json(s.api.grant(id, auth).await?))
 }
 
+/// A record and its complete list of grants, proven (owner only)
+///
+/// Entries: (records, id), the count (counts, 03 ‖ id), each index entry
+/// (record_grants, id ‖ be64(i)) and each grant. Authorization scope
+/// `grants <id>`, signed by the record's owner.
+#[utoipa::path(get, path = "/v1/records/{id}/grants", operation_id = "grantsOfRecord",
+    params(("id" = rr_core::RecordId, Path, description = "Record id")),
+    security(("rr_ed25519" = [])),
+    responses((status = 200, description = "Proven state", body = rr_core::proof::StateAnswer)))]
 async fn grants_of_record(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -635,6 +744,15 @@ async fn grants_of_record(
     Ok(Json(s.api.grants_of_record(id, auth).await?))
 }
 
+/// A record and its whole audit trail, proven (owner only)
+///
+/// Entries: (records, id) and each (audit, id ‖ be64(seq)) below the
+/// record's `audit_len`. Authorization scope `audit <id>`, signed by the
+/// record's owner.
+#[utoipa::path(get, path = "/v1/records/{id}/audit", operation_id = "audit",
+    params(("id" = rr_core::RecordId, Path, description = "Record id")),
+    security(("rr_ed25519" = [])),
+    responses((status = 200, description = "Proven state", body = rr_core::proof::StateAnswer)))]
 async fn audit(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -645,6 +763,15 @@ async fn audit(
     Ok(Json(s.api.audit(id, auth).await?))
 }
 
+/// The records an account owns and the grants it holds, complete and proven
+///
+/// Entries: (counts, 01 ‖ a), each (owner_records, a ‖ be64(i)) and record,
+/// (counts, 02 ‖ a), each (grantee_grants, a ‖ be64(i)) and grant. That
+/// account only: Authorization scope `list <id>`, signed by the account.
+#[utoipa::path(get, path = "/v1/accounts/{id}/listing", operation_id = "listing",
+    params(("id" = rr_core::AccountId, Path, description = "Account id: its ed25519 public key")),
+    security(("rr_ed25519" = [])),
+    responses((status = 200, description = "Proven state", body = rr_core::proof::StateAnswer)))]
 async fn listing(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -655,6 +782,14 @@ async fn listing(
     Ok(Json(s.api.listing(account, auth).await?))
 }
 
+/// Store a ciphertext blob, streamed
+///
+/// Answers with its CIDv1 (raw codec, sha2-256). Chunked uploads are
+/// allowed; the node's `max_blob_size` (default 16 GiB) limits the size.
+#[utoipa::path(post, path = "/v1/blobs", operation_id = "putBlob",
+    request_body(description = "The blob; no body stores the empty blob",
+        content = super::openapi::Binary, content_type = "application/octet-stream"),
+    responses((status = 201, description = "Stored", body = super::openapi::BlobCreated)))]
 async fn put_blob(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -730,6 +865,20 @@ fn blob_offset(query: Option<&str>) -> ApiResult<u64> {
         })
 }
 
+/// Stream a blob, from byte `offset` on
+///
+/// The node checks its copy against the CID: a damaged copy of at most
+/// 4 MiB is a 500 `integrity`; a larger one aborts the stream mid-way. With
+/// `offset=N` the answer is the blob less its first N bytes (the node still
+/// checks its whole copy): a client resumes a broken download with it, from
+/// the same or another replica. Not an HTTP range: the answer is 200 with
+/// the rest of the blob.
+#[utoipa::path(get, path = "/v1/blobs/{cid}", operation_id = "getBlob",
+    params(
+        ("cid" = rr_core::ContentId, Path, description = "CIDv1 raw sha2-256 in base32 (bafkrei..., 59 characters)"),
+        ("offset" = Option<u64>, Query, maximum = 9223372036854775807_u64,
+            description = "Bytes to skip (default 0); the only query this route takes (anything else is malformed_request)")),
+    responses((status = 200, description = "The blob, from offset on", body = super::openapi::Binary, content_type = "application/octet-stream")))]
 async fn get_blob(
     State(s): State<AppState>,
     Path(cid): Path<String>,
@@ -781,6 +930,9 @@ async fn get_blob(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(s): State<AppState>) -> ApiResult<Response> {
     let Some(handle) = &s.config.metrics else {
         return Err(ApiError::new(
