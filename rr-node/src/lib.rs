@@ -126,7 +126,7 @@ pub use contracts::{
     Verdict,
 };
 #[cfg(feature = "server")]
-pub use local_cluster::LocalCluster;
+pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 #[cfg(feature = "server")]
 pub use node::{DevConfig, DevNode, DevTypes, Node, NodeParts, NodeTypes};
 pub use peers::{ClusterFile, ClusterMember};

@@ -1,6 +1,7 @@
-//! One Byzantine replica in a real four-replica cluster (f = 1): its answers
-//! to clients are rewritten, signed with its own replica key where a lie
-//! needs a signature. The real node behind it keeps ordering honestly (the
+//! One Byzantine replica in a real four-replica cluster (f = 1, a
+//! `LocalCluster`): its answers to clients are rewritten, signed with its own
+//! replica key (`LocalCluster::signing_key_for_testing`) where a lie needs a
+//! signature. The real node behind it keeps ordering honestly (the
 //! ledger inside is BFT already; these tests are about what a client is
 //! told). For every lie, the client refuses it, names the replica, and
 //! succeeds from the honest replicas.
@@ -34,7 +35,8 @@ use rr_core::{
     Timestamp, TxId,
 };
 use rr_node::{
-    collect, Authorization, Client, GrantOptions, Identity, NodeApi, NodeError, NodeInfo, Retrieval,
+    collect, Authorization, Client, GrantOptions, Identity, LocalCluster, NodeApi, NodeError,
+    NodeInfo, Retrieval,
 };
 use rr_pre::Umbral;
 use rr_storage::StateTree;
@@ -82,12 +84,15 @@ struct Byzantine {
 }
 
 impl Byzantine {
-    fn new(inner: Arc<Replica>, i: usize, lie: Lie) -> Arc<Self> {
+    /// Replica `i` of `cluster`, lying as `lie` says.
+    fn new(cluster: &LocalCluster, i: usize, lie: Lie) -> Arc<Self> {
         Arc::new(Self {
-            inner: inner as Arc<dyn NodeApi>,
+            inner: cluster.members()[i].clone(),
             lie,
             me: ReplicaId(i as u16),
-            key: key(i),
+            key: cluster
+                .signing_key_for_testing(i)
+                .expect("a replica of the cluster"),
             kept: Mutex::default(),
             calls: AtomicUsize::new(0),
         })
@@ -371,12 +376,12 @@ impl NodeApi for Byzantine {
 
 /// The cluster's members with replica `i` replaced by a liar.
 fn with_liar(
-    nodes: &[Arc<Replica>],
+    cluster: &LocalCluster,
     i: usize,
     lie: Lie,
 ) -> (Vec<Arc<dyn NodeApi>>, Arc<Byzantine>) {
-    let liar = Byzantine::new(nodes[i].clone(), i, lie);
-    let mut members = as_api(nodes);
+    let liar = Byzantine::new(cluster, i, lie);
+    let mut members = cluster.members();
     members[i] = liar.clone();
     (members, liar)
 }
@@ -389,22 +394,17 @@ fn named(skipped: &[rr_node::SkippedReplica], i: u16, what: &str) -> bool {
 
 const BODY: &[u8] = b"2026-11-23 MRI: no abnormality detected";
 
-async fn stop(nodes: &[Arc<Replica>]) {
-    for n in nodes {
-        n.shutdown().await.unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_substituted_or_made_up_record_is_refused_and_the_liar_named() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let (alice, bob, put, grant) = alice_shares(&nodes, BODY).await;
+    let cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
+    let (alice, bob, put, grant) = alice_shares(&cluster, BODY).await;
     for lie in [Lie::SwappedRecord, Lie::ForgedState] {
         let genuine = nodes[1].record(&put.record_id).unwrap();
         // Replica 0 lies: it is the first one a read asks.
-        let (members, _liar) = with_liar(&nodes, 0, lie);
-        let alice = client(members.clone(), twin(alice.identity()));
+        let (members, _liar) = with_liar(&cluster, 0, lie);
+        let alice = client(&cluster, members.clone(), twin(alice.identity()));
         let read = alice
             .replicas()
             .record(
@@ -426,9 +426,9 @@ async fn a_substituted_or_made_up_record_is_refused_and_the_liar_named() {
         // is looked at, refused and named.)
         let mut members = members;
         for (i, m) in members.iter_mut().enumerate().skip(1) {
-            *m = Byzantine::new(nodes[i].clone(), i, Lie::Slow);
+            *m = Byzantine::new(&cluster, i, Lie::Slow);
         }
-        let bob = client(members, twin(&bob));
+        let bob = client(&cluster, members, twin(&bob));
         let (stream, report) = bob.retrieve_with_report(grant, treatment()).await.unwrap();
         assert_eq!(collect(stream).await.unwrap(), BODY, "{lie:?}");
         assert!(!report.used.contains(&ReplicaId(0)), "{lie:?}: {report:?}");
@@ -437,19 +437,20 @@ async fn a_substituted_or_made_up_record_is_refused_and_the_liar_named() {
             "{lie:?}: {report:?}"
         );
     }
-    stop(&nodes).await;
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lowered_threshold_or_f_zero_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
+    let cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
     let alice_id = Identity::generate(&Umbral);
     let bob = Identity::generate(&Umbral);
     // The liar says there is one replica and f = 0: the grant is still
     // 2 of 4, from the trusted set.
-    let (members, _liar) = with_liar(&nodes, 0, Lie::NoFaults);
-    let alice = client(members, twin(&alice_id));
+    let (members, _liar) = with_liar(&cluster, 0, Lie::NoFaults);
+    let alice = client(&cluster, members, twin(&alice_id));
     let put = alice
         .put(byte_stream_of(BODY.to_vec()), "text/plain")
         .await
@@ -475,8 +476,8 @@ async fn a_lowered_threshold_or_f_zero_changes_nothing() {
     assert!(err.to_string().contains("threshold_too_low"), "{err}");
 
     // A liar that lowers the grant's threshold to 1 is caught by the proof.
-    let (members, _liar) = with_liar(&nodes, 0, Lie::LoweredThreshold);
-    let bob_client = client(members, twin(&bob));
+    let (members, _liar) = with_liar(&cluster, 0, Lie::LoweredThreshold);
+    let bob_client = client(&cluster, members, twin(&bob));
     let read = bob_client
         .replicas()
         .grant(
@@ -501,21 +502,21 @@ async fn a_lowered_threshold_or_f_zero_changes_nothing() {
         2,
         "m = 2 fragments opened it: {report:?}"
     );
-    stop(&nodes).await;
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fragment_under_another_name_or_junk_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let (_alice, bob, _put, grant) = alice_shares(&nodes, BODY).await;
+    let cluster = cluster(dir.path(), 4).await;
+    let (_alice, bob, _put, grant) = alice_shares(&cluster, BODY).await;
     for (i, lie, why) in [
         (0, Lie::FragmentUnderAnotherName, "claims another replica"),
         (2, Lie::FragmentUnderAnotherName, "claims another replica"),
         (1, Lie::JunkFragment, "failed verification"),
     ] {
-        let (members, _liar) = with_liar(&nodes, i, lie);
-        let bob = client(members, twin(&bob));
+        let (members, _liar) = with_liar(&cluster, i, lie);
+        let bob = client(&cluster, members, twin(&bob));
         let (stream, report) = bob.retrieve_with_report(grant, treatment()).await.unwrap();
         assert_eq!(collect(stream).await.unwrap(), BODY, "{lie:?}");
         assert!(
@@ -532,16 +533,17 @@ async fn a_fragment_under_another_name_or_junk_is_refused() {
             assert!(named(&report.skipped, i as u16, why), "{lie:?}: {report:?}");
         }
     }
-    stop(&nodes).await;
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swallowed_revoke_with_a_fabricated_receipt_sent_first_is_not_believed() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let (alice, bob, put, grant) = alice_shares(&nodes, BODY).await;
-    let (members, liar) = with_liar(&nodes, 0, Lie::Swallow);
-    let alice = client(members.clone(), twin(alice.identity()));
+    let cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
+    let (alice, bob, put, grant) = alice_shares(&cluster, BODY).await;
+    let (members, liar) = with_liar(&cluster, 0, Lie::Swallow);
+    let alice = client(&cluster, members.clone(), twin(alice.identity()));
 
     // The revoke, as the client sends it: to every replica. The liar answers
     // first with a receipt certified by itself alone: refused, named; the
@@ -594,25 +596,25 @@ async fn a_swallowed_revoke_with_a_fabricated_receipt_sent_first_is_not_believed
     .await;
 
     // Bob, through the same replicas (the liar among them), is refused.
-    let bob = client(members, twin(&bob));
+    let bob = client(&cluster, members, twin(&bob));
     let err = match bob.retrieve(grant, treatment()).await {
         Ok(_) => panic!("a revoked grant must not retrieve"),
         Err(e) => e.to_string(),
     };
     assert!(err.contains("revoked"), "{err}");
     let _ = put;
-    stop(&nodes).await;
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_answers_are_never_believed() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let (alice, bob, put, grant) = alice_shares(&nodes, BODY).await;
+    let cluster = cluster(dir.path(), 4).await;
+    let (alice, bob, put, grant) = alice_shares(&cluster, BODY).await;
     // Replica 0 keeps answering what it answered first (a replica cut off,
     // or restarted from an old copy).
-    let (members, _liar) = with_liar(&nodes, 0, Lie::Stale);
-    let alice = client(members.clone(), twin(alice.identity()));
+    let (members, _liar) = with_liar(&cluster, 0, Lie::Stale);
+    let alice = client(&cluster, members.clone(), twin(alice.identity()));
     let before = alice
         .replicas()
         .grant(
@@ -628,7 +630,7 @@ async fn stale_answers_are_never_believed() {
     // is refused as stale, and the fresh one says revoked. (A new replica
     // set view, asking replica 0 first again, with what this client saw.)
     let seen = alice.replicas().seen();
-    let fresh = replicas(members.clone()).with_seen(seen);
+    let fresh = replicas(&cluster, members.clone()).with_seen(seen);
     let after = fresh
         .grant(
             grant,
@@ -650,16 +652,17 @@ async fn stale_answers_are_never_believed() {
     assert!(trail
         .iter()
         .any(|e| e.action == rr_core::AuditAction::Revoke));
-    let bob = client(members, twin(&bob));
+    let bob = client(&cluster, members, twin(&bob));
     assert!(bob.retrieve(grant, treatment()).await.is_err());
-    stop(&nodes).await;
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_retrieve_replayed_after_expiry_gives_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let alice = client(as_api(&nodes), Identity::generate(&Umbral));
+    let cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
+    let alice = cluster.client(Identity::generate(&Umbral));
     let bob_id = Identity::generate(&Umbral);
     let put = alice
         .put(byte_stream_of(BODY.to_vec()), "text/plain")
@@ -678,7 +681,7 @@ async fn a_committed_retrieve_replayed_after_expiry_gives_nothing() {
         )
         .await
         .unwrap();
-    let bob = client(as_api(&nodes), twin(&bob_id));
+    let bob = cluster.client(twin(&bob_id));
     // Bob retrieves in time; the call (signed once) is kept by an attacker.
     let tx = bob_id.sign(Call::Retrieve(rr_core::Retrieve {
         grant,
@@ -722,18 +725,18 @@ async fn a_committed_retrieve_replayed_after_expiry_gives_nothing() {
         nodes[0].grant(&grant).unwrap().erased_by.len() >= 3
     })
     .await;
-    stop(&nodes).await;
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_replica_costs_at_most_one_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
+    let cluster = cluster(dir.path(), 4).await;
     let deadline = Duration::from_millis(1_500);
-    let (members, hung) = with_liar(&nodes, 0, Lie::Hung);
+    let (members, hung) = with_liar(&cluster, 0, Lie::Hung);
     let hurry = |members: Vec<Arc<dyn NodeApi>>, id: Identity<Umbral>| {
         Client::new(
-            replicas(members)
+            replicas(&cluster, members)
                 .with_deadline(deadline)
                 .with_order_timeout(deadline * 4),
             Arc::new(Umbral),
@@ -795,5 +798,5 @@ async fn a_hung_replica_costs_at_most_one_deadline() {
         .expect("the audit read does not hang")
         .unwrap();
     assert!(trail.len() >= 4);
-    stop(&nodes).await;
+    cluster.shutdown().await.unwrap();
 }

@@ -1,5 +1,6 @@
 //! Four replicas of `Node<ClusterTypes>` (PBFT over loopback TCP) in one
-//! process, driven through `Replicas` by the ordinary `Client`: the whole
+//! process (a `LocalCluster`), driven through `Replicas` by the ordinary
+//! `Client`: the whole
 //! flow, a replica down, and a revocation every replica applies from the
 //! ledger. Replicas that lie are in `byzantine.rs`.
 
@@ -9,17 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_support::*;
-use rr_consensus::SystemClock;
 use rr_core::{byte_stream_of, ReplicaId};
-use rr_node::{collect, Identity, Node, NodeError};
+use rr_node::{collect, Identity, NodeError};
 use rr_pre::Umbral;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let alice = client(as_api(&nodes), Identity::generate(&Umbral));
-    let bob = client(as_api(&nodes), Identity::generate(&Umbral));
+    let mut cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
+    let alice = cluster.client(Identity::generate(&Umbral));
+    let bob = cluster.client(Identity::generate(&Umbral));
     let plaintext: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
 
     // Put: the ciphertext lands on every replica, the record on every ledger.
@@ -65,7 +66,7 @@ async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
     assert!(report.certified_by.len() >= 3, "{report:?}");
 
     // Replica 3 goes down (f = 1): the other three still order and answer.
-    nodes[3].shutdown().await.unwrap();
+    cluster.stop(3).await.unwrap();
     let (stream, report) = bob.retrieve_with_report(grant, treatment()).await.unwrap();
     assert_eq!(collect(stream).await.unwrap(), plaintext);
     assert!(
@@ -107,59 +108,35 @@ async fn four_replicas_put_grant_retrieve_revoke_with_faults() {
         assert_eq!(n.audit(&put.record_id).unwrap(), audit0);
     }
     assert!(audit0.len() >= 5, "{audit0:?}");
-    for n in &nodes[..3] {
-        n.shutdown().await.unwrap();
-    }
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (peers, mut nodes) = cluster(dir.path(), 4).await;
-    let (alice, bob, _put, grant) = alice_shares(&nodes, b"x-ray").await;
+    let mut cluster = cluster(dir.path(), 4).await;
+    let (alice, bob, _put, grant) = alice_shares(&cluster, b"x-ray").await;
+    let replica_3 = cluster.replica(3).unwrap();
     eventually("replica 3 has its fragment", || {
-        nodes[3].holds_fragment(&grant).unwrap()
+        replica_3.holds_fragment(&grant).unwrap()
     })
     .await;
 
-    // Replica 3 stops; the revoke commits without it.
-    nodes[3].shutdown().await.unwrap();
-    let down = nodes.pop().unwrap();
-    drop(down);
-    // Nothing may keep the stopped replica open: its client goes too.
-    let alice_keys = twin(alice.identity());
-    drop(alice);
-    // Replica 3, gone: a client still knows it (its key is in the trusted
-    // set), and finds nothing at its address.
-    let mut members = as_api(&nodes);
-    members.push(Arc::new(
-        rr_node::http::HttpClient::new("http://127.0.0.1:1").unwrap(),
-    ));
-    let alice = client(members, alice_keys);
+    // Replica 3 stops; the revoke commits without it. Nothing may keep the
+    // stopped replica open (its files are opened again on restart): the
+    // test's handle goes, and Alice's client holds none (it reaches each
+    // replica through the cluster).
+    drop(replica_3);
+    cluster.stop(3).await.unwrap();
+    // Replica 3, gone: the client still knows it (its key is in the trusted
+    // set), and finds nothing there.
     alice.revoke(grant).await.unwrap();
 
     // It comes back, catches up from its peers, and erases the fragment of
-    // the grant revoked while it was down.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let back = loop {
-        // The old instance's files are released once its tasks finish.
-        match Node::open_cluster(
-            config(dir.path(), &peers, 3),
-            key(3),
-            sealing(3),
-            Umbral,
-            Arc::new(SystemClock),
-        )
-        .await
-        {
-            Ok(n) => break n,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                eprintln!("restart: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(e) => panic!("restart failed: {e}"),
-        }
-    };
+    // the grant revoked while it was down. (The old instance's files are
+    // released once its tasks finish: the restart retries until then.)
+    cluster.restart(3).await.unwrap();
+    let back = cluster.replica(3).unwrap();
     eventually("the restarted replica erases the revoked fragment", || {
         !back.holds_fragment(&grant).unwrap()
     })
@@ -183,12 +160,13 @@ async fn replica_down_during_revoke_erases_its_fragment_on_restart() {
         }
         other => panic!("a revoked grant must be refused: {other:?}"),
     }
-    answer.receipt.verify(&replica_set(4)).unwrap();
+    answer
+        .receipt
+        .verify(&cluster.replica_set().unwrap())
+        .unwrap();
     assert!(answer.fragment.is_none());
-    back.shutdown().await.unwrap();
-    for n in &nodes {
-        n.shutdown().await.unwrap();
-    }
+    drop(back);
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,8 +175,9 @@ async fn a_fragment_sealed_to_another_replica_is_refused_and_not_stored() {
     use rr_node::sealing::{seal, Slot};
 
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let alice = client(as_api(&nodes), Identity::generate(&Umbral));
+    let cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
+    let alice = cluster.client(Identity::generate(&Umbral));
     let bob = Identity::generate(&Umbral);
     let put = alice
         .put(byte_stream_of(b"lab results".to_vec()), "text/plain")
@@ -220,7 +199,8 @@ async fn a_fragment_sealed_to_another_replica_is_refused_and_not_stored() {
         grantee: bob.account(),
         replica: ReplicaId(r),
     };
-    let to = |r: usize| sealing(r).public();
+    let sealing = cluster.sealing_public_keys();
+    let to = |r: usize| sealing[r];
     let sealed: Vec<Vec<u8>> = kfrags
         .iter()
         .enumerate()
@@ -268,22 +248,24 @@ async fn a_fragment_sealed_to_another_replica_is_refused_and_not_stored() {
         .await
         .unwrap();
     assert!(nodes[2].holds_fragment(&grant).unwrap());
-    for n in &nodes {
-        n.shutdown().await.unwrap();
-    }
+    cluster.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fewer_than_a_quorum_of_replicas_fails_clearly_and_gives_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (_peers, nodes) = cluster(dir.path(), 4).await;
-    let (_alice, bob, _put, grant) = alice_shares(&nodes, b"discharge letter").await;
+    let mut cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
+    let (_alice, bob, _put, grant) = alice_shares(&cluster, b"discharge letter").await;
     let height = nodes[0].status().height;
     // Two of four replicas stop: no quorum of 2f + 1 = 3 is left.
-    nodes[2].shutdown().await.unwrap();
-    nodes[3].shutdown().await.unwrap();
+    cluster.stop(2).await.unwrap();
+    cluster.stop(3).await.unwrap();
     let bob = rr_node::Client::new(
-        replicas(as_api(&nodes)).with_order_timeout(Duration::from_secs(2)),
+        cluster
+            .client_replicas()
+            .unwrap()
+            .with_order_timeout(Duration::from_secs(2)),
         Arc::new(Umbral),
         bob,
     );
@@ -299,7 +281,5 @@ async fn fewer_than_a_quorum_of_replicas_fails_clearly_and_gives_nothing() {
     // Nothing was ordered, so no replica re-encrypted anything.
     assert_eq!(nodes[0].status().height, height);
     assert_eq!(nodes[1].status().height, height);
-    for n in &nodes[..2] {
-        n.shutdown().await.unwrap();
-    }
+    cluster.shutdown().await.unwrap();
 }

@@ -61,6 +61,14 @@ async fn a_client_made_before_a_restart_reaches_the_restarted_replica() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = LocalCluster::start(dir.path(), 4).await.unwrap();
     let alice = cluster.client(Identity::generate(&Umbral));
+    // Members of the caller's stand in for the replicas one for one.
+    let err = cluster
+        .replicas_with(cluster.members()[..3].to_vec())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("3 members for a replica set of 4"),
+        "{err}"
+    );
     cluster.stop(0).await.unwrap();
     assert!(cluster.replica(0).is_none());
     let put = alice

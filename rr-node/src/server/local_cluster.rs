@@ -7,7 +7,9 @@
 //! fault-injecting in-process router of rr-consensus
 //! (`LocalCluster::start_on_router`). Clients reach them in process
 //! ([`LocalCluster::client`]) and check every answer as they would over
-//! HTTP.
+//! HTTP. [`LocalCluster::builder`] sets the engine and blob settings, and
+//! [`LocalCluster::replicas_with`] lets a test stand its own [`NodeApi`]
+//! (say, a replica that lies) in for a replica.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +53,7 @@ use crate::api::{Authorization, NodeApi, NodeError, Peer, Retrieval};
 use crate::client::{Client, Identity};
 use crate::cluster::{replica_set_of, ClusterConfig, ClusterReplica};
 use crate::replicas::Replicas;
-use crate::sealing::SealingKey;
+use crate::sealing::{SealingKey, SealingPublicKey};
 
 /// How the replicas of a [`LocalCluster`] reach each other.
 #[derive(Clone)]
@@ -72,6 +74,8 @@ pub struct LocalCluster {
     /// a replica opens).
     sealing: Vec<zeroize::Zeroizing<[u8; 32]>>,
     pbft: PbftConfig,
+    /// [`ClusterConfig::max_blob_size`], if not the default.
+    max_blob_size: Option<u64>,
     clock: Arc<dyn Clock>,
     links: Links,
     /// The running replicas, shared with the clients' members, which look
@@ -102,8 +106,9 @@ impl LocalCluster {
     /// Starts `n` replicas (n = 3f + 1, at least 4) with fresh keys, their
     /// data in `dir/replica-<i>`, talking over loopback TCP, with
     /// [`PbftConfig::default`]. Must be called inside a tokio runtime.
+    /// [`LocalCluster::builder`] sets more.
     pub async fn start(dir: impl AsRef<Path>, n: usize) -> Result<Self, NodeError> {
-        Self::start_with(dir, n, PbftConfig::default(), Links::Tcp).await
+        Self::builder(dir, n).start().await
     }
 
     /// Like [`LocalCluster::start`] with the replicas on `router` (made for
@@ -117,15 +122,51 @@ impl LocalCluster {
         pbft: PbftConfig,
         router: Arc<rr_consensus::harness::Router>,
     ) -> Result<Self, NodeError> {
-        Self::start_with(dir, n, pbft, Links::Router(router)).await
+        Self::builder(dir, n)
+            .pbft(pbft)
+            .on_router(router)
+            .start()
+            .await
     }
 
-    async fn start_with(
-        dir: impl AsRef<Path>,
-        n: usize,
-        pbft: PbftConfig,
-        links: Links,
-    ) -> Result<Self, NodeError> {
+    /// The settings of a cluster of `n` replicas keeping their data in
+    /// `dir/replica-<i>`, to change before [`LocalClusterBuilder::start`]:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rr_consensus::PbftConfig;
+    /// use rr_node::LocalCluster;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cluster = LocalCluster::builder(dir.path(), 4)
+    ///     .pbft(PbftConfig::for_tests())
+    ///     .max_blob_size(1 << 30)
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(cluster.config(0).max_blob_size, 1 << 30);
+    /// cluster.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(dir: impl AsRef<Path>, n: usize) -> LocalClusterBuilder {
+        LocalClusterBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            n,
+            pbft: PbftConfig::default(),
+            max_blob_size: None,
+            links: Links::Tcp,
+        }
+    }
+
+    async fn start_with(builder: LocalClusterBuilder) -> Result<Self, NodeError> {
+        let LocalClusterBuilder {
+            dir,
+            n,
+            pbft,
+            max_blob_size,
+            links,
+        } = builder;
         let keys: Vec<SigningKey> = (0..n).map(|_| SigningKey::generate(&mut OsRng)).collect();
         let sealing: Vec<zeroize::Zeroizing<[u8; 32]>> = (0..n)
             .map(|_| {
@@ -149,11 +190,12 @@ impl LocalCluster {
             })
             .collect::<Result<Vec<_>, NodeError>>()?;
         let mut cluster = Self {
-            dir: dir.as_ref().to_path_buf(),
+            dir,
             peers,
             keys,
             sealing,
             pbft,
+            max_blob_size,
             clock: Arc::new(SystemClock),
             links,
             replicas: Arc::new(std::sync::RwLock::new((0..n).map(|_| None).collect())),
@@ -199,8 +241,17 @@ impl LocalCluster {
         replica_set_of(self.peers.iter().cloned())
     }
 
+    /// Every replica's public sealing key, in order: what clients seal key
+    /// fragments to (`peers()[i].sealing_key`, decoded).
+    pub fn sealing_public_keys(&self) -> Vec<SealingPublicKey> {
+        self.sealing
+            .iter()
+            .map(|s| SealingKey::derive(s).public())
+            .collect()
+    }
+
     /// Replica `i`'s settings (its data directory, the peers, the engine
-    /// settings), as [`LocalCluster::restart`] opens it.
+    /// and blob settings), as [`LocalCluster::restart`] opens it.
     pub fn config(&self, i: usize) -> ClusterConfig {
         let mut config = ClusterConfig::new(
             ReplicaId(i as u16),
@@ -208,7 +259,20 @@ impl LocalCluster {
             self.peers.clone(),
         );
         config.pbft = self.pbft.clone();
+        if let Some(max) = self.max_blob_size {
+            config.max_blob_size = max;
+        }
         config
+    }
+
+    /// Replica `i`'s secret replica key, so that a test can play a
+    /// Byzantine replica that signs as replica `i` (headers, certificates,
+    /// capsule fragments). Only with the `testing` feature: a cluster that
+    /// is not a test has no use for it. `None` if there is no replica `i`.
+    #[cfg(feature = "testing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+    pub fn signing_key_for_testing(&self, i: usize) -> Option<SigningKey> {
+        self.keys.get(i).cloned()
     }
 
     /// Stops replica `i` (as a crash that lost no committed data: its files
@@ -277,24 +341,35 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// The replica set as a client sees it: every replica in process (a
-    /// stopped one answers that it is down; a restarted one is reached as
-    /// it is now), the trusted keys and the sealing keys.
-    pub fn client_replicas(&self) -> Result<Replicas, NodeError> {
-        let members = (0..self.n())
+    /// Every replica as a client reaches it in process, in order: a
+    /// stopped one answers at once that it is down, a restarted one is
+    /// reached as it is now, and none is kept open by its member.
+    pub fn members(&self) -> Vec<Arc<dyn NodeApi>> {
+        (0..self.n())
             .map(|i| {
                 Arc::new(Member {
                     slots: self.replicas.clone(),
                     i,
                 }) as Arc<dyn NodeApi>
             })
-            .collect();
-        Replicas::new(members, self.replica_set()?)?.with_sealing_keys(
-            self.sealing
-                .iter()
-                .map(|s| SealingKey::derive(s).public())
-                .collect(),
-        )
+            .collect()
+    }
+
+    /// The replica set as a client sees it: every replica in process
+    /// ([`LocalCluster::members`]), the trusted keys and the sealing keys.
+    pub fn client_replicas(&self) -> Result<Replicas, NodeError> {
+        self.replicas_with(self.members())
+    }
+
+    /// The replica set as a client sees it, reaching replica `i` through
+    /// `members[i]`: the cluster's trusted keys and sealing keys with
+    /// members of the caller's, such as [`LocalCluster::members`] with one
+    /// wrapped to lie, delay or drop answers, or an HTTP client of a
+    /// replica's API. Every answer is checked against the trusted keys, so
+    /// a member that is not what it claims is refused like a lying replica.
+    /// An error if `members` is not one per replica.
+    pub fn replicas_with(&self, members: Vec<Arc<dyn NodeApi>>) -> Result<Replicas, NodeError> {
+        Replicas::new(members, self.replica_set()?)?.with_sealing_keys(self.sealing_public_keys())
     }
 
     /// A client acting as `identity` on this cluster.
@@ -311,6 +386,61 @@ impl LocalCluster {
             self.stop(i).await?;
         }
         Ok(())
+    }
+}
+
+/// The settings of a [`LocalCluster`] before it starts, from
+/// [`LocalCluster::builder`]: by default loopback TCP,
+/// [`PbftConfig::default`] and [`ClusterConfig::new`]'s blob limit.
+#[must_use = "a builder starts nothing until `start` is called"]
+pub struct LocalClusterBuilder {
+    dir: PathBuf,
+    n: usize,
+    pbft: PbftConfig,
+    max_blob_size: Option<u64>,
+    links: Links,
+}
+
+impl std::fmt::Debug for LocalClusterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalClusterBuilder")
+            .field("dir", &self.dir)
+            .field("n", &self.n)
+            .field("pbft", &self.pbft)
+            .field("max_blob_size", &self.max_blob_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalClusterBuilder {
+    /// Every replica's engine settings ([`ClusterConfig::pbft`]), such as
+    /// [`PbftConfig::for_tests`] for the short timeouts of a test.
+    pub fn pbft(mut self, pbft: PbftConfig) -> Self {
+        self.pbft = pbft;
+        self
+    }
+
+    /// The largest blob every replica accepts, in bytes
+    /// ([`ClusterConfig::max_blob_size`]).
+    pub fn max_blob_size(mut self, bytes: u64) -> Self {
+        self.max_blob_size = Some(bytes);
+        self
+    }
+
+    /// The replicas talk over `router` (made for `n` replicas), the
+    /// in-process router of rr-consensus's harness, whose faults (loss,
+    /// delay, partitions) the caller sets, instead of loopback TCP.
+    #[cfg(feature = "testing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+    pub fn on_router(mut self, router: Arc<rr_consensus::harness::Router>) -> Self {
+        self.links = Links::Router(router);
+        self
+    }
+
+    /// Starts the replicas (with fresh keys). Must be called inside a tokio
+    /// runtime.
+    pub async fn start(self) -> Result<LocalCluster, NodeError> {
+        LocalCluster::start_with(self).await
     }
 }
 

@@ -1,118 +1,57 @@
 //! Four replicas of `Node<ClusterTypes>` (PBFT over loopback TCP) in one
-//! process, and the clients of every replica the tests drive them with.
+//! process, as [`LocalCluster`] runs them, and the helpers the tests drive
+//! them with.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-use rr_consensus::{PbftConfig, SystemClock};
-use rr_core::cert::ReplicaSetInfo;
-use rr_core::{byte_stream_of, AccountId, GrantId, Purpose, ReplicaId};
-use rr_node::cluster::{ClusterConfig, ClusterTypes, Peer};
-use rr_node::sealing::{SealingKey, SealingPublicKey};
-use rr_node::{Client, GrantOptions, Identity, Node, NodeApi, PutOutcome, Replicas};
+use rr_consensus::PbftConfig;
+use rr_core::{byte_stream_of, GrantId, Purpose};
+use rr_node::{
+    Client, ClusterReplica, GrantOptions, Identity, LocalCluster, NodeApi, PutOutcome, Replicas,
+};
 use rr_pre::Umbral;
 
 /// One replica.
-pub type Replica = Node<ClusterTypes<Umbral>>;
+pub type Replica = ClusterReplica<Umbral>;
 
-/// Replica `i`'s key.
-pub fn key(i: usize) -> SigningKey {
-    SigningKey::from_bytes(&[i as u8 + 1; 32])
-}
-
-/// Replica `i`'s sealing key.
-pub fn sealing(i: usize) -> SealingKey {
-    SealingKey::derive(&[i as u8 + 50; 32])
-}
-
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+/// A cluster of `n` in `dir`, with the engine's test timeouts and blobs up
+/// to 1 GiB.
+pub async fn cluster(dir: &std::path::Path, n: usize) -> LocalCluster {
+    LocalCluster::builder(dir, n)
+        .pbft(PbftConfig::for_tests())
+        .max_blob_size(1 << 30)
+        .start()
+        .await
         .unwrap()
 }
 
-/// The peers of a cluster of `n`.
-pub fn peers(n: usize) -> Vec<Peer> {
-    (0..n)
-        .map(|i| Peer {
-            p2p: free_addr(),
-            api: format!("http://127.0.0.1:{}", 1 + i),
-            public_key: hex::encode(key(i).verifying_key().as_bytes()),
-            sealing_key: sealing(i).public().to_hex(),
+/// Every replica of `cluster`, in order; all must be running. (These
+/// handles keep their replica open: drop them before restarting one.)
+pub fn nodes(cluster: &LocalCluster) -> Vec<Arc<Replica>> {
+    (0..cluster.n())
+        .map(|i| {
+            cluster
+                .replica(i)
+                .unwrap_or_else(|| panic!("replica {i} runs"))
         })
         .collect()
 }
 
-/// Replica `i`'s settings.
-pub fn config(dir: &std::path::Path, peers: &[Peer], i: usize) -> ClusterConfig {
-    let mut config = ClusterConfig::new(
-        ReplicaId(i as u16),
-        dir.join(format!("replica-{i}")),
-        peers.to_vec(),
-    );
-    config.pbft = PbftConfig::for_tests();
-    config.max_blob_size = 1 << 30;
-    config
+/// The replica set of `cluster` as a client sees it, reaching the replicas
+/// through `members` (possibly wrapped to lie).
+pub fn replicas(cluster: &LocalCluster, members: Vec<Arc<dyn NodeApi>>) -> Replicas {
+    cluster.replicas_with(members).unwrap()
 }
 
-/// Opens replica `i`.
-pub async fn open(dir: &std::path::Path, peers: &[Peer], i: usize) -> Arc<Replica> {
-    Node::open_cluster(
-        config(dir, peers, i),
-        key(i),
-        sealing(i),
-        Umbral,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap()
-}
-
-/// A cluster of `n` in `dir`.
-pub async fn cluster(dir: &std::path::Path, n: usize) -> (Vec<Peer>, Vec<Arc<Replica>>) {
-    let peers = peers(n);
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        nodes.push(open(dir, &peers, i).await);
-    }
-    (peers, nodes)
-}
-
-/// The trusted replica set of a cluster of `n` (what `cluster.json` names).
-pub fn replica_set(n: usize) -> ReplicaSetInfo {
-    ReplicaSetInfo::new(
-        (0..n)
-            .map(|i| AccountId::from_verifying_key(&key(i).verifying_key()))
-            .collect(),
-    )
-    .unwrap()
-}
-
-/// The replica set as a client sees it: the trusted keys, the sealing keys,
-/// and `members` (possibly wrapped to lie).
-pub fn replicas(members: Vec<Arc<dyn NodeApi>>) -> Replicas {
-    let n = members.len();
-    let sealing: Vec<SealingPublicKey> = (0..n).map(|i| sealing(i).public()).collect();
-    Replicas::new(members, replica_set(n))
-        .unwrap()
-        .with_sealing_keys(sealing)
-        .unwrap()
-}
-
-/// The replicas as client members.
-pub fn as_api(nodes: &[Arc<Replica>]) -> Vec<Arc<dyn NodeApi>> {
-    nodes
-        .iter()
-        .map(|n| n.clone() as Arc<dyn NodeApi>)
-        .collect()
-}
-
-/// A client of `members` acting as `identity`.
-pub fn client(members: Vec<Arc<dyn NodeApi>>, identity: Identity<Umbral>) -> Client<Umbral> {
-    Client::new(replicas(members), Arc::new(Umbral), identity)
+/// A client of `cluster` through `members`, acting as `identity`.
+pub fn client(
+    cluster: &LocalCluster,
+    members: Vec<Arc<dyn NodeApi>>,
+    identity: Identity<Umbral>,
+) -> Client<Umbral> {
+    Client::new(replicas(cluster, members), Arc::new(Umbral), identity)
 }
 
 /// Waits until `check` holds (the follower and the other replicas catch up
@@ -148,10 +87,10 @@ pub fn options() -> GrantOptions {
 /// Alice (a client of every replica) stores `body` and grants it to a new
 /// Bob for treatment, with the default threshold.
 pub async fn alice_shares(
-    nodes: &[Arc<Replica>],
+    cluster: &LocalCluster,
     body: &[u8],
 ) -> (Client<Umbral>, Identity<Umbral>, PutOutcome, GrantId) {
-    let alice = client(as_api(nodes), Identity::generate(&Umbral));
+    let alice = cluster.client(Identity::generate(&Umbral));
     let bob = Identity::generate(&Umbral);
     let put = alice
         .put(byte_stream_of(body.to_vec()), "text/plain")
