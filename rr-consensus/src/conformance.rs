@@ -129,11 +129,10 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use rr_core::cert::{Certificate, LedgerHeader, ReplicaSetInfo};
-use rr_core::state::keys;
 use rr_core::{
     AccountId, Block, BlockContext, BlockHash, Call, CallOutput, ConsensusEngine, ContractExecutor,
     ErrorCode, Execution, ExecutionError, GrantId, Outcome, Overlay, Receipt, Refusal, Revoke,
-    StateRead, Table, Timestamp, TxBody, TxId, VerifiedTransaction,
+    StateRead, Timestamp, TxBody, TxId, VerifiedTransaction,
 };
 use rr_storage::Ledger;
 
@@ -278,13 +277,9 @@ impl ContractExecutor for SuiteExecutor {
         let mut overlay = Overlay::new(state);
         let mut receipts = Vec::with_capacity(txs.len());
         for (i, tx) in txs.iter().enumerate() {
-            let key = keys::nonce(&tx.signer(), tx.body().nonce);
-            let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
+            let outcome = if !overlay.spend_nonce(tx)? {
                 refusal(ErrorCode::ReplayedNonce, "nonce used before")
             } else {
-                overlay
-                    .writes
-                    .put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
                 match &tx.body().call {
                     Call::Revoke(Revoke { grant }) if *grant == REFUSED_GRANT => refusal(
                         ErrorCode::InvalidCall,

@@ -271,6 +271,32 @@ impl<'a, S: StateRead + ?Sized> Overlay<'a, S> {
             writes: WriteSet::new(),
         }
     }
+
+    /// Whether `tx`'s nonce is spent (by an earlier call of its signer, in
+    /// this block or before): such a call is a replay.
+    pub fn nonce_spent(&self, tx: &crate::VerifiedTransaction) -> Result<bool, StateError> {
+        Ok(self
+            .get(Table::Nonces, &keys::nonce(&tx.signer(), tx.body().nonce))?
+            .is_some())
+    }
+
+    /// Spends `tx`'s nonce: `true` if it was fresh (it is spent now),
+    /// `false` if the call is a replay (nothing is written).
+    ///
+    /// The ledger's one replay rule, which every executor keeps: each call
+    /// that is not a replay spends its nonce whatever its outcome, so no call
+    /// (refused ones included) can be executed twice.
+    pub fn spend_nonce(&mut self, tx: &crate::VerifiedTransaction) -> Result<bool, StateError> {
+        if self.nonce_spent(tx)? {
+            return Ok(false);
+        }
+        self.writes.put(
+            Table::Nonces,
+            keys::nonce(&tx.signer(), tx.body().nonce),
+            Vec::new(),
+        );
+        Ok(true)
+    }
 }
 
 impl<S: StateRead + ?Sized> StateRead for Overlay<'_, S> {
@@ -339,6 +365,40 @@ impl StateRead for MemoryState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nonce_is_spent_once_in_a_block_and_across_blocks() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let call = |nonce| {
+            crate::TxBody {
+                signer: crate::AccountId::from_verifying_key(&key.verifying_key()),
+                nonce,
+                call: crate::Call::Revoke(crate::Revoke {
+                    grant: crate::GrantId([1; 32]),
+                }),
+            }
+            .sign(&key)
+            .verify()
+            .unwrap()
+        };
+        let (first, second) = (call(1), call(2));
+        let mut base = MemoryState::new();
+        let mut block = Overlay::new(&base);
+        assert!(!block.nonce_spent(&first).unwrap());
+        assert!(block.spend_nonce(&first).unwrap());
+        // A replay in the same block writes nothing more.
+        let writes = block.writes.len();
+        assert!(!block.spend_nonce(&first).unwrap());
+        assert_eq!(block.writes.len(), writes);
+        assert!(block.spend_nonce(&second).unwrap());
+        let ws = block.writes;
+        base.apply(&ws);
+        // And in a later block.
+        let later = Overlay::new(&base);
+        assert!(later.nonce_spent(&first).unwrap());
+        assert!(later.nonce_spent(&second).unwrap());
+        assert!(!later.nonce_spent(&call(3)).unwrap());
+    }
 
     #[test]
     fn overlay_sees_pending_writes_and_deletes() {

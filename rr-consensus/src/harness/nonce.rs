@@ -1,9 +1,8 @@
 //! A small, real executor for engine tests and benchmarks.
 
-use rr_core::state::keys;
 use rr_core::{
     BlockContext, CallOutput, ContractExecutor, ErrorCode, Execution, ExecutionError, GrantId,
-    Outcome, Receipt, Refusal, StateRead, Table, VerifiedTransaction,
+    Outcome, Receipt, Refusal, StateRead, VerifiedTransaction,
 };
 
 /// A small real executor: records each signer's nonce and refuses replays.
@@ -21,16 +20,12 @@ impl ContractExecutor for NonceExecutor {
         let mut overlay = rr_core::Overlay::new(state);
         let mut receipts = Vec::new();
         for (i, tx) in txs.iter().enumerate() {
-            let key = keys::nonce(&tx.signer(), tx.body().nonce);
-            let outcome = if overlay.get(Table::Nonces, &key)?.is_some() {
+            let outcome = if !overlay.spend_nonce(tx)? {
                 Outcome::Refused(Refusal {
                     code: ErrorCode::ReplayedNonce,
                     message: "replayed".into(),
                 })
             } else {
-                overlay
-                    .writes
-                    .put(Table::Nonces, key, ctx.height.to_be_bytes().to_vec());
                 Outcome::Ok(CallOutput::Revoked {
                     grant: GrantId([0; 32]),
                 })

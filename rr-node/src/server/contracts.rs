@@ -421,11 +421,9 @@ pub fn refuse_call<'s>(
     tx: &VerifiedTransaction,
     refusal: Refusal,
 ) -> Result<Receipt, StateError> {
-    let nonce_key = keys::nonce(&tx.signer(), tx.body().nonce);
-    let outcome = if state.get(Table::Nonces, &nonce_key)?.is_some() {
+    let outcome = if !state.spend_nonce(tx)? {
         Outcome::Refused(replayed(tx))
     } else {
-        state.writes.put(Table::Nonces, nonce_key, vec![]);
         let mut step = Step {
             audit: audit_subject(&*state, tx)?,
             state,
@@ -921,8 +919,7 @@ impl ContractExecutor for NativeContracts {
         let mut overlay: Overlay<'_, dyn StateRead> = Overlay::new(state);
         let mut receipts = Vec::with_capacity(txs.len());
         for (index, tx) in txs.iter().enumerate() {
-            let nonce_key = keys::nonce(&tx.signer(), tx.body().nonce);
-            let outcome = if overlay.get(Table::Nonces, &nonce_key)?.is_some() {
+            let outcome = if overlay.nonce_spent(tx)? {
                 Outcome::Refused(replayed(tx))
             } else if let Some(refusal) = self.policy_refusal(&overlay, ctx, tx)? {
                 let receipt = refuse_call(&mut overlay, ctx, index as u32, tx, refusal)?;
@@ -931,7 +928,7 @@ impl ContractExecutor for NativeContracts {
             } else {
                 // The nonce is spent whatever the outcome, so a refused call
                 // cannot be replayed to flood the audit trail.
-                overlay.writes.put(Table::Nonces, nonce_key, vec![]);
+                overlay.spend_nonce(tx)?;
                 let mut step = Step {
                     state: &mut overlay,
                     ctx: *ctx,
