@@ -167,7 +167,7 @@ impl ErrorCode {
 impl std::str::FromStr for ErrorCode {
     type Err = DecodeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(native) = NATIVE_CODES.into_iter().find(|c| c.as_str() == s) {
+        if let Some(native) = ErrorCode::NATIVE.into_iter().find(|c| c.as_str() == s) {
             return Ok(native);
         }
         let unknown = |reason: String| DecodeError::Invalid {
@@ -189,23 +189,25 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// The native codes, in variant order.
-const NATIVE_CODES: [ErrorCode; 14] = [
-    ErrorCode::ReplayedNonce,
-    ErrorCode::InvalidCall,
-    ErrorCode::UnknownRecord,
-    ErrorCode::UnknownGrant,
-    ErrorCode::RecordExists,
-    ErrorCode::NotOwner,
-    ErrorCode::NotGrantee,
-    ErrorCode::GrantRevoked,
-    ErrorCode::GrantExpired,
-    ErrorCode::PurposeMismatch,
-    ErrorCode::SchemeMismatch,
-    ErrorCode::NotReplica,
-    ErrorCode::ThresholdTooLow,
-    ErrorCode::SingleProxyRefused,
-];
+impl ErrorCode {
+    /// Every native code (all but policy codes), in variant order.
+    pub const NATIVE: [ErrorCode; 14] = [
+        ErrorCode::ReplayedNonce,
+        ErrorCode::InvalidCall,
+        ErrorCode::UnknownRecord,
+        ErrorCode::UnknownGrant,
+        ErrorCode::RecordExists,
+        ErrorCode::NotOwner,
+        ErrorCode::NotGrantee,
+        ErrorCode::GrantRevoked,
+        ErrorCode::GrantExpired,
+        ErrorCode::PurposeMismatch,
+        ErrorCode::SchemeMismatch,
+        ErrorCode::NotReplica,
+        ErrorCode::ThresholdTooLow,
+        ErrorCode::SingleProxyRefused,
+    ];
+}
 
 /// The code of a refusal by an integrator's contract policy: 1 to 32
 /// characters of `[a-z0-9_]`, starting with a letter. As an [`ErrorCode`]
@@ -646,7 +648,7 @@ mod tests {
     fn error_codes_keep_their_binary_and_text_forms() {
         // The binary form is hashed into receipts: the variant index of each
         // native code is what it was before policy codes existed.
-        for (i, code) in NATIVE_CODES.iter().enumerate() {
+        for (i, code) in ErrorCode::NATIVE.iter().enumerate() {
             assert_eq!(
                 postcard::to_allocvec(code).unwrap(),
                 vec![i as u8],
@@ -660,7 +662,7 @@ mod tests {
         let policy = ErrorCode::Policy(PolicyCode::new("purpose_not_allowed").unwrap());
         assert_eq!(policy.as_str(), "policy.purpose_not_allowed");
         let bin = postcard::to_allocvec(&policy).unwrap();
-        assert_eq!(bin[0], NATIVE_CODES.len() as u8);
+        assert_eq!(bin[0], ErrorCode::NATIVE.len() as u8);
         assert_eq!(postcard::from_bytes::<ErrorCode>(&bin).unwrap(), policy);
         let json = serde_json::to_string(&policy).unwrap();
         assert_eq!(json, "\"policy.purpose_not_allowed\"");
@@ -694,7 +696,7 @@ mod tests {
         assert_ne!(own, ErrorCode::NotOwner);
         assert_eq!(own.as_str().parse::<ErrorCode>().unwrap(), own);
         // A forged binary code that breaks the rule does not decode.
-        let mut bin = vec![NATIVE_CODES.len() as u8, 3];
+        let mut bin = vec![ErrorCode::NATIVE.len() as u8, 3];
         bin.extend_from_slice(b"A-B");
         assert!(postcard::from_bytes::<ErrorCode>(&bin).is_err());
     }
