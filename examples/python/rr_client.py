@@ -961,9 +961,13 @@ class Node:
         return self._do("POST", "/v1/retrieve", timeout=30, data=tx.bytes,
                         headers={"Content-Type": "application/octet-stream"}).json()
 
-    def put_blob(self, blob: bytes) -> str:
+    def put_blob(self, blob: bytes, auth: str) -> str:
+        """Stores `blob`; `auth` is the uploader's authorization of scope
+        `upload` (§11.2): its bytes count against that account's quota of
+        unreferenced uploads until a record names the blob."""
         return self._do("POST", "/v1/blobs", timeout=60, data=blob,
-                        headers={"Content-Type": "application/octet-stream"}).json()["cid"]
+                        headers={"Content-Type": "application/octet-stream",
+                                 "Authorization": auth}).json()["cid"]
 
     def get_blob(self, cid: str, offset: int = 0) -> bytes:
         q = f"?offset={offset}" if offset else ""
@@ -1165,7 +1169,7 @@ class Client:
         ok = 0
         for node in self.nodes:
             try:
-                if node.put_blob(env) != want:
+                if node.put_blob(env, self._auth("upload")) != want:
                     raise ProtocolError("the replica stored the blob under another CID")
                 ok += 1
             except (NodeError, requests.RequestException):

@@ -190,6 +190,11 @@ fn flows(c: &mut Criterion) {
         .block_on(rr_node::NodeApi::put_blob(
             &*node,
             rr_core::byte_stream_of(&BLOB[..]),
+            rr_node::Authorization::sign(
+                &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+                &node.replica_set().digest(),
+                rr_node::Authorization::upload_scope(),
+            ),
         ))
         .unwrap();
     let pre = Umbral;

@@ -140,6 +140,12 @@ impl Authorization {
     pub fn listing_scope(account: &AccountId) -> String {
         format!("list {account}")
     }
+
+    /// The scope of a blob upload (`POST /v1/blobs`): the uploading account
+    /// is metered for the ciphertext it stores until a record names it.
+    pub fn upload_scope() -> String {
+        "upload".to_string()
+    }
 }
 
 /// Which replicas took their key fragment of a grant.
@@ -171,7 +177,9 @@ pub struct FragmentDelivery {
 /// account. Everyone else gets the answer an id that does not exist gets
 /// (`unknown_record`, `unknown_grant`, `unknown_transaction`), so they learn
 /// nothing about whether it exists. Blobs are ciphertext and need no
-/// authorization to read.
+/// authorization to read; storing one needs an [`Authorization`] of scope
+/// [`Authorization::upload_scope`] by the uploading account, which is
+/// metered for the bytes it stores that no committed record names yet.
 #[async_trait::async_trait]
 pub trait NodeApi: Send + Sync + 'static {
     /// Replica set, schemes, status (unproven: for display and setup).
@@ -211,8 +219,16 @@ pub trait NodeApi: Send + Sync + 'static {
         account: AccountId,
         auth: Authorization,
     ) -> Result<StateAnswer, NodeError>;
-    /// Stores a blob (ciphertext), streamed.
-    async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError>;
+    /// Stores a blob (ciphertext), streamed, for the account that signed
+    /// `auth` (scope [`Authorization::upload_scope`]): counted against its
+    /// quota of unreferenced bytes until a committed record names the blob
+    /// ([`NodeError::QuotaExceeded`] past it). A stream whose size hint is
+    /// exact (lower bound = upper bound) is taken to declare that many
+    /// bytes, and refused before any is stored if they do not fit: the HTTP
+    /// server reports an upload's `Content-Length` so. Every upload is also
+    /// counted as it streams.
+    async fn put_blob(&self, data: ByteStream, auth: Authorization)
+        -> Result<ContentId, NodeError>;
     /// Streams a blob, checked against its content id.
     async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError>;
     /// Streams a blob from byte `offset` on: what [`NodeApi::get_blob`]
@@ -508,6 +524,16 @@ pub enum NodeError {
     /// A query's authorization is missing, malformed, expired or forged.
     #[error("not authenticated: {0}")]
     Unauthorized(String),
+    /// An upload would take the account's unreferenced bytes (blobs it
+    /// stored that no committed record names yet) past its quota, or all
+    /// accounts' past the node's cap; nothing was stored.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// Whether the node-wide cap (not the account's quota) was hit.
+        global: bool,
+        /// What to do about it.
+        message: String,
+    },
     /// The caller is authenticated but may not see or do this.
     #[error("forbidden: {0}")]
     Forbidden(String),

@@ -106,7 +106,7 @@ pub use client::{receipt, replicas};
 pub use server::testing;
 #[cfg(feature = "server")]
 #[doc(inline)]
-pub use server::{cluster, contracts, fragments, local_cluster, node, node_key};
+pub use server::{cluster, contracts, fragments, local_cluster, node, node_key, uploads};
 
 pub use api::{
     skip_prefix, Authorization, FragmentDelivery, NodeApi, NodeError, NodeInfo, OffsetPastEnd,

@@ -1529,7 +1529,10 @@ async fn a_record_naming_a_blob_the_replica_lacks_or_of_another_size_is_not_orde
     // Uploaded, but registered with another size.
     let stored = w
         .node
-        .put_blob(rr_core::byte_stream_of(ciphertext.clone()))
+        .put_blob(
+            rr_core::byte_stream_of(ciphertext.clone()),
+            w.alice.upload_auth(&w.node),
+        )
         .await
         .unwrap();
     assert_eq!(stored, cid);

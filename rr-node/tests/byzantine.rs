@@ -364,9 +364,13 @@ impl NodeApi for Byzantine {
         let a = self.inner.listing(account, auth).await?;
         Ok(self.rewrite(&format!("listing {account}"), a))
     }
-    async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError> {
+    async fn put_blob(
+        &self,
+        data: ByteStream,
+        auth: Authorization,
+    ) -> Result<ContentId, NodeError> {
         self.enter().await;
-        self.inner.put_blob(data).await
+        self.inner.put_blob(data, auth).await
     }
     async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
         self.enter().await;

@@ -200,9 +200,15 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
 
     // Oversized blob: declared too large (refused before any byte is read),
     // and streamed without a length (refused as it crosses the limit).
+    let uploader = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);
+    let upload_auth = http::authorization_header(&rr_node::Authorization::sign(
+        &uploader,
+        &server.node.replica_set().digest(),
+        rr_node::Authorization::upload_scope(),
+    ));
     let (status, body) = raw_http(
         &addr,
-        "POST /v1/blobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\nConnection: close\r\n\r\n",
+        &format!("POST /v1/blobs HTTP/1.1\r\nHost: x\r\nAuthorization: {upload_auth}\r\nContent-Length: 2097152\r\nConnection: close\r\n\r\n"),
         &[],
     )
     .await;
@@ -218,7 +224,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     chunked.extend_from_slice(b"0\r\n\r\n");
     let (status, body) = raw_http(
         &addr,
-        "POST /v1/blobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        &format!("POST /v1/blobs HTTP/1.1\r\nHost: x\r\nAuthorization: {upload_auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"),
         &chunked,
     )
     .await;
@@ -457,7 +463,15 @@ async fn blob_downloads_start_at_an_offset() {
     // that, which streams.
     for len in [1_000usize, 5 * 1024 * 1024 + 7] {
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        let cid = api.put_blob(byte_stream_of(data.clone())).await.unwrap();
+        let auth = rr_node::Authorization::sign(
+            &ed25519_dalek::SigningKey::from_bytes(&[67; 32]),
+            &server.node.replica_set().digest(),
+            rr_node::Authorization::upload_scope(),
+        );
+        let cid = api
+            .put_blob(byte_stream_of(data.clone()), auth)
+            .await
+            .unwrap();
         for offset in [0, 1, len / 2, len - 1, len] {
             let rest = collect(api.get_blob_from(cid, offset as u64).await.unwrap())
                 .await

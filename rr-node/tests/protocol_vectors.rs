@@ -1610,7 +1610,11 @@ async fn ledger(checked_in: &CheckedIn, write: bool, alice: &Person, bob: &Perso
         envelope::DEFAULT_CHUNK_SIZE,
         &plaintext,
     );
-    let cid = api.put_blob(byte_stream_of(env.clone())).await.unwrap();
+    let upload = Authorization::sign(&alice.key(), &set.digest(), Authorization::upload_scope());
+    let cid = api
+        .put_blob(byte_stream_of(env.clone()), upload)
+        .await
+        .unwrap();
     assert_eq!(cid, cid_of(&env));
     steps.push((
         "upload",

@@ -52,7 +52,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct DevArgs {
-    /// TOML file with settings (data_dir, listen, max_blob_size, log, scheme).
+    /// TOML file with settings (data_dir, listen, max_blob_size, log, scheme,
+    /// upload_quota_bytes, max_unreferenced_bytes, unreferenced_grace_secs).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Directory holding the ledger, key fragments and blobs (created if missing).
@@ -93,6 +94,12 @@ struct DevSettings {
     max_blob_size: u64,
     log: String,
     scheme: String,
+    #[serde(default)]
+    upload_quota_bytes: Option<u64>,
+    #[serde(default)]
+    max_unreferenced_bytes: Option<u64>,
+    #[serde(default)]
+    unreferenced_grace_secs: Option<u64>,
     #[serde(default)]
     tls_cert: Option<PathBuf>,
     #[serde(default)]
@@ -274,6 +281,11 @@ async fn open_dev<P: PreScheme>(
     let tls = settings.tls()?;
     let mut config = DevConfig::new(&settings.data_dir);
     config.max_blob_size = settings.max_blob_size;
+    config.uploads = rr_node::uploads::UploadLimits::from_settings(
+        settings.upload_quota_bytes,
+        settings.max_unreferenced_bytes,
+        settings.unreferenced_grace_secs,
+    )?;
     let node = Node::open_dev_with_scheme(config, pre, Arc::new(rr_consensus::SystemClock))
         .await
         .with_context(|| format!("opening the node in {}", settings.data_dir.display()))?;

@@ -1063,7 +1063,10 @@ impl<P: PreScheme> Client<P> {
         }));
         let cid = self
             .replicas
-            .put_blob(ciphertext)
+            .put_blob(
+                ciphertext,
+                self.authorization(Authorization::upload_scope()),
+            )
             .await
             .map_err(|e| match e {
                 NodeError::Blob(rr_core::BlobError::Source(io)) => {

@@ -1116,7 +1116,14 @@ impl Replicas {
     /// replicas stored it under the same content id. A replica that stops
     /// taking data, or does not confirm within the deadline after the last
     /// byte, is left behind.
-    pub async fn put_blob(&self, mut data: ByteStream) -> Result<ContentId, NodeError> {
+    ///
+    /// `auth` is the uploading account's authorization of scope
+    /// [`Authorization::upload_scope`] for this replica set.
+    pub async fn put_blob(
+        &self,
+        mut data: ByteStream,
+        auth: Authorization,
+    ) -> Result<ContentId, NodeError> {
         let n = self.n();
         let mut senders = Vec::with_capacity(n);
         let mut uploads = FuturesUnordered::new();
@@ -1124,7 +1131,10 @@ impl Replicas {
             let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
             senders.push(Some(tx));
             let stream: ByteStream = Box::pin(tokio_stream_of(rx));
-            uploads.push(tokio::spawn(async move { (i, m.put_blob(stream).await) }));
+            let auth = auth.clone();
+            uploads.push(tokio::spawn(
+                async move { (i, m.put_blob(stream, auth).await) },
+            ));
         }
         // Tee the ciphertext to every replica; a replica whose upload failed
         // or stalled drops out, the others go on.
@@ -1443,7 +1453,7 @@ mod tests {
             async fn grants_of_record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
             async fn audit(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError>;
             async fn listing(&self, account: AccountId, auth: Authorization) -> Result<StateAnswer, NodeError>;
-            async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError>;
+            async fn put_blob(&self, data: ByteStream, auth: Authorization) -> Result<ContentId, NodeError>;
             async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError>;
             async fn get_blob_from(&self, cid: ContentId, offset: u64) -> Result<ByteStream, NodeError>;
         }

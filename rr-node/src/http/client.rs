@@ -249,11 +249,16 @@ impl NodeApi for HttpClient {
             .await
     }
 
-    async fn put_blob(&self, data: ByteStream) -> Result<ContentId, NodeError> {
+    async fn put_blob(
+        &self,
+        data: ByteStream,
+        auth: Authorization,
+    ) -> Result<ContentId, NodeError> {
         let req = self
             .http
             .post(self.url("/v1/blobs"))
             .header(CONTENT_TYPE, "application/octet-stream")
+            .header(AUTHORIZATION, super::authorization_header(&auth))
             .body(reqwest::Body::wrap_stream(data));
         let stored: Stored = self.json(req).await?;
         Ok(stored.cid)

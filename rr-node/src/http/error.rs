@@ -28,7 +28,7 @@ pub struct ErrorDetail {
     /// `malformed_transaction`, `bad_signature`, `unauthorized`,
     /// `forbidden`, `unknown_record`, `unknown_grant`, `unknown_blob`,
     /// `blob_not_held`, `blob_size_mismatch`, `outcome_unknown`,
-    /// `unknown_transaction`, `too_large`, `integrity`,
+    /// `unknown_transaction`, `too_large`, `quota_exceeded`, `integrity`,
     /// `fragment_mismatch`, `fragment_missing`, `invalid_crypto`,
     /// `scheme_mismatch`, `unavailable`, `uncertified`, `not_found`,
     /// `method_not_allowed`, `unsupported_media_type`, `internal`.
@@ -61,6 +61,10 @@ pub(crate) fn classify(err: &NodeError) -> (StatusCode, std::borrow::Cow<'static
         NodeError::BadTransaction(_) => (S::BAD_REQUEST, "malformed_transaction"),
         NodeError::BadSignature(_) => (S::UNAUTHORIZED, "bad_signature"),
         NodeError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
+        NodeError::QuotaExceeded { global: false, .. } => (S::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+        NodeError::QuotaExceeded { global: true, .. } => {
+            (S::INSUFFICIENT_STORAGE, "quota_exceeded")
+        }
         NodeError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
         NodeError::UnknownRecord(_) => (S::NOT_FOUND, "unknown_record"),
         NodeError::UnknownGrant(_) => (S::NOT_FOUND, "unknown_grant"),
@@ -115,6 +119,7 @@ impl From<NodeError> for ApiError {
         let message = match &err {
             NodeError::Refused(r) => r.message.clone(),
             NodeError::Unauthorized(m) | NodeError::Forbidden(m) => m.clone(),
+            NodeError::QuotaExceeded { message, .. } => message.clone(),
             // Internal failures are logged in full; the client gets the gist.
             other => other.to_string(),
         };
@@ -164,6 +169,10 @@ pub(crate) fn from_response(status: u16, body: &[u8]) -> NodeError {
         "uncertified" => NodeError::Uncertified(error.message),
         "unknown_transaction" => NodeError::NotFound(error.message),
         "forbidden" => NodeError::Forbidden(error.message),
+        "quota_exceeded" => NodeError::QuotaExceeded {
+            global: status == 507,
+            message: error.message,
+        },
         _ => NodeError::Remote {
             status,
             code: error.code,

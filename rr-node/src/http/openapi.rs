@@ -74,7 +74,7 @@ docs/protocol.md section 4.1 rule 1, over `\"resilient-records/query/v2\\0\" || 
 varint(len(scope)) || scope || varint(at)`, where D is the 32-byte digest of the replica set \
 (section 10.1): an authorization for another cluster is refused. The scope is the request: \
 `record <record id>`, `grant <grant id>`, `tx <tx id>`, `audit <record id>`, `grants <record \
-id>` or `list <account id>`, the id as 64 lowercase hex digits whatever case the URL uses; \
+id>`, `list <account id>` or `upload` (a blob upload, by the uploading account), the id as 64 lowercase hex digits whatever case the URL uses; \
 `at` must be within 300000 ms of the node's clock. A missing, malformed, expired, foreign or \
 forged authorization is 401 `unauthorized`. Records are visible to their owner, grantees and \
 the replicas, grants to the record's owner and the grantee, receipts to the transaction's \
@@ -109,6 +109,7 @@ pub(super) const NODE_CODES: &[(&str, &str)] = &[
     ("outcome_unknown", "the replica stopped after the call left it and before it was decided: it may still commit; send the same signed transaction again to learn its outcome"),
     ("unknown_transaction", "no committed transaction with this id on this replica, or one the account did not sign"),
     ("too_large", "the body is over the route's limit"),
+    ("quota_exceeded", "a blob upload would pass the account's quota of uploads no committed record names yet (413) or the node's cap on all of them (507): register the records of earlier uploads, or wait until unregistered ones are deleted after the grace period; nothing was stored"),
     ("integrity", "this replica's copy of the blob does not match its content id"),
     ("fragment_mismatch", "the delivered key fragment does not match the grant's commitment, or the sealed fragment does not open for this replica"),
     ("fragment_missing", "this replica holds no key fragment for the grant"),
@@ -303,8 +304,11 @@ pub(super) const ROUTE_ERRORS: &[(&str, &[RouteError])] = &[
         "/v1/blobs",
         &[
             (400, "malformed_request", "the upload broke off"),
+            (401, "unauthorized", "the Authorization header (scope `upload`) is missing, malformed, expired, signed for another cluster, or forged"),
             (413, "too_large", "the blob is over the node's max_blob_size"),
+            (413, "quota_exceeded", "the account's blobs that no committed record names yet, with this one, would pass its quota (upload_quota_bytes): register their records, or wait until unregistered ones are deleted after the grace period; nothing was stored"),
             INTERNAL,
+            (507, "quota_exceeded", "all accounts' blobs that no committed record names yet would pass the node's cap (max_unreferenced_bytes): retry later or at another replica; nothing was stored"),
         ],
     ),
     (
@@ -691,6 +695,14 @@ mod tests {
             NodeError::UnknownRecord(r),
             NodeError::UnknownGrant(g),
             NodeError::Blob(rr_core::BlobError::TooLarge { limit: 1 }),
+            NodeError::QuotaExceeded {
+                global: false,
+                message: String::new(),
+            },
+            NodeError::QuotaExceeded {
+                global: true,
+                message: String::new(),
+            },
             NodeError::FragmentMismatch { grant: g, replica },
             NodeError::FragmentMissing { grant: g, replica },
             NodeError::Pre(rr_core::PreError::OpenFailed),

@@ -786,7 +786,15 @@ async fn listing(
 ///
 /// Answers with its CIDv1 (raw codec, sha2-256). Chunked uploads are
 /// allowed; the node's `max_blob_size` (default 16 GiB) limits the size.
+/// Authorization scope `upload`, signed by the uploading account: until a
+/// committed record names the blob, its bytes count against that account's
+/// quota of unreferenced uploads (`upload_quota_bytes`, default 4 GiB) and
+/// the node's cap on all of them (`max_unreferenced_bytes`, default
+/// 64 GiB); an upload past either is refused before it is stored (413 or
+/// 507 `quota_exceeded`). A blob no record names within the node's grace
+/// period (`unreferenced_grace`, default 24 h) is deleted.
 #[utoipa::path(post, path = "/v1/blobs", operation_id = "putBlob",
+    security(("rr_ed25519" = [])),
     request_body(description = "The blob; no body stores the empty blob",
         content = super::openapi::Binary, content_type = "application/octet-stream"),
     responses((status = 201, description = "Stored", body = super::openapi::BlobCreated)))]
@@ -795,6 +803,7 @@ async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<impl IntoResponse> {
+    let auth = auth(&headers, Authorization::upload_scope())?;
     let limit = s.config.max_blob_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -819,9 +828,13 @@ async fn put_blob(
                 }
             }
         });
+    let stream = DeclaredLength {
+        inner: Box::pin(stream),
+        declared,
+    };
     let cid = s
         .api
-        .put_blob(Box::pin(stream))
+        .put_blob(Box::pin(stream), auth)
         .await
         .map_err(|e| match e {
             NodeError::Blob(rr_core::BlobError::Source(io))
@@ -835,6 +848,32 @@ async fn put_blob(
             other => other,
         })?;
     Ok((StatusCode::CREATED, Json(json!({"cid": cid}))))
+}
+
+/// An upload's body stream, reporting the length its Content-Length
+/// declared as its size hint, so the node refuses an upload over its quota
+/// before reading it.
+struct DeclaredLength<S> {
+    inner: S,
+    declared: Option<u64>,
+}
+
+impl<S: futures::Stream + Unpin> futures::Stream for DeclaredLength<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self.declared.and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => (n, Some(n)),
+            None => (0, None),
+        }
+    }
 }
 
 /// Blobs up to this size are read and checked before the response starts, so

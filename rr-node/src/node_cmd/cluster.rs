@@ -98,6 +98,17 @@ struct ReplicaSettings {
     /// Largest record upload, in bytes.
     #[serde(default = "default_max_blob")]
     max_blob_size: u64,
+    /// Most bytes one account may have uploaded that no committed record
+    /// names yet (default 4 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upload_quota_bytes: Option<u64>,
+    /// Most bytes all accounts together may have uploaded that no committed
+    /// record names yet (default 64 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_unreferenced_bytes: Option<u64>,
+    /// Seconds an upload no committed record names is kept (default 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unreferenced_grace_secs: Option<u64>,
     /// Log filter.
     #[serde(default = "default_log")]
     log: String,
@@ -246,6 +257,11 @@ impl ReplicaSettings {
         config.p2p_listen = p2p_listen;
         config.pbft = self.pbft.config()?;
         config.max_blob_size = self.max_blob_size;
+        config.uploads = rr_node::uploads::UploadLimits::from_settings(
+            self.upload_quota_bytes,
+            self.max_unreferenced_bytes,
+            self.unreferenced_grace_secs,
+        )?;
         config.allow_single_proxy = self.allow_single_proxy;
         if let Some(ca) = self.tls.as_ref().and_then(|t| t.ca.as_ref()) {
             config.peers_ca = Some(
@@ -496,6 +512,9 @@ fn create_localnet(args: &LocalnetArgs) -> anyhow::Result<ClusterFile> {
             passphrase_file: Some(rdir.join("passphrase")),
             scheme: args.scheme.clone(),
             max_blob_size: default_max_blob(),
+            upload_quota_bytes: None,
+            max_unreferenced_bytes: None,
+            unreferenced_grace_secs: None,
             log: args.log.clone(),
             allow_single_proxy: args.allow_single_proxy,
             peers: peers.clone(),

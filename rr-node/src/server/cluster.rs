@@ -9,6 +9,7 @@
 //! DATA_DIR/ledger.redb      committed blocks, receipts, state
 //! DATA_DIR/wal.redb         what this replica signed (never contradicted after a restart)
 //! DATA_DIR/fragments.redb   this replica's key fragments
+//! DATA_DIR/uploads.redb     uploads no committed record names yet (metered, swept)
 //! DATA_DIR/blobs/           ciphertext, by content id
 //! ```
 //!
@@ -81,6 +82,9 @@ pub struct ClusterConfig {
     /// The CA that issued the peers' API certificates (PEM), pinned when
     /// this replica fetches blob copies from them over `https://`.
     pub peers_ca: Option<String>,
+    /// Quota and cap of uploads no committed record names yet, and how long
+    /// they are kept (default [`crate::uploads::UploadLimits::default`]).
+    pub uploads: crate::uploads::UploadLimits,
 }
 
 impl ClusterConfig {
@@ -103,7 +107,14 @@ impl ClusterConfig {
             allow_single_proxy: false,
             policies: crate::contracts::Policies::default(),
             peers_ca: None,
+            uploads: crate::uploads::UploadLimits::default(),
         }
+    }
+
+    /// This configuration with `limits` on uploads no record names yet.
+    pub fn with_upload_limits(mut self, limits: crate::uploads::UploadLimits) -> Self {
+        self.uploads = limits;
+        self
     }
 
     /// Checks the replica set: at least 4 replicas (one faulty replica
@@ -231,6 +242,7 @@ impl<P: PreScheme> Node<ClusterTypes<P>> {
         let (ledger, fragments) =
             crate::node::open_stores(dir, &replica_set, &*executor, &replica_key)?;
         let blobs = crate::node::open_fs_blobs(dir, config.max_blob_size)?;
+        let uploads = crate::node::open_uploads(dir, config.uploads.clone())?;
         let wal =
             Arc::new(Wal::open(dir.join("wal.redb")).map_err(|e| {
                 NodeError::Setup(format!("write-ahead log {}: {e}", dir.display()))
@@ -251,6 +263,7 @@ impl<P: PreScheme> Node<ClusterTypes<P>> {
             blobs,
             ledger,
             fragments,
+            uploads,
             replica: me,
             key,
             replica_set,

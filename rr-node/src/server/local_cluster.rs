@@ -521,8 +521,12 @@ impl NodeApi for Member {
     ) -> Result<StateAnswer, NodeError> {
         NodeApi::listing(&*self.now()?, account, auth).await
     }
-    async fn put_blob(&self, data: rr_core::ByteStream) -> Result<rr_core::ContentId, NodeError> {
-        NodeApi::put_blob(&*self.now()?, data).await
+    async fn put_blob(
+        &self,
+        data: rr_core::ByteStream,
+        auth: Authorization,
+    ) -> Result<rr_core::ContentId, NodeError> {
+        NodeApi::put_blob(&*self.now()?, data, auth).await
     }
     async fn get_blob(&self, cid: rr_core::ContentId) -> Result<rr_core::ByteStream, NodeError> {
         NodeApi::get_blob(&*self.now()?, cid).await

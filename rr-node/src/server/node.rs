@@ -125,6 +125,9 @@ pub struct NodeParts<T: NodeTypes> {
     pub ledger: Arc<Ledger>,
     /// This replica's fragment store.
     pub fragments: FragmentStore,
+    /// This replica's index of uploads no committed record names yet, and
+    /// the limits it meters them with.
+    pub uploads: crate::uploads::UploadIndex,
     /// This replica's id.
     pub replica: ReplicaId,
     /// This replica's key: it signs headers (through the engine), capsule
@@ -157,6 +160,7 @@ pub struct Node<T: NodeTypes> {
     blobs: Arc<T::Blobs>,
     ledger: Arc<Ledger>,
     fragments: Arc<FragmentStore>,
+    uploads: Arc<crate::uploads::UploadIndex>,
     decoded: Arc<DecodedCache<T::Pre>>,
     schemes: Arc<rr_pre::Schemes>,
     replica: ReplicaId,
@@ -202,7 +206,8 @@ impl<T: NodeTypes> std::fmt::Debug for Node<T> {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DevConfig {
-    /// Data directory: `ledger.redb`, `fragments.redb`, `blobs/`.
+    /// Data directory: `ledger.redb`, `fragments.redb`, `uploads.redb`,
+    /// `blobs/`.
     pub data_dir: PathBuf,
     /// Engine settings.
     pub solo: SoloConfig,
@@ -210,6 +215,9 @@ pub struct DevConfig {
     pub max_blob_size: u64,
     /// Contract policies run before the native contracts (default: none).
     pub policies: Policies,
+    /// Quota and cap of uploads no committed record names yet, and how long
+    /// they are kept (default [`crate::uploads::UploadLimits::default`]).
+    pub uploads: crate::uploads::UploadLimits,
 }
 
 impl DevConfig {
@@ -220,7 +228,14 @@ impl DevConfig {
             solo: SoloConfig::default(),
             max_blob_size: 16 << 30,
             policies: Policies::default(),
+            uploads: crate::uploads::UploadLimits::default(),
         }
+    }
+
+    /// This configuration with `limits` on uploads no record names yet.
+    pub fn with_upload_limits(mut self, limits: crate::uploads::UploadLimits) -> Self {
+        self.uploads = limits;
+        self
     }
 
     /// This configuration with `policy` run before the native contracts
@@ -310,6 +325,7 @@ impl<P: PreScheme, B: BlobStore> Node<DevTypes<P, B>> {
             Arc::new(NativeContracts::new(contracts).with_policies(config.policies.clone()));
         let replica_key = ReplicaKey::new(ReplicaId(0), key.clone());
         let (ledger, fragments) = open_stores(dir, &replica_set, &*executor, &replica_key)?;
+        let uploads = open_uploads(dir, config.uploads.clone())?;
         let engine = Solo::start(
             ledger.clone(),
             executor,
@@ -323,6 +339,7 @@ impl<P: PreScheme, B: BlobStore> Node<DevTypes<P, B>> {
             blobs,
             ledger,
             fragments,
+            uploads,
             replica: ReplicaId(0),
             key,
             replica_set,
@@ -451,6 +468,7 @@ impl<T: NodeTypes> Node<T> {
             blobs: Arc::new(parts.blobs),
             ledger: parts.ledger,
             fragments: Arc::new(parts.fragments),
+            uploads: Arc::new(parts.uploads),
             decoded: Arc::new(DecodedCache::default()),
             schemes: Arc::new(parts.schemes),
             replica: parts.replica,
@@ -579,6 +597,11 @@ impl<T: NodeTypes> Node<T> {
         let Call::RegisterRecord(c) = &tx.body().call else {
             return Ok(());
         };
+        // A registration under way keeps its blob from the sweep for
+        // another grace period.
+        self.uploads
+            .touch(&c.cid, self.clock.now())
+            .map_err(uploads_err)?;
         match self.blobs.size(&c.cid).await? {
             None => Err(NodeError::BlobNotHeld { cid: c.cid }),
             Some(stored) if stored != c.size => Err(NodeError::BlobSizeMismatch {
@@ -595,13 +618,27 @@ impl<T: NodeTypes> Node<T> {
         // Ordering and the post-commit erasure run in their own task, so a
         // caller that stops waiting (a dropped connection, a timeout) cannot
         // leave a revoked grant's fragment behind.
-        let (engine, fragments, decoded) = (
+        let (engine, fragments, decoded, uploads) = (
             self.engine.clone(),
             self.fragments.clone(),
             self.decoded.clone(),
+            self.uploads.clone(),
         );
+        let registers = match &verified.body().call {
+            Call::RegisterRecord(c) => Some(c.cid),
+            _ => None,
+        };
         let receipt = tokio::spawn(async move {
             let receipt = engine.submit(verified).await?;
+            if let (Some(cid), Outcome::Ok(CallOutput::Registered { .. })) =
+                (registers, &receipt.outcome)
+            {
+                // The blob stops counting against its uploader at once (the
+                // follower notes it from the ledger too, on every replica).
+                if let Err(e) = uploads.referenced(&[cid], None) {
+                    warn!(target: TARGET, error = %e, "upload index: the follower will note the registration");
+                }
+            }
             if let Outcome::Ok(CallOutput::Revoked { grant }) = &receipt.outcome {
                 decoded.forget(grant);
                 if fragments.erase(grant)? {
@@ -1170,8 +1207,59 @@ impl<T: NodeTypes> crate::api::NodeApi for Node<T> {
         .await
     }
 
-    async fn put_blob(&self, data: rr_core::ByteStream) -> Result<rr_core::ContentId, NodeError> {
-        Ok(self.blobs.put(data).await?)
+    async fn put_blob(
+        &self,
+        data: rr_core::ByteStream,
+        auth: crate::api::Authorization,
+    ) -> Result<rr_core::ContentId, NodeError> {
+        let account = self.authorized(&auth, &crate::api::Authorization::upload_scope())?;
+        let reservation = Arc::new(crate::uploads::Reservation::new(
+            self.uploads.clone(),
+            account,
+        ));
+        // An upload that declares its length (the HTTP server reports the
+        // Content-Length as the stream's exact size hint) is refused before
+        // a byte is stored; every upload is counted as it streams.
+        if let (lower, Some(upper)) = data.size_hint() {
+            if lower == upper {
+                reservation
+                    .grow_to(upper as u64)
+                    .map_err(|q| NodeError::QuotaExceeded {
+                        global: q.global,
+                        message: q.message,
+                    })?;
+            }
+        }
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (counter, metered) = (seen.clone(), reservation.clone());
+        let stream = futures::StreamExt::map(data, move |item| {
+            let chunk = item?;
+            let total = counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::AcqRel)
+                + chunk.len() as u64;
+            metered.grow_to(total).map_err(std::io::Error::other)?;
+            Ok(chunk)
+        });
+        let cid = self
+            .blobs
+            .put(Box::pin(stream))
+            .await
+            .map_err(|e| match e {
+                rr_core::BlobError::Source(io) => match crate::uploads::QuotaExceeded::from_io(&io)
+                {
+                    Some(q) => NodeError::QuotaExceeded {
+                        global: q.global,
+                        message: q.message.clone(),
+                    },
+                    None => NodeError::Blob(rr_core::BlobError::Source(io)),
+                },
+                other => NodeError::Blob(other),
+            })?;
+        let size = seen.load(std::sync::atomic::Ordering::Acquire);
+        self.uploads
+            .uploaded(&cid, &account, size, self.clock.now())
+            .map_err(uploads_err)?;
+        drop(reservation);
+        Ok(cid)
     }
 
     async fn get_blob(&self, cid: rr_core::ContentId) -> Result<rr_core::ByteStream, NodeError> {
@@ -1346,6 +1434,20 @@ pub(crate) fn open_stores(
     Ok((Arc::new(ledger), fragments))
 }
 
+/// The index of uploads no record names yet, `dir/uploads.redb`.
+pub(crate) fn open_uploads(
+    dir: &std::path::Path,
+    limits: crate::uploads::UploadLimits,
+) -> Result<crate::uploads::UploadIndex, NodeError> {
+    create_dir(dir)?;
+    crate::uploads::UploadIndex::open(dir.join("uploads.redb"), limits).map_err(uploads_err)
+}
+
+/// A failure of the upload index (a storage failure of the node).
+fn uploads_err(e: crate::uploads::UploadIndexError) -> NodeError {
+    NodeError::Setup(e.to_string())
+}
+
 /// The filesystem blob store in `dir/blobs`.
 pub(crate) fn open_fs_blobs(
     dir: &std::path::Path,
@@ -1362,6 +1464,9 @@ pub(crate) fn open_fs_blobs(
 fn now() -> rr_core::Timestamp {
     rr_core::Timestamp::from_system_time(std::time::SystemTime::now())
 }
+
+/// Most blocks the upload index follower reads in one pass.
+const REGISTRATIONS_PER_PASS: u64 = 1024;
 
 /// How often the follower looks for expired grants' fragments.
 const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
@@ -1413,14 +1518,75 @@ impl<T: NodeTypes> Node<T> {
                     Ok(height) => done = height,
                     Err(e) => warn!(target: TARGET, error = %e, "revocation follower: will retry"),
                 }
+                if let Err(e) = node.note_registrations() {
+                    warn!(target: TARGET, error = %e, "upload index follower: will retry");
+                }
                 ticks += 1;
                 if ticks.is_multiple_of(sweep_every) {
                     if let Err(e) = node.erase_expired(done) {
                         warn!(target: TARGET, error = %e, "expiry sweep: will retry");
                     }
+                    if let Err(e) = node.sweep_uploads().await {
+                        warn!(target: TARGET, error = %e, "upload sweep: will retry");
+                    }
                 }
             }
         }))
+    }
+
+    /// Reads the blocks committed since the upload index last did (at most
+    /// [`REGISTRATIONS_PER_PASS`] at a time) and marks the blobs their
+    /// registered records name as referenced: they stop counting against
+    /// their uploaders and are never swept.
+    fn note_registrations(&self) -> Result<(), NodeError> {
+        let head = self.ledger.head()?.height;
+        let mut from = self.uploads.followed_through().map_err(uploads_err)?;
+        while from < head {
+            let to = head.min(from + REGISTRATIONS_PER_PASS);
+            let mut cids = Vec::new();
+            for height in from + 1..=to {
+                for receipt in self.ledger.block_receipts(height)?.unwrap_or_default() {
+                    if let Outcome::Ok(CallOutput::Registered { record }) = &receipt.outcome {
+                        if let Some(info) = self.ledger.record(record)? {
+                            cids.push(info.cid);
+                        }
+                    }
+                }
+            }
+            self.uploads
+                .referenced(&cids, Some(to))
+                .map_err(uploads_err)?;
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Deletes the blobs no committed record names that were uploaded more
+    /// than the grace period ago (by the node's clock), from the blob store
+    /// and the index. The ledger is read up to its head first, so a blob a
+    /// committed record names is kept.
+    pub async fn sweep_uploads(&self) -> Result<usize, NodeError> {
+        self.note_registrations()?;
+        let grace = self.uploads.limits().grace.as_millis() as u64;
+        let before = rr_core::Timestamp(self.clock.now().0.saturating_sub(grace));
+        let mut deleted = 0;
+        for (cid, upload) in self.uploads.expired(before).map_err(uploads_err)? {
+            if self
+                .uploads
+                .forget_expired(&cid, before)
+                .map_err(uploads_err)?
+            {
+                self.blobs.delete(&cid).await?;
+                deleted += 1;
+                info!(target: TARGET, %cid, account = %upload.account, size = upload.size, "deleted an upload no record named within the grace period");
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// This replica's index of uploads no committed record names yet.
+    pub fn uploads(&self) -> &crate::uploads::UploadIndex {
+        &self.uploads
     }
 
     /// Whether this node is one replica of several (it confirms its
@@ -1720,6 +1886,7 @@ mod tests {
             blobs: open_fs_blobs(dir, 1 << 20).unwrap(),
             ledger,
             fragments,
+            uploads: open_uploads(dir, Default::default()).unwrap(),
             replica: ReplicaId(0),
             key,
             replica_set,

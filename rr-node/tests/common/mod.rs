@@ -77,6 +77,15 @@ impl Person {
         Umbral.account_key(&self.master()).1.to_bytes()
     }
 
+    /// An authorization of scope `upload` for `node`'s cluster, signed now.
+    pub fn upload_auth(&self, node: &Dev) -> rr_node::Authorization {
+        rr_node::Authorization::sign(
+            &self.key(),
+            &node.replica_set().digest(),
+            rr_node::Authorization::upload_scope(),
+        )
+    }
+
     /// Signs `call` with `nonce`.
     pub fn sign_with(&self, nonce: u64, call: Call) -> SignedTransaction {
         TxBody {
