@@ -3,19 +3,10 @@
 //! stable Rust, without libFuzzer: each file goes to `rr_fuzz::<target>`,
 //! which panics on a bug. This is what `cargo test --workspace` runs.
 //!
-//! A crash whose bug is not fixed yet is listed in [`KNOWN_BUGS`]: the
-//! replay of its target skips it, and an `#[ignore]`d test of its own
-//! replays it (`cargo test -p rr-fuzz --test replay -- --ignored`), in a
-//! child process (a stack overflow aborts the process it happens in), on a
-//! 2 MiB stack: that of the tokio worker and blocking threads the PBFT
-//! engine decodes and verifies messages on. The test fails while the bug is
-//! there. When it passes, remove the entry and the test: the file then
-//! replays with the rest.
+//! Every regression replays: a crash fuzzing finds lands together with its
+//! fix, never as a skipped or ignored test.
 
 use std::path::{Path, PathBuf};
-
-/// Crashes in `regressions/` of bugs not fixed yet: target, file, bug.
-const KNOWN_BUGS: &[(&str, &str, &str)] = &[];
 
 /// Inputs run on a thread with this much stack: corpus files may nest as
 /// deep as the fuzzer's 8 MiB main thread allowed, and this build is not
@@ -42,29 +33,12 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn known_bug(target: &str, path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    KNOWN_BUGS
-        .iter()
-        .any(|(t, f, _)| *t == target && name.as_deref() == Some(f))
-}
-
-// Used while KNOWN_BUGS lists a crash (none today).
-#[allow(dead_code)]
-/// The stack of the threads a replica decodes messages on (tokio's
-/// default for its worker and blocking threads).
-const ENGINE_STACK: usize = 2 << 20;
-
 /// Runs `f` on `path`'s bytes on a thread of its own; the panic message if
 /// it panicked.
 fn run(f: fn(&[u8]), path: &Path) -> Result<(), String> {
-    run_with_stack(f, path, STACK)
-}
-
-fn run_with_stack(f: fn(&[u8]), path: &Path, stack: usize) -> Result<(), String> {
     let data = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     std::thread::Builder::new()
-        .stack_size(stack)
+        .stack_size(STACK)
         .spawn(move || f(&data))
         .expect("a thread")
         .join()
@@ -84,12 +58,8 @@ fn replay(target: &str, f: fn(&[u8])) {
     );
     let regressions = files(&root().join("regressions").join(target));
     let mut failures = Vec::new();
-    let mut ran = 0;
+    let ran = corpus.len() + regressions.len();
     for path in corpus.iter().chain(&regressions) {
-        if known_bug(target, path) {
-            continue;
-        }
-        ran += 1;
         if let Err(e) = run(f, path) {
             failures.push(format!("{}: {e}", path.display()));
         }
@@ -101,72 +71,6 @@ fn replay(target: &str, f: fn(&[u8])) {
         failures.join("\n")
     );
 }
-
-// Used while KNOWN_BUGS lists a crash (none today).
-#[allow(dead_code)]
-/// Set in the child process [`replay_known`] runs a known crash in.
-const CHILD: &str = "RR_FUZZ_REPLAY_CHILD";
-
-// Used while KNOWN_BUGS lists a crash (none today).
-#[allow(dead_code)]
-/// Replays one known crash (the `#[ignore]`d test `test`) in a child
-/// process: fails until its bug is fixed.
-fn replay_known(test: &str, target: &str, file: &str, f: fn(&[u8])) {
-    let (_, _, bug) = KNOWN_BUGS
-        .iter()
-        .find(|(t, n, _)| *t == target && *n == file)
-        .expect("listed in KNOWN_BUGS");
-    let path = root().join("regressions").join(target).join(file);
-    if std::env::var_os(CHILD).is_some() {
-        if let Err(e) = run_with_stack(f, &path, ENGINE_STACK) {
-            panic!("{e}");
-        }
-        return;
-    }
-    let log = std::env::temp_dir().join(format!("rr-fuzz-{test}-{}.log", std::process::id()));
-    let file = std::fs::File::create(&log).expect("a log file");
-    let mut child = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            test,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .stdout(file.try_clone().expect("a log file"))
-        .stderr(file)
-        .spawn()
-        .expect("the test binary runs");
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the child") {
-            break status.to_string();
-        }
-        if started.elapsed() > KNOWN_BUG_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break format!("still running after {KNOWN_BUG_TIMEOUT:?}, killed");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let output = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
-    if !status.ends_with("exit status: 0") {
-        let tail: Vec<&str> = output.lines().rev().take(12).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        panic!(
-            "{}\nstill fails ({status}): {bug}\n{}",
-            path.display(),
-            tail.join("\n")
-        );
-    }
-}
-
-// Used while KNOWN_BUGS lists a crash (none today).
-#[allow(dead_code)]
-/// How long a known crash may run before it counts as a hang.
-const KNOWN_BUG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 macro_rules! replay_tests {
     ($($target:ident),* $(,)?) => {
@@ -228,12 +132,6 @@ fn every_target_is_replayed_and_has_a_fuzz_target() {
         assert!(
             src.contains(&format!("rr_fuzz::{name}(data)")),
             "fuzz_targets/{name}.rs does not call rr_fuzz::{name}"
-        );
-    }
-    for (target, file, _) in KNOWN_BUGS {
-        assert!(
-            root().join("regressions").join(target).join(file).is_file(),
-            "known bug regressions/{target}/{file} is missing"
         );
     }
 }

@@ -177,6 +177,25 @@ const AUTH_ERRORS: [RouteError; 2] = [
     (403, "forbidden", "the authenticated account may not see this"),
 ];
 
+/// The errors of the owner-only reads of a record (its grants, its trail).
+const OWNER_READ_ERRORS: &[RouteError] = &[
+    BAD_ID,
+    AUTH_ERRORS[0],
+    (
+        403,
+        "forbidden",
+        "the authenticated account does not own the record",
+    ),
+    (
+        404,
+        "unknown_record",
+        "no such record on this replica (not proven; checked after the authorization)",
+    ),
+    INTERNAL,
+    UNCERTIFIED,
+    UNAVAILABLE,
+];
+
 /// The errors each route answers, by path (each path has one method):
 /// every status and code its handler, the extractors and the error
 /// mapping can produce, and no other.
@@ -267,27 +286,11 @@ pub(super) const ROUTE_ERRORS: &[(&str, &[RouteError])] = &[
     ),
     (
         "/v1/records/{id}/grants",
-        &[
-            BAD_ID,
-            AUTH_ERRORS[0],
-            (403, "forbidden", "the authenticated account does not own the record"),
-            (404, "unknown_record", "no such record on this replica (not proven; checked after the authorization)"),
-            INTERNAL,
-            UNCERTIFIED,
-            UNAVAILABLE,
-        ],
+        OWNER_READ_ERRORS,
     ),
     (
         "/v1/records/{id}/audit",
-        &[
-            BAD_ID,
-            AUTH_ERRORS[0],
-            (403, "forbidden", "the authenticated account does not own the record"),
-            (404, "unknown_record", "no such record on this replica (not proven; checked after the authorization)"),
-            INTERNAL,
-            UNCERTIFIED,
-            UNAVAILABLE,
-        ],
+        OWNER_READ_ERRORS,
     ),
     (
         "/v1/accounts/{id}/listing",
