@@ -17,6 +17,7 @@
 //! | stale state (answers kept from before) | older than what the client saw: refused |
 //! | a committed retrieve replayed after the grant expired | no replica gives a fragment; refused as expired |
 //! | never answering | at most one deadline; asked last afterwards |
+//! | denying what it holds: every read the 404 of an unknown id, a register refused as `blob_not_held`, its blobs missing | the client asks the next replica: nothing is hidden, the call is ordered by the others |
 
 mod cluster_support;
 
@@ -65,6 +66,11 @@ enum Lie {
     Stale,
     /// It never answers.
     Hung,
+    /// It denies what it holds: every read is answered with the 404 of an
+    /// unknown id (what a stranger is told), every `RegisterRecord` is
+    /// refused at admission as naming a blob it lacks, and its blobs are
+    /// missing.
+    Denies,
     /// Honest, but its retrieval answers come 300 ms late (so that a
     /// liar's come first and are looked at).
     Slow,
@@ -278,10 +284,16 @@ impl NodeApi for Byzantine {
             let head = self.inner.head().await?;
             return Ok(self.fabricated(&tx, &head));
         }
+        if let (Lie::Denies, Call::RegisterRecord(r)) = (self.lie, &tx.body.call) {
+            return Err(NodeError::BlobNotHeld { cid: r.cid });
+        }
         self.inner.submit(tx).await
     }
     async fn receipt(&self, tx: TxId, auth: Authorization) -> Result<CertifiedReceipt, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::NotFound(format!("no transaction {tx}")));
+        }
         self.inner.receipt(tx, auth).await
     }
     async fn deliver_fragment(&self, grant: GrantId, fragment: Vec<u8>) -> Result<(), NodeError> {
@@ -333,11 +345,17 @@ impl NodeApi for Byzantine {
     }
     async fn record(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::UnknownRecord(id));
+        }
         let a = self.inner.record(id, auth).await?;
         Ok(self.rewrite(&format!("record {id}"), a))
     }
     async fn grant(&self, id: GrantId, auth: Authorization) -> Result<StateAnswer, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::UnknownGrant(id));
+        }
         let a = self.inner.grant(id, auth).await?;
         Ok(self.rewrite(&format!("grant {id}"), a))
     }
@@ -347,11 +365,17 @@ impl NodeApi for Byzantine {
         auth: Authorization,
     ) -> Result<StateAnswer, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::UnknownRecord(id));
+        }
         let a = self.inner.grants_of_record(id, auth).await?;
         Ok(self.rewrite(&format!("grants of {id}"), a))
     }
     async fn audit(&self, id: RecordId, auth: Authorization) -> Result<StateAnswer, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::UnknownRecord(id));
+        }
         let a = self.inner.audit(id, auth).await?;
         Ok(self.rewrite(&format!("audit {id}"), a))
     }
@@ -361,6 +385,9 @@ impl NodeApi for Byzantine {
         auth: Authorization,
     ) -> Result<StateAnswer, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::NotFound(format!("no account {account}")));
+        }
         let a = self.inner.listing(account, auth).await?;
         Ok(self.rewrite(&format!("listing {account}"), a))
     }
@@ -374,6 +401,9 @@ impl NodeApi for Byzantine {
     }
     async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::NotFound(format!("no blob {cid} here")));
+        }
         self.inner.get_blob(cid).await
     }
 }
@@ -607,6 +637,91 @@ async fn a_swallowed_revoke_with_a_fabricated_receipt_sent_first_is_not_believed
     };
     assert!(err.contains("revoked"), "{err}");
     let _ = put;
+    cluster.shutdown().await.unwrap();
+}
+
+fn skipped_by(skipped: &[rr_node::SkippedReplica], i: u16) -> bool {
+    skipped.iter().any(|s| s.replica == ReplicaId(i))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_denying_what_it_holds_hides_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path(), 4).await;
+    let nodes = nodes(&cluster);
+    // Replica 0, the first a read asks, denies everything: a false 404 is
+    // what a stranger or an unknown id gets, so it cannot be told from the
+    // truth by itself. The client must ask on.
+    let (members, liar) = with_liar(&cluster, 0, Lie::Denies);
+    let alice = client(&cluster, members.clone(), Identity::generate(&Umbral));
+    let bob = Identity::generate(&Umbral);
+    // Its admission refusal does not stop the register: the others order it.
+    let put = alice
+        .put(byte_stream_of(BODY.to_vec()), "text/plain")
+        .await
+        .unwrap();
+    let grant = alice
+        .grant(put.record_id, &bob.card(&Umbral), options())
+        .await
+        .unwrap();
+    assert!(liar.calls() > 0, "the liar was asked");
+    // The liar's ledger has the record too: it denies what it holds.
+    eventually("replica 0 commits the record", || {
+        nodes[0].record(&put.record_id).is_ok()
+    })
+    .await;
+
+    let record = alice
+        .replicas()
+        .record(
+            put.record_id,
+            alice.authorization(Authorization::record_scope(&put.record_id)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        record.value.as_ref(),
+        Some(&nodes[1].record(&put.record_id).unwrap())
+    );
+    assert_ne!(record.replica, ReplicaId(0));
+    assert!(skipped_by(&record.skipped, 0), "{:?}", record.skipped);
+
+    let granted = alice
+        .replicas()
+        .grant(
+            grant,
+            alice.authorization(Authorization::grant_scope(&grant)),
+        )
+        .await
+        .unwrap();
+    let granted = granted.value.expect("the grant is there");
+    assert_eq!(granted.status, GrantStatus::Active);
+    assert_eq!(granted.grantee, bob.account());
+
+    let receipt = alice
+        .replicas()
+        .receipt(
+            put.tx,
+            alice.authorization(Authorization::receipt_scope(&put.tx)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(receipt.receipt.outcome, Outcome::Ok(_)));
+    assert!(skipped_by(&receipt.skipped, 0), "{:?}", receipt.skipped);
+
+    let trail = alice.audit(put.record_id).await.unwrap();
+    assert!(trail
+        .iter()
+        .any(|e| e.action == rr_core::AuditAction::Grant));
+    assert_eq!(alice.grants_of(put.record_id).await.unwrap().len(), 1);
+    let (records, _) = alice.listing().await.unwrap();
+    assert!(records.iter().any(|r| r.id == put.record_id));
+
+    // Bob reads the record through the same replicas: the blob the liar
+    // says it lacks comes from another.
+    let bob = client(&cluster, members, bob);
+    let stream = bob.retrieve(grant, treatment()).await.unwrap();
+    assert_eq!(collect(stream).await.unwrap(), BODY);
     cluster.shutdown().await.unwrap();
 }
 
