@@ -128,7 +128,7 @@ pub use contracts::{
 #[cfg(feature = "server")]
 pub use local_cluster::{LocalCluster, LocalClusterBuilder};
 #[cfg(feature = "server")]
-pub use node::{DevConfig, DevNode, DevTypes, Node, NodeParts, NodeTypes};
+pub use node::{BlobPeers, DevConfig, DevNode, DevTypes, Node, NodeParts, NodeTypes};
 pub use peers::{ClusterFile, ClusterMember};
 #[cfg(feature = "client")]
 pub use replicas::{Replicas, RetrieveAnswers, Submitted, Verified};

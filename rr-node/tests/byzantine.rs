@@ -69,7 +69,7 @@ enum Lie {
     /// It denies what it holds: every read is answered with the 404 of an
     /// unknown id (what a stranger is told), every `RegisterRecord` is
     /// refused at admission as naming a blob it lacks, and its blobs are
-    /// missing.
+    /// missing. It takes no upload either.
     Denies,
     /// Honest, but its retrieval answers come 300 ms late (so that a
     /// liar's come first and are looked at).
@@ -397,6 +397,9 @@ impl NodeApi for Byzantine {
         auth: Authorization,
     ) -> Result<ContentId, NodeError> {
         self.enter().await;
+        if self.lie == Lie::Denies {
+            return Err(NodeError::Transport("connection reset".into()));
+        }
         self.inner.put_blob(data, auth).await
     }
     async fn get_blob(&self, cid: ContentId) -> Result<ByteStream, NodeError> {
@@ -665,11 +668,29 @@ async fn a_replica_denying_what_it_holds_hides_nothing() {
         .await
         .unwrap();
     assert!(liar.calls() > 0, "the liar was asked");
-    // The liar's ledger has the record too: it denies what it holds.
+    // The real replica behind the liar commits the record too and, lacking
+    // its blob (the upload never reached it), fetches it from its peers
+    // when the registration commits: the path that also brings back a copy
+    // an upload sweep deleted while the registration was being ordered.
     eventually("replica 0 commits the record", || {
         nodes[0].record(&put.record_id).is_ok()
     })
     .await;
+    let held = nodes[1].get_blob(put.cid).await.unwrap();
+    let held = collect(held).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = nodes[0].get_blob(put.cid).await {
+            if collect(s).await.ok().as_ref() == Some(&held) {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica 0 never fetched the blob it missed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let record = alice
         .replicas()

@@ -85,6 +85,10 @@ pub struct ClusterConfig {
     /// Quota and cap of uploads no committed record names yet, and how long
     /// they are kept (default [`crate::uploads::UploadLimits::default`]).
     pub uploads: crate::uploads::UploadLimits,
+    /// The peers as this replica fetches blob copies it lacks from them,
+    /// when they run in the same process and serve no HTTP (default `None`:
+    /// at `peers[i].api`).
+    pub blob_peers: Option<crate::node::BlobPeers>,
 }
 
 impl ClusterConfig {
@@ -108,6 +112,7 @@ impl ClusterConfig {
             policies: crate::contracts::Policies::default(),
             peers_ca: None,
             uploads: crate::uploads::UploadLimits::default(),
+            blob_peers: None,
         }
     }
 
@@ -270,6 +275,7 @@ impl<P: PreScheme> Node<ClusterTypes<P>> {
             sealing: Some(sealing),
             peers: config.peers.clone(),
             peers_ca: config.peers_ca.clone(),
+            blob_peers: config.blob_peers.clone(),
             schemes,
             clock,
         })?);

@@ -52,6 +52,7 @@ use rr_core::proof::{CertifiedReceipt, StateAnswer};
 use crate::api::{Authorization, NodeApi, NodeError, Peer, Retrieval};
 use crate::client::{Client, Identity};
 use crate::cluster::{replica_set_of, ClusterConfig, ClusterReplica};
+use crate::node::BlobPeers;
 use crate::replicas::Replicas;
 use crate::sealing::{SealingKey, SealingPublicKey};
 
@@ -262,6 +263,14 @@ impl LocalCluster {
         if let Some(max) = self.max_blob_size {
             config.max_blob_size = max;
         }
+        // The replicas serve no HTTP: blob copies come from each other in
+        // process (weakly held, so a replica does not keep its peers open).
+        let slots = Arc::downgrade(&self.replicas);
+        config.blob_peers = Some(BlobPeers::new(move |i| {
+            let slots = slots.upgrade()?;
+            let replica = slots.read().expect("replicas lock").get(i)?.clone()?;
+            Some(replica as Arc<dyn NodeApi>)
+        }));
         config
     }
 

@@ -145,6 +145,10 @@ pub struct NodeParts<T: NodeTypes> {
     /// The CA that issued the peers' API certificates (PEM), pinned when
     /// this replica fetches a blob copy from a peer over `https://`.
     pub peers_ca: Option<String>,
+    /// The peers as this replica fetches blob copies from them, in replica
+    /// order, when they are reached in process (a [`crate::LocalCluster`]);
+    /// `None`: over HTTP, at `peers[i].api`.
+    pub blob_peers: Option<BlobPeers>,
     /// Schemes this replica re-encrypts for, besides `pre` (records carry
     /// their scheme id; `rr_pre::Schemes::all()` serves every compiled-in one).
     pub schemes: rr_pre::Schemes,
@@ -161,6 +165,10 @@ pub struct Node<T: NodeTypes> {
     ledger: Arc<Ledger>,
     fragments: Arc<FragmentStore>,
     uploads: Arc<crate::uploads::UploadIndex>,
+    /// Held by admission across its upload-index touch and blob check, and
+    /// by the upload sweep across each forget-and-delete, so a registration
+    /// is never admitted for a blob the sweep is about to delete.
+    sweep_gate: tokio::sync::Mutex<()>,
     decoded: Arc<DecodedCache<T::Pre>>,
     schemes: Arc<rr_pre::Schemes>,
     replica: ReplicaId,
@@ -173,6 +181,7 @@ pub struct Node<T: NodeTypes> {
     sealing: Option<Arc<crate::sealing::SealingKey>>,
     peers: Vec<crate::api::Peer>,
     peers_ca: Option<Arc<str>>,
+    blob_peers: Option<BlobPeers>,
     contracts: ContractsConfig,
     clock: Arc<dyn Clock>,
     /// Checks submitted calls' signatures, concurrent ones as one batch;
@@ -346,6 +355,7 @@ impl<P: PreScheme, B: BlobStore> Node<DevTypes<P, B>> {
             sealing: None,
             peers: Vec::new(),
             peers_ca: None,
+            blob_peers: None,
             schemes,
             clock,
         })?;
@@ -469,6 +479,7 @@ impl<T: NodeTypes> Node<T> {
             ledger: parts.ledger,
             fragments: Arc::new(parts.fragments),
             uploads: Arc::new(parts.uploads),
+            sweep_gate: tokio::sync::Mutex::new(()),
             decoded: Arc::new(DecodedCache::default()),
             schemes: Arc::new(parts.schemes),
             replica: parts.replica,
@@ -480,6 +491,7 @@ impl<T: NodeTypes> Node<T> {
             contracts,
             peers: parts.peers,
             peers_ca: parts.peers_ca.map(Arc::from),
+            blob_peers: parts.blob_peers,
             clock: parts.clock,
             verifier: std::sync::OnceLock::new(),
         };
@@ -598,7 +610,10 @@ impl<T: NodeTypes> Node<T> {
             return Ok(());
         };
         // A registration under way keeps its blob from the sweep for
-        // another grace period.
+        // another grace period. Under the gate: either the sweep deleted the
+        // blob already (this answers `blob_not_held`, and the client uploads
+        // it again), or it sees the fresh upload time and keeps it.
+        let _gate = self.sweep_gate.lock().await;
         self.uploads
             .touch(&c.cid, self.clock.now())
             .map_err(uploads_err)?;
@@ -1307,12 +1322,37 @@ fn prove_listing(
     Ok(members)
 }
 
+/// The peers of a replica as it fetches blob copies from them, when they
+/// run in the same process and serve no HTTP (a [`crate::LocalCluster`]):
+/// replica `i` as it is now, or `None` while it is down. Its own place is
+/// never asked.
+#[derive(Clone)]
+pub struct BlobPeers(Arc<dyn Fn(usize) -> Option<Arc<dyn crate::api::NodeApi>> + Send + Sync>);
+
+impl BlobPeers {
+    /// Peers reached through `peer`, which gives replica `i`, or `None`
+    /// while it is down. (It should hold the replicas weakly: a replica
+    /// keeps its `BlobPeers`.)
+    pub fn new(
+        peer: impl Fn(usize) -> Option<Arc<dyn crate::api::NodeApi>> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(peer))
+    }
+}
+
+impl std::fmt::Debug for BlobPeers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobPeers(in process)")
+    }
+}
+
 /// A replica's blob store and peers, for fetching a copy it lacks or holds
 /// damaged.
 struct BlobRepair<B: ?Sized> {
     blobs: Arc<B>,
     peers: Vec<crate::api::Peer>,
     peers_ca: Option<Arc<str>>,
+    blob_peers: Option<BlobPeers>,
     me: ReplicaId,
     repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
 }
@@ -1331,6 +1371,7 @@ impl<B: BlobStore + ?Sized> BlobRepair<B> {
             &*self.blobs,
             &self.peers,
             self.peers_ca.as_deref(),
+            self.blob_peers.as_ref(),
             self.me,
             cid,
         )
@@ -1346,6 +1387,7 @@ async fn repair_blob<B: BlobStore + ?Sized>(
     blobs: &B,
     peers: &[crate::api::Peer],
     peers_ca: Option<&str>,
+    blob_peers: Option<&BlobPeers>,
     me: ReplicaId,
     cid: rr_core::ContentId,
 ) -> bool {
@@ -1353,14 +1395,21 @@ async fn repair_blob<B: BlobStore + ?Sized>(
         if i == usize::from(me.0) {
             continue;
         }
-        let client = match peers_ca {
-            Some(ca) => crate::http::HttpClient::with_ca(&peer.api, ca),
-            None => crate::http::HttpClient::new(&peer.api),
+        let client: Arc<dyn crate::api::NodeApi> = match blob_peers.map(|b| (b.0)(i)) {
+            Some(Some(handle)) => handle,
+            Some(None) => continue,
+            None => {
+                let client = match peers_ca {
+                    Some(ca) => crate::http::HttpClient::with_ca(&peer.api, ca),
+                    None => crate::http::HttpClient::new(&peer.api),
+                };
+                let Ok(client) = client else {
+                    continue;
+                };
+                Arc::new(client)
+            }
         };
-        let Ok(client) = client else {
-            continue;
-        };
-        let stream = match crate::api::NodeApi::get_blob(&client, cid).await {
+        let stream = match client.get_blob(cid).await {
             Ok(s) => s,
             Err(e) => {
                 warn!(target: TARGET, %cid, peer = i, error = %e, "blob repair: peer cannot serve it");
@@ -1564,13 +1613,24 @@ impl<T: NodeTypes> Node<T> {
     /// Deletes the blobs no committed record names that were uploaded more
     /// than the grace period ago (by the node's clock), from the blob store
     /// and the index. The ledger is read up to its head first, so a blob a
-    /// committed record names is kept.
+    /// committed record names is kept. The node runs it every second, from
+    /// the task that follows the ledger; on a cluster replica, a blob that
+    /// a registration committed during a sweep names is fetched back from
+    /// the peers by that task's next pass.
     pub async fn sweep_uploads(&self) -> Result<usize, NodeError> {
         self.note_registrations()?;
         let grace = self.uploads.limits().grace.as_millis() as u64;
         let before = rr_core::Timestamp(self.clock.now().0.saturating_sub(grace));
         let mut deleted = 0;
+        // A registration committed after the ledger read above, admitted by
+        // another replica, may name a blob deleted here: the follower's next
+        // pass reads its block (this sweep runs in the follower, between
+        // passes, so that pass comes after the delete), finds the blob
+        // missing and fetches it from the peers. The replica admitting a
+        // registration touches its upload under the gate first, so its own
+        // copy is never deleted under it.
         for (cid, upload) in self.uploads.expired(before).map_err(uploads_err)? {
+            let _gate = self.sweep_gate.lock().await;
             if self
                 .uploads
                 .forget_expired(&cid, before)
@@ -1711,6 +1771,7 @@ impl<T: NodeTypes> Node<T> {
             blobs: self.blobs.clone(),
             peers: self.peers.clone(),
             peers_ca: self.peers_ca.clone(),
+            blob_peers: self.blob_peers.clone(),
             me: self.replica,
             repairing: self.repairing.clone(),
         }
@@ -1893,6 +1954,7 @@ mod tests {
             sealing: None,
             peers: Vec::new(),
             peers_ca: None,
+            blob_peers: None,
             schemes: rr_pre::Schemes::all(),
             clock: Arc::new(SystemClock),
         }
