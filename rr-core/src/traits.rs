@@ -282,7 +282,11 @@ pub trait PreScheme: Send + Sync + 'static {
         grantee_pk: &Self::PublicKey,
         t: Threshold,
     ) -> Result<Vec<Self::KeyFrag>, PreError>;
-    /// Checks a key fragment against the record and grantee keys.
+    /// Checks a key fragment against the record and grantee keys. A
+    /// fragment this accepts must give capsule fragments
+    /// [`PreScheme::verify_capsule_frag`] accepts: a replica checks a
+    /// fragment once, at delivery, and one that passes here but fails the
+    /// grantee's check would fail every retrieval instead.
     fn verify_key_frag(
         &self,
         kfrag: Self::KeyFrag,

@@ -460,8 +460,9 @@ pub fn tampered_capsule<P: PreScheme>(scheme: &P) {
 }
 
 /// Every one-bit change of a key fragment is refused when decoding, by the
-/// replica verifying it, by the grantee verifying its capsule fragment, or
-/// when opening: never a key.
+/// replica verifying it, or when opening: never a key. A fragment the
+/// replica accepts gives capsule fragments the grantee accepts (otherwise a
+/// damaged fragment would be taken at delivery and fail every retrieval).
 pub fn tampered_key_frag<P: PreScheme>(scheme: &P) {
     let mut rng = rng("tampered_key_frag");
     let f = flow(scheme, &mut rng, 4, strictest_threshold(scheme));
@@ -488,9 +489,12 @@ pub fn tampered_key_frag<P: PreScheme>(scheme: &P) {
         let Ok(cfrag) = scheme.reencrypt(&mut rng, &f.capsule, &vk) else {
             continue;
         };
-        let Ok(vc) = scheme.verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &f.grantee_pk)
-        else {
-            continue;
+        let vc = match scheme.verify_capsule_frag(cfrag, &f.capsule, &f.record_pk, &f.grantee_pk)
+        {
+            Ok(vc) => vc,
+            Err(e) => panic!(
+                "{what}: verify_key_frag accepted it, yet its capsule fragment is refused ({e:?}): the replica must refuse it at delivery"
+            ),
         };
         let set: Vec<_> = std::iter::once(vc).chain(others.iter().cloned()).collect();
         refused(

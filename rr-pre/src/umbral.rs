@@ -520,11 +520,24 @@ impl PreScheme for Umbral {
         grantee_pk: &UmbralPublicKey,
     ) -> Result<UmbralVerifiedKeyFrag, PreError> {
         let (delegating, verifying) = record_pk.record_keys()?;
-        kfrag
+        let verified = kfrag
             .0
             .verify(verifying, Some(delegating), Some(&grantee_pk.key))
-            .map(UmbralVerifiedKeyFrag)
-            .map_err(|_| PreError::InvalidKeyFrag)
+            .map_err(|_| PreError::InvalidKeyFrag)?;
+        // `KeyFrag::verify` checks the fragment's signature for the proxy
+        // only; the one for the receiver travels into every capsule fragment
+        // and only the grantee checks it. A trial re-encryption of a
+        // throwaway capsule checks it here, so a fragment that would give
+        // capsule fragments no grantee accepts is refused at delivery, not
+        // at every retrieval (rr-fuzz finding 7).
+        let mut rng = rand_core::OsRng;
+        let (capsule, _) = umbral_pre::encrypt_with_rng(&mut rng, delegating, &[])
+            .map_err(|_| PreError::InvalidKeyFrag)?;
+        umbral_pre::reencrypt_with_rng(&mut rng, &capsule, verified.clone())
+            .unverify()
+            .verify(&capsule, verifying, delegating, &grantee_pk.key)
+            .map_err(|_| PreError::InvalidKeyFrag)?;
+        Ok(UmbralVerifiedKeyFrag(verified))
     }
 
     fn verified_key_frag_to_bytes(&self, kfrag: &UmbralVerifiedKeyFrag) -> Vec<u8> {
