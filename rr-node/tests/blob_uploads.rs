@@ -316,6 +316,11 @@ async fn swept(node: &Dev, cid: &ContentId) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_deletes_unregistered_blobs_after_the_grace_period_and_keeps_registered_ones() {
+    // (The only test here that installs a recorder; the others' sweeps
+    // may count too, so the counters are checked as lower bounds.)
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(START));
     let node = open(dir.path(), clock.clone()).await;
@@ -343,6 +348,17 @@ async fn the_sweep_deletes_unregistered_blobs_after_the_grace_period_and_keeps_r
     );
     assert_eq!(node.uploads().usage(&alice.account()), 0);
     assert!(node.uploads().get(&stray_cid).unwrap().is_none());
+    let text = metrics.render();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("rr_uploads_swept_total") >= 1, "{text}");
+    assert!(value("rr_uploads_swept_bytes_total") >= 400, "{text}");
+    assert!(text.contains("rr_unreferenced_upload_bytes "), "{text}");
     let bob = Person::new();
     let grant = alice
         .client(&node)

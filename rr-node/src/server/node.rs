@@ -1638,9 +1638,12 @@ impl<T: NodeTypes> Node<T> {
             {
                 self.blobs.delete(&cid).await?;
                 deleted += 1;
+                metrics::counter!("rr_uploads_swept_total").increment(1);
+                metrics::counter!("rr_uploads_swept_bytes_total").increment(upload.size);
                 info!(target: TARGET, %cid, account = %upload.account, size = upload.size, "deleted an upload no record named within the grace period");
             }
         }
+        metrics::gauge!("rr_unreferenced_upload_bytes").set(self.uploads.total_usage() as f64);
         Ok(deleted)
     }
 
