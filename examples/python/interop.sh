@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Python reference client against a real `rr-node dev`, and against `rr`:
+# The Python reference client against a real `rr-node dev` and a real
+# 4-replica `rr-node localnet` cluster, and against `rr`:
 #
 #   1. check docs/vectors/*.json with the Python implementation;
 #   2. start `rr-node dev` on a free 127.0.0.1 port in a temporary directory;
@@ -8,7 +9,9 @@
 #      revoked by `rr` and refused to Python;
 #   5. a record put by Python and read by `rr`, then revoked by Python and
 #      refused to `rr`; each owner's audit trail shows the other's retrieval;
-#   6. stop the node.
+#   6. stop the node;
+#   7. start `rr-node localnet` (4 replicas, TLS) and run the demo and both
+#      directions of 4. and 5. against it, then stop it.
 #
 # Exits non-zero on any failure. Environment (all optional):
 #   RR_PY_VENV     virtualenv to use or create (default /tmp/rr-py-venv);
@@ -67,6 +70,10 @@ cleanup() {
     if [ "$status" -ne 0 ] && [ -f "$TMP/node.log" ]; then
         echo "--- last lines of the node log ($TMP/node.log)" >&2
         tail -20 "$TMP/node.log" >&2
+    fi
+    if [ "$status" -ne 0 ] && [ -f "$TMP/localnet.log" ]; then
+        echo "--- last lines of the localnet log ($TMP/localnet.log)" >&2
+        tail -20 "$TMP/localnet.log" >&2
     fi
     if [ "${KEEP_TMP:-0}" = 1 ] || [ "$status" -ne 0 ]; then
         echo "interop: files kept in $TMP" >&2
@@ -177,5 +184,48 @@ kill "$NODE_PID"
 wait "$NODE_PID" 2>/dev/null || true
 NODE_PID=""
 grep -q "stopped cleanly" "$TMP/node.log" || fail "the node did not stop cleanly"
+
+# ---- 7. a 4-replica cluster over TLS
+step "rr-node localnet: 4 replicas, TLS with a CA of its own (data in $TMP/cluster)"
+env -u RR_NODE -u RR_PASSPHRASE -u RR_KEYSTORE \
+    "$NODE_BIN" localnet --replicas 4 --base-port 0 --data-dir "$TMP/cluster" >"$TMP/localnet.log" 2>&1 &
+NODE_PID=$!
+for _ in $(seq 1 300); do
+    grep -q '^cluster ready' "$TMP/localnet.log" && break
+    kill -0 "$NODE_PID" 2>/dev/null || fail "rr-node localnet exited: $(tail -5 "$TMP/localnet.log")"
+    sleep 0.1
+done
+grep -q '^cluster ready' "$TMP/localnet.log" || fail "the cluster did not start: $(tail -5 "$TMP/localnet.log")"
+CLUSTER="$TMP/cluster/cluster.json"
+if command -v openssl >/dev/null; then
+    # What Python 3.13's default context (VERIFY_X509_STRICT) demands.
+    openssl verify -x509_strict -CAfile "$TMP/cluster/ca.pem" "$TMP/cluster/replica-0/tls-cert.pem" >/dev/null \
+        || fail "a replica's certificate fails strict X.509 verification"
+fi
+step "demo.py --cluster (HPKE-sealed fragments, 2 of 4)"
+"$PY" "$HERE/demo.py" --cluster "$CLUSTER"
+step "on the cluster: rr puts, Python reads; Python puts, rr reads"
+export RR_NODE="$CLUSTER"
+"$RR_CLI" --as alice put from-rr.bin --json >c-rr-put.json
+"$RR_CLI" --as alice grant "$(json_field c-rr-put.json record_id)" --to py.card.json --json >c-rr-grant.json
+"${RRPY[@]}" get --as py.json "$(json_field c-rr-grant.json grant_id)" -o c-from-rr.out
+cmp from-rr.bin c-from-rr.out || fail "Python decrypted other bytes than rr put on the cluster"
+echo "ok: Python decrypted the record rr put on the cluster"
+"${RRPY[@]}" put --as py.json from-py.bin --media-type application/octet-stream >c-py-put.json
+"${RRPY[@]}" grant --as py.json "$(json_field c-py-put.json record_id)" --to bob.card.json >c-py-grant.json
+C_GRANT="$(json_field c-py-grant.json grant_id)"
+"$RR_CLI" --as bob get "$C_GRANT" -o c-from-py.out
+cmp from-py.bin c-from-py.out || fail "rr decrypted other bytes than Python put on the cluster"
+echo "ok: rr decrypted the record Python put (fragments Python sealed to each replica)"
+"${RRPY[@]}" revoke --as py.json "$C_GRANT"
+if "$RR_CLI" --as bob get "$C_GRANT" -o c-refused.out 2>c-refused.err; then
+    fail "rr still read a grant Python revoked on the cluster"
+fi
+grep -q revoked c-refused.err || fail "unexpected refusal: $(cat c-refused.err)"
+echo "ok: after Python revoked on the cluster, rr is refused"
+step "stopping the cluster"
+kill "$NODE_PID"
+wait "$NODE_PID" 2>/dev/null || true
+NODE_PID=""
 echo
 echo "interop: all passed in $(( $(date +%s) - START_S )) s"

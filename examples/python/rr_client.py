@@ -27,6 +27,7 @@ import hmac
 import json
 import os
 import struct
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
@@ -932,12 +933,18 @@ def authorization(account: Account, cluster: bytes, scope: str, at: Optional[int
 class Node:
     """One replica's HTTP API (§11.3). Answers are raw: verify them."""
 
-    def __init__(self, url: str, timeout: float = 10.0):
+    def __init__(self, url: str, timeout: float = 10.0, ca_file: Optional[str] = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
+        # §15: a cluster.json with a CA pins it, and only it, for the
+        # replicas' https:// URLs. It is passed with every request: a
+        # REQUESTS_CA_BUNDLE in the environment overrides Session.verify.
+        self.ca_file = ca_file
 
     def _do(self, method: str, path: str, timeout: Optional[float] = None, **kw):
+        if self.ca_file is not None:
+            kw["verify"] = self.ca_file
         r = self.http.request(method, self.url + path, timeout=timeout or self.timeout, **kw)
         if r.status_code >= 400:
             try:
@@ -1096,6 +1103,19 @@ def load_cluster(path: str) -> list:
     return [Replica(r["api"], unhex(r["public_key"]), unhex(r["sealing_key"])) for r in reps]
 
 
+def cluster_ca_file(path: str) -> Optional[str]:
+    """§15: the CA a cluster.json carries (PEM), written to a file of its
+    own for `requests` to pin; None if the file has none (plain HTTP)."""
+    with open(path) as f:
+        ca = json.load(f).get("ca")
+    if not ca:
+        return None
+    fd, ca_path = tempfile.mkstemp(prefix="rr-cluster-ca-", suffix=".pem")
+    with os.fdopen(fd, "w") as f:
+        f.write(ca)
+    return ca_path
+
+
 @dataclass
 class Put:
     record_id: bytes
@@ -1109,14 +1129,20 @@ class Client:
     verified; the newest certified height seen is remembered (freshness,
     §10.9) for this client's lifetime."""
 
-    def __init__(self, replicas: list, identity: Identity):
+    def __init__(self, replicas: list, identity: Identity, ca_file: Optional[str] = None):
         self.replicas = replicas
-        self.nodes = [Node(r.url) for r in replicas]
+        self.nodes = [Node(r.url, ca_file=ca_file) for r in replicas]
         self.rs = ReplicaSet([r.key for r in replicas])
         self.me = identity
         self.account = identity.account
         self.keys = identity.umbral
         self.newest = 0
+
+    @classmethod
+    def cluster(cls, path: str, identity: Identity) -> "Client":
+        """The replicas of a cluster.json (§15), trusting its keys and, for
+        https:// URLs, its CA only."""
+        return cls(load_cluster(path), identity, cluster_ca_file(path))
 
     @classmethod
     def dev(cls, url: str, node_key: bytes, identity: Identity) -> "Client":

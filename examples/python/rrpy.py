@@ -11,7 +11,9 @@ with the Rust `rr` both ways.
     rrpy.py revoke --as ID.json GRANT
     rrpy.py audit --as ID.json RECORD
 
---node / RR_NODE is the dev node's URL, --node-key / RR_DEV_NODE_KEY its pinned key.
+--node / RR_NODE is the dev node's URL, --node-key / RR_DEV_NODE_KEY its pinned key;
+or --node is a cluster.json (what `rr-node localnet` writes, §15), whose
+replica keys and CA are then trusted, as `rr --node cluster.json` does.
 """
 
 import argparse
@@ -23,6 +25,8 @@ import rr_client as rr
 
 
 def client(args) -> rr.Client:
+    if os.path.isfile(args.node):
+        return rr.Client.cluster(args.node, rr.Identity.load(args.as_))
     if not args.node_key:
         sys.exit("rrpy: give the dev node's key (--node-key or RR_DEV_NODE_KEY)")
     return rr.Client.dev(args.node, bytes.fromhex(args.node_key), rr.Identity.load(args.as_))

@@ -118,6 +118,14 @@ impl LocalCa {
         let mut params = rcgen::CertificateParams::new(names.to_vec())
             .map_err(|e| setup(format!("certificate names {names:?}: {e}")))?;
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "rr-node replica API");
+        // Strict verifiers (OpenSSL's X509_V_FLAG_X509_STRICT, Python 3.13's
+        // default context) refuse a certificate a CA issued without the
+        // authority key identifier.
+        params.use_authority_key_identifier_extension = true;
         let now = std::time::SystemTime::now();
         params.not_before = now.into();
         params.not_after = (now + std::time::Duration::from_secs(10 * 365 * 24 * 3600)).into();
@@ -128,5 +136,42 @@ impl LocalCa {
             cert_pem: cert.pem(),
             key_pem: zeroize::Zeroizing::new(key.serialize_pem()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    /// The DER of the first certificate in `pem`.
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .expect("a certificate")
+            .expect("PEM")
+            .to_vec()
+    }
+
+    /// Whether `der` holds the extension whose OID ends in 2.5.29.`id`.
+    fn has_extension(der: &[u8], id: u8) -> bool {
+        der.windows(5).any(|w| w == [0x06, 0x03, 0x55, 0x1d, id])
+    }
+
+    #[test]
+    fn issued_certificates_name_their_issuer_key_for_strict_verifiers() {
+        let ca = LocalCa::generate("test CA").unwrap();
+        let cert = ca
+            .issue(&["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+        let leaf = der(&cert.cert_pem);
+        // 2.5.29.35: authority key identifier (X509_V_FLAG_X509_STRICT,
+        // Python 3.13's default, refuses a CA-issued certificate without
+        // it); 2.5.29.15: key usage; 2.5.29.17: subject alternative names.
+        assert!(has_extension(&leaf, 35), "no authority key identifier");
+        assert!(has_extension(&leaf, 15), "no key usage");
+        assert!(has_extension(&leaf, 17), "no subject alternative names");
+        // The CA has its subject key identifier, which the leaf's names.
+        assert!(has_extension(&der(&ca.cert_pem()), 14));
     }
 }
