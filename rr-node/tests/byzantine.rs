@@ -37,7 +37,7 @@ use rr_core::{
 };
 use rr_node::{
     collect, Authorization, Client, GrantOptions, Identity, LocalCluster, NodeApi, NodeError,
-    NodeInfo, Retrieval,
+    NodeInfo, Retrieval, Verified,
 };
 use rr_pre::Umbral;
 use rr_storage::StateTree;
@@ -442,14 +442,7 @@ async fn a_substituted_or_made_up_record_is_refused_and_the_liar_named() {
         // Replica 0 lies: it is the first one a read asks.
         let (members, _liar) = with_liar(&cluster, 0, lie);
         let alice = client(&cluster, members.clone(), twin(alice.identity()));
-        let read = alice
-            .replicas()
-            .record(
-                put.record_id,
-                alice.authorization(Authorization::record_scope(&put.record_id)),
-            )
-            .await
-            .unwrap();
+        let read = read_record(&alice, put.record_id).await;
         assert_eq!(read.value.as_ref(), Some(&genuine), "{lie:?}");
         assert_eq!(read.replica, ReplicaId(1), "{lie:?}");
         assert!(
@@ -488,14 +481,7 @@ async fn a_lowered_threshold_or_f_zero_changes_nothing() {
     // 2 of 4, from the trusted set.
     let (members, _liar) = with_liar(&cluster, 0, Lie::NoFaults);
     let alice = client(&cluster, members, twin(&alice_id));
-    let put = alice
-        .put(byte_stream_of(BODY.to_vec()), "text/plain")
-        .await
-        .unwrap();
-    let grant = alice
-        .grant(put.record_id, &bob.card(&Umbral), options())
-        .await
-        .unwrap();
+    let (put, grant) = share(&alice, &bob, BODY).await;
     assert_eq!(nodes[3].grant(&grant).unwrap().threshold.m, 2);
     // A threshold asked below f + 1 is refused by the contracts, with its
     // own code.
@@ -515,14 +501,7 @@ async fn a_lowered_threshold_or_f_zero_changes_nothing() {
     // A liar that lowers the grant's threshold to 1 is caught by the proof.
     let (members, _liar) = with_liar(&cluster, 0, Lie::LoweredThreshold);
     let bob_client = client(&cluster, members, twin(&bob));
-    let read = bob_client
-        .replicas()
-        .grant(
-            grant,
-            bob_client.authorization(Authorization::grant_scope(&grant)),
-        )
-        .await
-        .unwrap();
+    let read = read_grant(&bob_client, grant).await;
     assert_eq!(read.value.unwrap().threshold.m, 2);
     assert!(
         named(&read.skipped, 0, "does not hold"),
@@ -609,14 +588,7 @@ async fn a_swallowed_revoke_with_a_fabricated_receipt_sent_first_is_not_believed
     }
     // The erasure confirmations it claims (all four, at once) are not
     // believed: the count the client sees is the certified one.
-    let read = alice
-        .replicas()
-        .grant(
-            grant,
-            alice.authorization(Authorization::grant_scope(&grant)),
-        )
-        .await
-        .unwrap();
+    let read = read_grant(&alice, grant).await;
     assert!(
         named(&read.skipped, 0, "does not hold"),
         "{:?}",
@@ -643,6 +615,18 @@ async fn a_swallowed_revoke_with_a_fabricated_receipt_sent_first_is_not_believed
     cluster.shutdown().await.unwrap();
 }
 
+/// `alice`'s verified read of record `id`, through her replicas.
+async fn read_record(alice: &Client<Umbral>, id: RecordId) -> Verified<Option<RecordInfo>> {
+    let auth = alice.authorization(Authorization::record_scope(&id));
+    alice.replicas().record(id, auth).await.unwrap()
+}
+
+/// `alice`'s verified read of grant `id`, through her replicas.
+async fn read_grant(alice: &Client<Umbral>, id: GrantId) -> Verified<Option<GrantInfo>> {
+    let auth = alice.authorization(Authorization::grant_scope(&id));
+    alice.replicas().grant(id, auth).await.unwrap()
+}
+
 fn skipped_by(skipped: &[rr_node::SkippedReplica], i: u16) -> bool {
     skipped.iter().any(|s| s.replica == ReplicaId(i))
 }
@@ -659,14 +643,7 @@ async fn a_replica_denying_what_it_holds_hides_nothing() {
     let alice = client(&cluster, members.clone(), Identity::generate(&Umbral));
     let bob = Identity::generate(&Umbral);
     // Its admission refusal does not stop the register: the others order it.
-    let put = alice
-        .put(byte_stream_of(BODY.to_vec()), "text/plain")
-        .await
-        .unwrap();
-    let grant = alice
-        .grant(put.record_id, &bob.card(&Umbral), options())
-        .await
-        .unwrap();
+    let (put, grant) = share(&alice, &bob, BODY).await;
     assert!(liar.calls() > 0, "the liar was asked");
     // The real replica behind the liar commits the record too and, lacking
     // its blob (the upload never reached it), fetches it from its peers
@@ -692,14 +669,7 @@ async fn a_replica_denying_what_it_holds_hides_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let record = alice
-        .replicas()
-        .record(
-            put.record_id,
-            alice.authorization(Authorization::record_scope(&put.record_id)),
-        )
-        .await
-        .unwrap();
+    let record = read_record(&alice, put.record_id).await;
     assert_eq!(
         record.value.as_ref(),
         Some(&nodes[1].record(&put.record_id).unwrap())
@@ -707,14 +677,7 @@ async fn a_replica_denying_what_it_holds_hides_nothing() {
     assert_ne!(record.replica, ReplicaId(0));
     assert!(skipped_by(&record.skipped, 0), "{:?}", record.skipped);
 
-    let granted = alice
-        .replicas()
-        .grant(
-            grant,
-            alice.authorization(Authorization::grant_scope(&grant)),
-        )
-        .await
-        .unwrap();
+    let granted = read_grant(&alice, grant).await;
     let granted = granted.value.expect("the grant is there");
     assert_eq!(granted.status, GrantStatus::Active);
     assert_eq!(granted.grantee, bob.account());
@@ -755,14 +718,7 @@ async fn stale_answers_are_never_believed() {
     // or restarted from an old copy).
     let (members, _liar) = with_liar(&cluster, 0, Lie::Stale);
     let alice = client(&cluster, members.clone(), twin(alice.identity()));
-    let before = alice
-        .replicas()
-        .grant(
-            grant,
-            alice.authorization(Authorization::grant_scope(&grant)),
-        )
-        .await
-        .unwrap();
+    let before = read_grant(&alice, grant).await;
     assert_eq!(before.replica, ReplicaId(0));
     assert_eq!(before.value.unwrap().status, GrantStatus::Active);
     alice.revoke(grant).await.unwrap();

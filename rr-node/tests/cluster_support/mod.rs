@@ -92,6 +92,17 @@ pub async fn alice_shares(
 ) -> (Client<Umbral>, Identity<Umbral>, PutOutcome, GrantId) {
     let alice = cluster.client(Identity::generate(&Umbral));
     let bob = Identity::generate(&Umbral);
+    let (put, grant) = share(&alice, &bob, body).await;
+    (alice, bob, put, grant)
+}
+
+/// `alice` stores `body` and grants it to `bob` for treatment, with the
+/// default threshold.
+pub async fn share(
+    alice: &Client<Umbral>,
+    bob: &Identity<Umbral>,
+    body: &[u8],
+) -> (PutOutcome, GrantId) {
     let put = alice
         .put(byte_stream_of(body.to_vec()), "text/plain")
         .await
@@ -100,5 +111,5 @@ pub async fn alice_shares(
         .grant(put.record_id, &bob.card(&Umbral), options())
         .await
         .unwrap();
-    (alice, bob, put, grant)
+    (put, grant)
 }
