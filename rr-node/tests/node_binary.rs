@@ -124,6 +124,26 @@ fn bad_settings_get_one_clear_line() {
         .arg(&dir);
     fails_with(cmd, "max_blob_size");
 
+    // Upload limits: a flag beats the environment, and zero is refused.
+    let mut cmd = rr_node();
+    cmd.args([
+        "dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-quota-bytes",
+        "0",
+    ])
+    .env("RR_NODE_UPLOAD_QUOTA_BYTES", "1000")
+    .arg("--data-dir")
+    .arg(&dir);
+    fails_with(cmd, "upload_quota_bytes");
+    let mut cmd = rr_node();
+    cmd.args(["dev", "--listen", "127.0.0.1:0"])
+        .args(["--unreferenced-grace-secs", "0"])
+        .arg("--data-dir")
+        .arg(&dir);
+    fails_with(cmd, "unreferenced_grace_secs");
+
     let file = tmp.path().join("typo.toml");
     std::fs::write(&file, "data_dirr = \"/tmp/x\"\n").unwrap();
     let mut cmd = rr_node();

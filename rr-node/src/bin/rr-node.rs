@@ -65,6 +65,18 @@ struct DevArgs {
     /// Largest record upload, in bytes [default: 17179869184, 16 GiB].
     #[arg(long)]
     max_blob_size: Option<u64>,
+    /// Bytes one account may have uploaded that no committed record names
+    /// yet [default: 4294967296, 4 GiB].
+    #[arg(long, value_name = "BYTES")]
+    upload_quota_bytes: Option<u64>,
+    /// Bytes all accounts together may have uploaded that no committed
+    /// record names yet [default: 68719476736, 64 GiB].
+    #[arg(long, value_name = "BYTES")]
+    max_unreferenced_bytes: Option<u64>,
+    /// Seconds an upload no committed record names is kept before it is
+    /// deleted [default: 86400, 24 h].
+    #[arg(long, value_name = "SECS")]
+    unreferenced_grace_secs: Option<u64>,
     /// Log filter, such as `info` or `rr_node=debug` [default: info].
     #[arg(long)]
     log: Option<String>,
@@ -136,6 +148,15 @@ impl DevSettings {
         }
         if let Some(v) = args.max_blob_size {
             b = b.set_override("max_blob_size", v)?;
+        }
+        for (key, value) in [
+            ("upload_quota_bytes", args.upload_quota_bytes),
+            ("max_unreferenced_bytes", args.max_unreferenced_bytes),
+            ("unreferenced_grace_secs", args.unreferenced_grace_secs),
+        ] {
+            if let Some(v) = value {
+                b = b.set_override(key, v)?;
+            }
         }
         if let Some(v) = &args.log {
             b = b.set_override("log", v.as_str())?;
