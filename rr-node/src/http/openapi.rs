@@ -22,30 +22,27 @@ use utoipa::{OpenApi, ToSchema};
 use rr_core::{ErrorCode, PolicyCode, MAX_TX_BYTES};
 
 /// The answer of `GET /v1/health`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // A schema only: the handler builds the answer with `json!`.
+#[derive(serde::Serialize, ToSchema)]
 pub(super) struct Health {
     /// Always `ok` when the node answers.
-    status: HealthStatus,
+    pub(super) status: HealthStatus,
     /// Height of the last executed block (0 before the first).
-    height: u64,
+    pub(super) height: u64,
 }
 
 /// The node answers.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // A schema only.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub(super) enum HealthStatus {
     /// Serving.
     Ok,
 }
 
 /// The answer of `POST /v1/blobs`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // A schema only: the handler builds the answer with `json!`.
+#[derive(serde::Serialize, ToSchema)]
 pub(super) struct BlobCreated {
     /// The blob's content id.
-    cid: rr_core::ContentId,
+    pub(super) cid: rr_core::ContentId,
 }
 
 /// Raw bytes (`application/octet-stream`).

@@ -17,7 +17,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rr_core::{
     AccountId, ContentId, DecodeError, GrantId, RecordId, SignedTransaction, TxId, MAX_TX_BYTES,
 };
-use serde_json::json;
 
 use super::error::ApiError;
 use crate::api::NodeError;
@@ -558,9 +557,12 @@ fn auth(headers: &HeaderMap, scope: String) -> ApiResult<Authorization> {
 /// Liveness and ledger height
 #[utoipa::path(get, path = "/v1/health", operation_id = "health",
     responses((status = 200, description = "Serving", body = super::openapi::Health)))]
-async fn health(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+async fn health(State(s): State<AppState>) -> ApiResult<Json<super::openapi::Health>> {
     let info = s.api.info().await?;
-    Ok(Json(json!({"status": "ok", "height": info.status.height})))
+    Ok(Json(super::openapi::Health {
+        status: super::openapi::HealthStatus::Ok,
+        height: info.status.height,
+    }))
 }
 
 /// Replica set, schemes, n, f and ledger status
@@ -847,7 +849,7 @@ async fn put_blob(
             }
             other => other,
         })?;
-    Ok((StatusCode::CREATED, Json(json!({"cid": cid}))))
+    Ok((StatusCode::CREATED, Json(super::openapi::BlobCreated { cid })))
 }
 
 /// An upload's body stream, reporting the length its Content-Length
