@@ -26,7 +26,17 @@
 #                     ignores; it must be on the same file system as rr-fuzz/
 #                     for `cargo fuzz cmin`), kept and printed at the end
 #
-# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+#   FUZZ_TOOLCHAIN    the toolchain cargo-fuzz builds with (default: nightly
+#                     if rustup has it, else the default toolchain); one that
+#                     is not nightly gets RUSTC_BOOTSTRAP=1: cargo-fuzz passes
+#                     unstable flags such as -Zsanitizer (stable rustc ships
+#                     the sanitizer runtimes too)
+#   FUZZ_SANITIZER    address (default) or none: without the address
+#                     sanitizer the build is faster and panics, overflows
+#                     (debug assertions are on), timeouts and allocations over
+#                     the memory limit are still found (CI's short run)
+#
+# Needs cargo-fuzz (`cargo install --locked cargo-fuzz`).
 # Exits 1 if any target crashed (the crashes are in rr-fuzz/regressions/:
 # look at them, fix the bug, and keep the file as a regression case).
 set -euo pipefail
@@ -48,9 +58,29 @@ mkdir -p fuzz/work
 WORK_DIR=${WORK_DIR:-$(mktemp -d "$PWD/fuzz/work/$(date +%Y%m%d-%H%M%S).XXXX")}
 mkdir -p "$WORK_DIR"
 
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-    echo "cargo-fuzz on the nightly toolchain is needed:" >&2
-    echo "  rustup toolchain install nightly && cargo install cargo-fuzz" >&2
+if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
+    toolchain=(+"$FUZZ_TOOLCHAIN")
+elif command -v rustup >/dev/null && rustup toolchain list | grep -q '^nightly'; then
+    toolchain=(+nightly)
+else
+    toolchain=()
+fi
+case "$(rustc "${toolchain[@]}" --version)" in
+    *nightly*) ;;
+    *) export RUSTC_BOOTSTRAP=1 ;;
+esac
+sanitizer=${FUZZ_SANITIZER:-address}
+# The fuzz subcommand, then the sanitizer (every subcommand must build alike).
+fuzz() {
+    local sub=$1
+    shift
+    case "$sub" in
+        build | run | tmin | cmin) cargo "${toolchain[@]}" fuzz "$sub" --sanitizer "$sanitizer" "$@" ;;
+        *) cargo "${toolchain[@]}" fuzz "$sub" "$@" ;;
+    esac
+}
+if ! fuzz --version >/dev/null 2>&1; then
+    echo "cargo-fuzz is needed: cargo install --locked cargo-fuzz" >&2
     exit 2
 fi
 
@@ -58,7 +88,7 @@ target_dir=()
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     target_dir=(--target-dir "$CARGO_TARGET_DIR")
 fi
-bin_dir="${CARGO_TARGET_DIR:-$PWD/fuzz/target}/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
+bin_dir="${CARGO_TARGET_DIR:-$PWD/fuzz/target}/$(rustc "${toolchain[@]}" -vV | sed -n 's/^host: //p')/release"
 
 # The longest input worth trying: small for fixed-size encodings, larger
 # where an input holds several messages, chunks or proofs.
@@ -82,11 +112,11 @@ sha_list() { # the SHA-1 of every file in $1, sorted
 if [ -n "${TARGETS:-}" ]; then
     read -r -a targets <<<"$TARGETS"
 else
-    mapfile -t targets < <(cargo +nightly fuzz list)
+    mapfile -t targets < <(fuzz list)
 fi
 
-echo "building ${#targets[@]} fuzz targets (nightly, address sanitizer)"
-cargo +nightly fuzz build "${target_dir[@]}"
+echo "building ${#targets[@]} fuzz targets ($(rustc "${toolchain[@]}" --version), sanitizer: $sanitizer)"
+fuzz build "${target_dir[@]}"
 
 rows=()
 failed=0
@@ -114,7 +144,7 @@ for t in "${targets[@]}"; do
     echo "=== $t: ${FUZZ_SECS}s (max_len $len) $(date +%T)"
     start=$(date +%s)
     set +e
-    cargo +nightly fuzz run "${target_dir[@]}" "$t" "$work/corpus" -- "${flags[@]}" \
+    fuzz run "${target_dir[@]}" "$t" "$work/corpus" -- "${flags[@]}" \
         >"$work/fuzz.log" 2>&1
     status=$?
     set -e
@@ -146,7 +176,7 @@ for t in "${targets[@]}"; do
         case "$name" in
             crash-* | leak-*)
                 # tmin writes minimized-from-<hash> under the artifact prefix.
-                cargo +nightly fuzz tmin "${target_dir[@]}" --runs 2000 "$t" "$a" -- \
+                fuzz tmin "${target_dir[@]}" --runs 2000 "$t" "$a" -- \
                     -rss_limit_mb="$RSS_LIMIT_MB" -timeout="$TIMEOUT_SECS" \
                     -artifact_prefix="$work/minimized/" \
                     >"$work/tmin-$name.log" 2>&1 || true
@@ -169,7 +199,7 @@ for t in "${targets[@]}"; do
     if [ "${NO_CORPUS_UPDATE:-0}" != 1 ]; then
         # A set cover of the edges (not of hit counts): the smallest corpus
         # that keeps the coverage, a few hundred files at most.
-        cargo +nightly fuzz cmin "${target_dir[@]}" "$t" "$work/corpus" -- \
+        fuzz cmin "${target_dir[@]}" "$t" "$work/corpus" -- \
             -set_cover_merge=1 -use_counters=0 \
             -rss_limit_mb="$RSS_LIMIT_MB" -timeout="$TIMEOUT_SECS" -max_len="$len" \
             >"$work/cmin.log" 2>&1 || echo "cmin failed: see $work/cmin.log"
