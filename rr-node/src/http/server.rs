@@ -849,7 +849,10 @@ async fn put_blob(
             }
             other => other,
         })?;
-    Ok((StatusCode::CREATED, Json(super::openapi::BlobCreated { cid })))
+    Ok((
+        StatusCode::CREATED,
+        Json(super::openapi::BlobCreated { cid }),
+    ))
 }
 
 /// An upload's body stream, reporting the length its Content-Length
