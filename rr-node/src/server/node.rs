@@ -145,9 +145,9 @@ pub struct NodeParts<T: NodeTypes> {
     /// The CA that issued the peers' API certificates (PEM), pinned when
     /// this replica fetches a blob copy from a peer over `https://`.
     pub peers_ca: Option<String>,
-    /// The peers as this replica fetches blob copies from them, in replica
-    /// order, when they are reached in process (a [`crate::LocalCluster`]);
-    /// `None`: over HTTP, at `peers[i].api`.
+    /// The peers as this replica fetches blob copies from them, when they
+    /// are reached in process (a [`crate::LocalCluster`]); `None`: over
+    /// HTTP, at `peers[i].api`, pinning `peers_ca`.
     pub blob_peers: Option<BlobPeers>,
     /// Schemes this replica re-encrypts for, besides `pre` (records carry
     /// their scheme id; `rr_pre::Schemes::all()` serves every compiled-in one).
@@ -180,8 +180,8 @@ pub struct Node<T: NodeTypes> {
     repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
     sealing: Option<Arc<crate::sealing::SealingKey>>,
     peers: Vec<crate::api::Peer>,
-    peers_ca: Option<Arc<str>>,
-    blob_peers: Option<BlobPeers>,
+    /// How blob copies are fetched from `peers`.
+    blob_peers: BlobPeers,
     contracts: ContractsConfig,
     clock: Arc<dyn Clock>,
     /// Checks submitted calls' signatures, concurrent ones as one batch;
@@ -489,9 +489,10 @@ impl<T: NodeTypes> Node<T> {
             repairing: Arc::default(),
             sealing: parts.sealing.map(Arc::new),
             contracts,
+            blob_peers: parts
+                .blob_peers
+                .unwrap_or_else(|| BlobPeers::http(&parts.peers, parts.peers_ca.as_deref())),
             peers: parts.peers,
-            peers_ca: parts.peers_ca.map(Arc::from),
-            blob_peers: parts.blob_peers,
             clock: parts.clock,
             verifier: std::sync::OnceLock::new(),
         };
@@ -1322,10 +1323,11 @@ fn prove_listing(
     Ok(members)
 }
 
-/// The peers of a replica as it fetches blob copies from them, when they
-/// run in the same process and serve no HTTP (a [`crate::LocalCluster`]):
-/// replica `i` as it is now, or `None` while it is down. Its own place is
-/// never asked.
+/// The peers of a replica as it fetches blob copies from them: replica `i`
+/// as it is reached now, or `None` if it cannot be. By default a replica
+/// reaches them over HTTP (`peers[i].api`); a cluster whose replicas run in
+/// one process and serve no HTTP (a [`crate::LocalCluster`]) passes handles
+/// of its own. Its own place is never asked.
 #[derive(Clone)]
 pub struct BlobPeers(Arc<dyn Fn(usize) -> Option<Arc<dyn crate::api::NodeApi>> + Send + Sync>);
 
@@ -1340,9 +1342,39 @@ impl BlobPeers {
     }
 }
 
+impl BlobPeers {
+    /// The peers' HTTP APIs (`peers[i].api`), pinning `ca` if given; each
+    /// client is made on first use and kept (a peer whose client cannot be
+    /// made is skipped).
+    fn http(peers: &[crate::api::Peer], ca: Option<&str>) -> Self {
+        let urls: Vec<String> = peers.iter().map(|p| p.api.clone()).collect();
+        let ca: Option<Arc<str>> = ca.map(Arc::from);
+        let clients: Vec<std::sync::OnceLock<Option<Arc<dyn crate::api::NodeApi>>>> =
+            peers.iter().map(|_| std::sync::OnceLock::new()).collect();
+        Self::new(move |i| {
+            clients
+                .get(i)?
+                .get_or_init(|| {
+                    let client = match &ca {
+                        Some(ca) => crate::http::HttpClient::with_ca(&urls[i], ca),
+                        None => crate::http::HttpClient::new(&urls[i]),
+                    };
+                    match client {
+                        Ok(c) => Some(Arc::new(c) as Arc<dyn crate::api::NodeApi>),
+                        Err(e) => {
+                            warn!(target: TARGET, peer = i, error = %e, "blob repair: no client for this peer");
+                            None
+                        }
+                    }
+                })
+                .clone()
+        })
+    }
+}
+
 impl std::fmt::Debug for BlobPeers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BlobPeers(in process)")
+        f.write_str("BlobPeers")
     }
 }
 
@@ -1350,9 +1382,9 @@ impl std::fmt::Debug for BlobPeers {
 /// damaged.
 struct BlobRepair<B: ?Sized> {
     blobs: Arc<B>,
-    peers: Vec<crate::api::Peer>,
-    peers_ca: Option<Arc<str>>,
-    blob_peers: Option<BlobPeers>,
+    /// Replicas in the set.
+    n: usize,
+    peers: BlobPeers,
     me: ReplicaId,
     repairing: Arc<std::sync::Mutex<std::collections::HashSet<rr_core::ContentId>>>,
 }
@@ -1367,15 +1399,7 @@ impl<B: BlobStore + ?Sized> BlobRepair<B> {
         if !self.repairing.lock().expect("repairing lock").insert(cid) {
             return;
         }
-        repair_blob(
-            &*self.blobs,
-            &self.peers,
-            self.peers_ca.as_deref(),
-            self.blob_peers.as_ref(),
-            self.me,
-            cid,
-        )
-        .await;
+        repair_blob(&*self.blobs, self.n, &self.peers, self.me, cid).await;
         self.repairing.lock().expect("repairing lock").remove(&cid);
     }
 }
@@ -1385,29 +1409,14 @@ impl<B: BlobStore + ?Sized> BlobRepair<B> {
 /// hash to something else are dropped again.
 async fn repair_blob<B: BlobStore + ?Sized>(
     blobs: &B,
-    peers: &[crate::api::Peer],
-    peers_ca: Option<&str>,
-    blob_peers: Option<&BlobPeers>,
+    n: usize,
+    peers: &BlobPeers,
     me: ReplicaId,
     cid: rr_core::ContentId,
 ) -> bool {
-    for (i, peer) in peers.iter().enumerate() {
-        if i == usize::from(me.0) {
+    for i in (0..n).filter(|i| *i != usize::from(me.0)) {
+        let Some(client) = (peers.0)(i) else {
             continue;
-        }
-        let client: Arc<dyn crate::api::NodeApi> = match blob_peers.map(|b| (b.0)(i)) {
-            Some(Some(handle)) => handle,
-            Some(None) => continue,
-            None => {
-                let client = match peers_ca {
-                    Some(ca) => crate::http::HttpClient::with_ca(&peer.api, ca),
-                    None => crate::http::HttpClient::new(&peer.api),
-                };
-                let Ok(client) = client else {
-                    continue;
-                };
-                Arc::new(client)
-            }
         };
         let stream = match client.get_blob(cid).await {
             Ok(s) => s,
@@ -1772,9 +1781,8 @@ impl<T: NodeTypes> Node<T> {
     fn blob_repair(&self) -> BlobRepair<T::Blobs> {
         BlobRepair {
             blobs: self.blobs.clone(),
-            peers: self.peers.clone(),
-            peers_ca: self.peers_ca.clone(),
-            blob_peers: self.blob_peers.clone(),
+            n: self.peers.len(),
+            peers: self.blob_peers.clone(),
             me: self.replica,
             repairing: self.repairing.clone(),
         }
